@@ -1,0 +1,107 @@
+"""Loads a configured model: the real ``from_pretrained`` path for every source.
+
+Built-in small models are written to a cache folder on first use and then
+loaded back from it exactly as an operator's local checkpoint would be.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from inference_server.errors import ModelLoadError
+from inference_server.model_config import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# builtin name -> module holding ``build(folder)``; the relief model needs no weights.
+BUILTIN_BUILDERS: dict[str, str] = {
+    "tiny-sdxl": "inference_server.tiny.sdxl",
+    "tiny-ltx-video": "inference_server.tiny.ltx_video",
+    "tiny-ltx2": "inference_server.tiny.ltx2",
+    "tiny-shap-e": "inference_server.tiny.shap_e",
+}
+WEIGHTLESS = {"relief"}
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def builtin_name(spec: ModelSpec) -> str | None:
+    return spec.source.removeprefix("builtin:") if spec.source.startswith("builtin:") else None
+
+
+def ensure_builtin(name: str, cache_dir: Path) -> Path:
+    """The folder of a built-in small model, building it there once (atomically)."""
+    folder = cache_dir / name
+    if (folder / "model_index.json").exists():
+        return folder
+    module_name = BUILTIN_BUILDERS.get(name)
+    if module_name is None:
+        raise ModelLoadError(f"unknown built-in model {name!r}")
+    build: Callable[[Path], None] = importlib.import_module(module_name).build
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=f".{name}-") as tmp:
+        staging = Path(tmp) / name
+        log.info("building built-in model %s in %s", name, folder)
+        build(staging)
+        if not (folder / "model_index.json").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            staging.rename(folder)
+    return folder
+
+
+def resolve_source(spec: ModelSpec, cache_dir: Path) -> str:
+    name = builtin_name(spec)
+    return str(ensure_builtin(name, cache_dir)) if name is not None else spec.source
+
+
+def pipeline_class(spec: ModelSpec) -> Any:
+    diffusers = importlib.import_module("diffusers")
+    if spec.pipeline == "auto":
+        return diffusers.DiffusionPipeline
+    cls = getattr(diffusers, spec.pipeline, None)
+    if cls is None:
+        raise ModelLoadError(f"{spec.name}: diffusers has no pipeline class {spec.pipeline!r}")
+    return cls
+
+
+def load_pipeline(spec: ModelSpec, cache_dir: Path) -> Any:
+    """``from_pretrained`` by repository id or folder, then device, memory and speed options."""
+    if builtin_name(spec) in WEIGHTLESS:
+        return None
+    source = resolve_source(spec, cache_dir)
+    try:
+        pipe = pipeline_class(spec).from_pretrained(source, torch_dtype=DTYPES[spec.dtype])
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{spec.name}: cannot load {source!r}: {exc}") from exc
+    apply_options(pipe, spec)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def apply_options(pipe: Any, spec: ModelSpec) -> None:
+    """Device placement and the memory and speed options of the model's configuration."""
+    on_cuda = spec.device.startswith("cuda") and torch.cuda.is_available()
+    if spec.cpu_offload and on_cuda:
+        pipe.enable_model_cpu_offload(device=spec.device)
+    else:
+        pipe.to(spec.device if on_cuda or not spec.device.startswith("cuda") else "cpu")
+    if spec.vae_tiling and hasattr(pipe, "enable_vae_tiling"):
+        pipe.enable_vae_tiling()
+    if spec.attention == "xformers" and on_cuda:
+        try:
+            pipe.enable_xformers_memory_efficient_attention()
+        except (ImportError, ModuleNotFoundError, ValueError) as exc:
+            log.warning("%s: xformers unavailable, keeping SDPA: %s", spec.name, exc)
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if spec.channels_last and denoiser is not None and hasattr(pipe, "unet"):
+        denoiser.to(memory_format=torch.channels_last)
+    if spec.compile and on_cuda and denoiser is not None:
+        denoiser.compile(mode="max-autotune-no-cudagraphs")

@@ -1,0 +1,106 @@
+"""The model registry's configuration: public names bound to pipelines.
+
+Read from a TOML file (``[models.<public-name>]`` tables). This module imports
+no torch, so the REST bridge reads the same file to validate model names and
+sizes before it sends anything.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ModelKind = Literal["image", "video", "mesh"]
+
+
+class ModelSpec(BaseModel):
+    """One public model name and the pipeline behind it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: ModelKind
+    source: str = Field(
+        description="repository id, local folder, or 'builtin:<name>' for a small built-in model"
+    )
+    pipeline: str = Field("auto", description="diffusers pipeline class name, or 'auto'")
+    default: bool = False
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: str = "cpu"
+    steps: int = Field(4, ge=1, le=200)
+    guidance: float = Field(5.0, ge=0.0, le=30.0)
+    width: int = Field(1024, ge=16)
+    height: int = Field(1024, ge=16)
+    size_factor: int = Field(8, ge=1)
+    frame_rate: float = Field(24.0, gt=0)
+    temporal_factor: int = Field(8, ge=1)
+    min_duration: int = Field(1, ge=1)
+    max_duration: int = Field(10, ge=1)
+    negative_prompt: str = ""
+    vae_tiling: bool = False
+    cpu_offload: bool = False
+    attention: Literal["sdpa", "xformers"] = "sdpa"
+    channels_last: bool = False
+    compile: bool = False
+    preload: bool = True
+
+    @model_validator(mode="after")
+    def _durations(self) -> ModelSpec:
+        if self.min_duration > self.max_duration:
+            raise ValueError("min_duration is above max_duration")
+        return self
+
+
+class ModelTable(BaseModel):
+    """All configured models."""
+
+    models: list[ModelSpec]
+
+    def get(self, name: str, kind: ModelKind) -> ModelSpec | None:
+        for spec in self.models:
+            if spec.name == name and spec.kind == kind:
+                return spec
+        return None
+
+    def default(self, kind: ModelKind) -> ModelSpec | None:
+        of_kind = [m for m in self.models if m.kind == kind]
+        for spec in of_kind:
+            if spec.default:
+                return spec
+        return of_kind[0] if of_kind else None
+
+    def names(self, kind: ModelKind) -> list[str]:
+        return [m.name for m in self.models if m.kind == kind]
+
+
+EMBEDDED_MODELS: dict[str, dict[str, object]] = {
+    "nano-banana": {
+        "kind": "image",
+        "source": "builtin:tiny-sdxl",
+        "default": True,
+        "steps": 4,
+        "guidance": 5.0,
+        "width": 128,
+        "height": 128,
+        "size_factor": 8,
+    },
+}
+
+
+def table_from_mapping(raw: dict[str, dict[str, object]]) -> ModelTable:
+    return ModelTable(models=[ModelSpec.model_validate({"name": k, **v}) for k, v in raw.items()])
+
+
+def load_model_table(path: Path | None) -> ModelTable:
+    """The configured models: the TOML file's ``[models.*]`` tables, or the embedded set."""
+    if path is None:
+        return table_from_mapping(EMBEDDED_MODELS)
+    with path.open("rb") as fh:
+        raw = tomllib.load(fh)
+    models = raw.get("models")
+    if not isinstance(models, dict) or not models:
+        raise ValueError(f"{path}: no [models.<name>] tables")
+    return table_from_mapping(models)

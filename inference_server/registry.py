@@ -1,0 +1,55 @@
+"""Public model names, their loaded pipelines, and the device queue of each."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from inference_server.errors import ModelNotFound
+from inference_server.loader import load_pipeline
+from inference_server.model_config import ModelKind, ModelSpec, ModelTable
+from inference_server.scheduler import DeviceQueue
+
+log = logging.getLogger(__name__)
+
+
+class ModelRegistry:
+    """Loads pipelines lazily, always on their device's own thread."""
+
+    def __init__(self, table: ModelTable, cache_dir: Path, queue_size: int) -> None:
+        self.table = table
+        self.cache_dir = cache_dir
+        self._pipelines: dict[str, Any] = {}
+        self.queues: dict[str, DeviceQueue] = {}
+        for spec in table.models:
+            if spec.device not in self.queues:
+                self.queues[spec.device] = DeviceQueue(spec.device, queue_size)
+
+    def spec(self, name: str, kind: ModelKind) -> ModelSpec:
+        spec = self.table.get(name, kind) if name else self.table.default(kind)
+        if spec is None:
+            known = ", ".join(self.table.names(kind)) or "none"
+            raise ModelNotFound(f"no {kind} model named {name!r} (served: {known})")
+        return spec
+
+    def queue_for(self, spec: ModelSpec) -> DeviceQueue:
+        return self.queues[spec.device]
+
+    def is_loaded(self, spec: ModelSpec) -> bool:
+        return spec.name in self._pipelines
+
+    def pipeline(self, spec: ModelSpec) -> Any:
+        """The loaded pipeline; call only on the spec's device thread."""
+        if spec.name not in self._pipelines:
+            log.info("loading %s from %s", spec.name, spec.source)
+            self._pipelines[spec.name] = load_pipeline(spec, self.cache_dir)
+        return self._pipelines[spec.name]
+
+    def start(self) -> None:
+        for queue in self.queues.values():
+            queue.start()
+
+    async def stop(self) -> None:
+        for queue in self.queues.values():
+            await queue.stop()

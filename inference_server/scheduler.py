@@ -1,0 +1,158 @@
+"""One bounded queue and one worker thread per device.
+
+Every job for a device runs on that device's single thread, so two pipelines
+never compete for one GPU's memory; a full queue refuses new work at once
+instead of letting memory run out. (Merging compatible requests into batches
+is a later step; the queue is where it will happen.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference_server.errors import GenerationCancelled, OutOfDeviceMemory, QueueFull
+from inference_server.progress import StepCallback
+
+log = logging.getLogger(__name__)
+
+ProgressSink = Callable[[str, int, int, int], None]  # stage, step, total, queue position
+Work = Callable[[StepCallback], Any]
+
+
+@dataclass(eq=False)
+class Job:
+    work: Work
+    on_progress: ProgressSink
+    future: asyncio.Future[Any]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    started_at: float | None = None
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+class DeviceQueue:
+    """Runs jobs for one device in arrival order, at most ``maxsize`` waiting."""
+
+    def __init__(self, device: str, maxsize: int) -> None:
+        self.device = device
+        self.maxsize = maxsize
+        self._pending: collections.deque[Job] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"device-{device}"
+        )
+        self._worker: asyncio.Task[None] | None = None
+        self.running: Job | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.get_running_loop().create_task(
+            self._run(), name=f"queue-{self.device}"
+        )
+
+    async def stop(self) -> None:
+        for job in list(self._pending):
+            job.cancel()
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    def submit(self, work: Work, on_progress: ProgressSink) -> Job:
+        if len(self._pending) >= self.maxsize:
+            raise QueueFull(f"the queue for {self.device} is full ({self.maxsize} waiting)")
+        job = Job(
+            work=work, on_progress=on_progress, future=asyncio.get_running_loop().create_future()
+        )
+        self._pending.append(job)
+        on_progress("queued", 0, 0, len(self._pending) - 1 + (1 if self.running else 0))
+        self._wakeup.set()
+        return job
+
+    def withdraw(self, job: Job) -> None:
+        """Cancels ``job``: dropped if still waiting, stopped at its next step if running."""
+        job.cancel()
+        if job in self._pending:
+            self._pending.remove(job)
+            if not job.future.done():
+                job.future.set_exception(GenerationCancelled("cancelled while queued"))
+            self._announce_positions()
+
+    def _announce_positions(self) -> None:
+        for position, job in enumerate(self._pending):
+            job.on_progress("queued", 0, 0, position + (1 if self.running else 0))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            job = self._pending.popleft()
+            self.running = job
+            self._announce_positions()
+            try:
+                result = await loop.run_in_executor(self._executor, self._execute, job, loop)
+            except BaseException as exc:  # delivered to the waiting RPC, never lost
+                if not job.future.done():
+                    job.future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            else:
+                if not job.future.done():
+                    job.future.set_result(result)
+            finally:
+                self.running = None
+
+    def _execute(self, job: Job, loop: asyncio.AbstractEventLoop) -> Any:
+        if job.cancelled.is_set():
+            raise GenerationCancelled("cancelled before it started")
+        job.started_at = time.perf_counter()
+
+        def on_step(step: int, total: int, stage: str) -> None:
+            if job.cancelled.is_set():
+                raise GenerationCancelled(f"cancelled at {stage} step {step}")
+            loop.call_soon_threadsafe(job.on_progress, stage, step, total, 0)
+
+        try:
+            return job.work(on_step)
+        except Exception as exc:
+            if _is_out_of_memory(exc):
+                _free_device_memory()
+                raise OutOfDeviceMemory(f"out of memory on {self.device}") from exc
+            raise
+
+
+def _drop_unread(future: asyncio.Future[Any]) -> None:
+    """A caller that went away never reads its job's outcome; that is not an error to log."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _free_device_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,157 @@
+"""The gRPC servicer: proto in, proto out; the work itself lives in ``generation.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from genserve.inference.v1 import inference_pb2 as pb
+from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
+from inference_server import generation
+from inference_server.artifacts import to_chunks
+from inference_server.metrics import Metrics
+from inference_server.model_config import ModelKind, ModelSpec
+from inference_server.registry import ModelRegistry
+from inference_server.status_codes import streaming_errors
+
+STAGES = {
+    "queued": pb.STAGE_QUEUED,
+    "loading": pb.STAGE_LOADING,
+    "denoising": pb.STAGE_DENOISING,
+    "decoding": pb.STAGE_DECODING,
+    "encoding": pb.STAGE_ENCODING,
+}
+KINDS: dict[ModelKind, int] = {
+    "image": pb.MODEL_KIND_IMAGE,
+    "video": pb.MODEL_KIND_VIDEO,
+    "mesh": pb.MODEL_KIND_MESH,
+}
+
+_DONE = object()
+
+
+class InferenceServicer(pb_grpc.InferenceServiceServicer):
+    """Validates, queues, streams progress, encodes off the loop, streams the files."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        encode_pool: concurrent.futures.Executor,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.registry = registry
+        self.encode_pool = encode_pool
+        self.metrics = metrics
+
+    @streaming_errors
+    async def GenerateImage(
+        self, request: pb.GenerateImageRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateImageResponse]:
+        spec = self.registry.spec(request.model, "image")
+        plan = generation.plan_image(spec, request)
+        async for event in self._generate(spec, plan):
+            yield pb.GenerateImageResponse(**event)
+
+    async def GenerateVideo(
+        self, request: pb.GenerateVideoRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateVideoResponse]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "video models are not served yet")
+        yield pb.GenerateVideoResponse()
+
+    async def GenerateMesh(
+        self, request: pb.GenerateMeshRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateMeshResponse]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "3D models are not served yet")
+        yield pb.GenerateMeshResponse()
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        models = []
+        for spec in self.registry.table.models:
+            kind = KINDS[spec.kind]
+            if request.kind not in (pb.MODEL_KIND_UNSPECIFIED, kind):
+                continue
+            default = self.registry.table.default(spec.kind)
+            models.append(
+                pb.ModelInfo(
+                    name=spec.name,
+                    kind=kind,  # type: ignore[arg-type]
+                    is_default=default is not None and default.name == spec.name,
+                    source=spec.source,
+                    default_steps=spec.steps,
+                    native_width=spec.width,
+                    native_height=spec.height,
+                    size_factor=spec.size_factor,
+                    frame_rate=spec.frame_rate,
+                    min_duration_seconds=spec.min_duration,
+                    max_duration_seconds=spec.max_duration,
+                    loaded=self.registry.is_loaded(spec),
+                )
+            )
+        return pb.ListModelsResponse(models=models)
+
+    async def _generate(
+        self,
+        spec: ModelSpec,
+        plan: generation.Plan,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The shared stream: queue, progress, encode off the loop, chunks, completion."""
+        received = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Any] = asyncio.Queue()
+
+        def on_progress(stage: str, step: int, total: int, position: int) -> None:
+            events.put_nowait(
+                pb.Progress(
+                    stage=STAGES[stage],  # type: ignore[arg-type]
+                    step=step,
+                    total_steps=total,
+                    elapsed_seconds=time.perf_counter() - received,
+                    queue_position=position,
+                )
+            )
+
+        queue = self.registry.queue_for(spec)
+        job = queue.submit(plan.work(self.registry), on_progress)
+        if self.metrics is not None:
+            self.metrics.queue_depth.labels(queue.device).set(queue.depth)
+        job.future.add_done_callback(lambda _f: events.put_nowait(_DONE))
+        try:
+            while (event := await events.get()) is not _DONE:
+                yield {"progress": event}
+            raw = job.future.result()
+            started = job.started_at or received
+            inferred = time.perf_counter()
+
+            def encode_step(step: int, total: int, stage: str) -> None:
+                loop.call_soon_threadsafe(on_progress, stage, step, total, 0)
+
+            artifacts = await loop.run_in_executor(self.encode_pool, plan.encode, raw, encode_step)
+            while not events.empty():
+                item = events.get_nowait()
+                if item is not _DONE:
+                    yield {"progress": item}
+            encoded = time.perf_counter()
+            for artifact in artifacts:
+                for chunk in to_chunks(artifact):
+                    yield {"chunk": chunk}
+            timings = pb.Timings(
+                queued_seconds=started - received,
+                inference_seconds=inferred - started,
+                encode_seconds=encoded - inferred,
+                total_seconds=time.perf_counter() - received,
+            )
+            primaries = sum(1 for a in artifacts if a.role == pb.ARTIFACT_ROLE_PRIMARY)
+            yield {
+                "completion": pb.Completion(
+                    timings=timings, seed=plan.seed, artifact_count=primaries
+                )
+            }
+        finally:
+            queue.withdraw(job)

@@ -1,0 +1,186 @@
+"""Runs one generation for a caller: debit, RPC, store, complete or refund.
+
+Shared by every modality. The generation row is written pending together
+with the debit, and always ends completed, failed or cancelled; files are
+stored before the row says completed and removed if it cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from starlette.concurrency import run_in_threadpool
+
+from genserve.inference.v1 import inference_pb2 as pb
+from rest_bridge.auth import Caller
+from rest_bridge.errors import ApiError
+from rest_bridge.inference_client import CollectedFile, collect, rest_error
+from rest_bridge.state import BridgeState
+from storage import generations, points
+from storage.models import Asset, Generation, new_asset_token
+
+log = logging.getLogger(__name__)
+
+ProgressHook = Callable[[pb.Progress], Awaitable[None]]
+
+
+@dataclass
+class GenerationOrder:
+    """What the route validated: everything needed to run and record the work."""
+
+    kind: str  # image | video | 3d
+    model: str
+    prompt: str
+    params: dict[str, Any]
+    cost: int
+    rpc: str
+    request: Any
+    timeout_s: float
+
+
+@dataclass
+class GenerationOutcome:
+    generation: Generation
+    assets: list[Asset]
+    remaining_points: int
+    generation_time_ms: int
+    seed: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def primaries(self) -> list[Asset]:
+        return [a for a in self.assets if a.role == "primary"]
+
+    def preview(self, index: int = 0) -> Asset | None:
+        for a in self.assets:
+            if a.role == "preview" and a.index == index:
+                return a
+        return None
+
+
+ROLE_NAMES: dict[int, str] = {pb.ARTIFACT_ROLE_PRIMARY: "primary", pb.ARTIFACT_ROLE_PREVIEW: "preview"}
+
+
+async def run_generation(
+    state: BridgeState,
+    caller: Caller,
+    request_id: str,
+    order: GenerationOrder,
+    on_progress: ProgressHook | None = None,
+) -> GenerationOutcome:
+    gen = Generation(
+        account_id=caller.account_id,
+        api_key_id=caller.key_id,
+        kind=order.kind,
+        model=order.model,
+        prompt=order.prompt,
+        params=order.params,
+        points_cost=order.cost,
+        request_id=request_id,
+    )
+    try:
+        remaining = await state.db(points.start_generation, gen)
+    except points.InsufficientPoints as exc:
+        raise ApiError(
+            402,
+            "insufficient_points",
+            f"This needs {exc.needed} points and the balance is {exc.balance}.",
+        ) from exc
+    started = time.perf_counter()
+    try:
+        call = state.client.stream(order.rpc, order.request, order.timeout_s)
+        try:
+            result = await collect(call, on_progress)
+        finally:
+            call.cancel()
+    except grpc.aio.AioRpcError as exc:
+        err = rest_error(exc, state.settings.retry_after_s)
+        status = "cancelled" if exc.code() == grpc.StatusCode.CANCELLED else "failed"
+        await _end(state, gen.id, status, err.code, exc.details() or err.message)
+        raise err from exc
+    except asyncio.CancelledError:
+        await asyncio.shield(
+            _end(state, gen.id, "cancelled", "client_disconnected", "The client went away.")
+        )
+        raise
+    except ApiError as err:
+        await _end(state, gen.id, "failed", err.code, err.message)
+        raise
+    elapsed_ms = int((time.perf_counter() - started) * 1000)
+    assets = await _store(state, gen, result.files, elapsed_ms)
+    return GenerationOutcome(
+        generation=gen,
+        assets=assets,
+        remaining_points=remaining,
+        generation_time_ms=elapsed_ms,
+        seed=result.completion.seed,
+    )
+
+
+async def _end(
+    state: BridgeState, generation_id: str, status: str, code: str, message: str
+) -> None:
+    await state.db(
+        points.finish_unsuccessfully, generation_id, status=status, code=code, message=message
+    )
+
+
+async def _store(
+    state: BridgeState, gen: Generation, files: list[CollectedFile], elapsed_ms: int
+) -> list[Asset]:
+    assets = [
+        Asset(
+            generation_id=gen.id,
+            index=f.index,
+            role=ROLE_NAMES.get(f.role, "primary"),
+            token=new_asset_token(),
+            blob_key="",
+            file_name=f.file_name,
+            content_type=f.content_type,
+            file_size=len(f.data),
+            width=f.width,
+            height=f.height,
+            duration=f.duration_seconds,
+        )
+        for f in files
+    ]
+    for asset, f in zip(assets, files, strict=True):
+        asset.file_name = _public_name(gen, f)
+        asset.blob_key = f"{asset.token}/{asset.file_name}"
+
+    def write_all() -> None:
+        for asset, f in zip(assets, files, strict=True):
+            state.blobs.put(asset.blob_key, bytes(f.data))
+
+    def remove_all() -> None:
+        for asset in assets:
+            state.blobs.delete(asset.blob_key)
+
+    try:
+        await run_in_threadpool(write_all)
+        completed = await state.db(generations.complete, gen.id, assets, elapsed_ms)
+    except BaseException:
+        await asyncio.shield(run_in_threadpool(remove_all))
+        await asyncio.shield(
+            _end(state, gen.id, "failed", "storage_error", "The output could not be stored.")
+        )
+        raise
+    if not completed:
+        await run_in_threadpool(remove_all)
+        raise ApiError(409, "generation_cancelled", "The generation was cancelled.")
+    gen.status = "completed"
+    return assets
+
+
+def _public_name(gen: Generation, f: CollectedFile) -> str:
+    """File names in the document's style, carrying the generation id."""
+    ext = f.file_name.rsplit(".", 1)[-1] if "." in f.file_name else "bin"
+    stem = {"image": "generated-image", "video": "generated-video", "3d": "3d-model"}[gen.kind]
+    if f.role == pb.ARTIFACT_ROLE_PREVIEW:
+        stem = "preview" if gen.kind == "3d" else "thumbnail"
+    return f"{stem}-{gen.id}-{f.index + 1}.{ext}"

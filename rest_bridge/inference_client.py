@@ -1,0 +1,164 @@
+"""The bridge's gRPC channel to the inference servers, and the one status-to-REST table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from genserve.inference.v1 import inference_pb2 as pb
+from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
+from rest_bridge.errors import ApiError
+
+SERVICE = "genserve.inference.v1.InferenceService"
+
+
+def rest_error(err: grpc.aio.AioRpcError | grpc.RpcError, retry_after: int) -> ApiError:
+    """Maps an RPC failure to the envelope; the only place that does."""
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details = (err.details() if hasattr(err, "details") else "") or ""
+    retry = {"Retry-After": str(retry_after)}
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ApiError(
+            503, "inference_unavailable", "The inference server is unavailable; try again shortly.",
+            headers=retry,
+        )  # fmt: skip
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ApiError(504, "generation_timeout", "The generation did not finish in time.")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ApiError(503, "overloaded", "The server is busy; try again shortly.", headers=retry)
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+        return ApiError(422, "validation_error", details or "The request was refused.")
+    if code == grpc.StatusCode.CANCELLED:
+        return ApiError(409, "generation_cancelled", "The generation was cancelled.")
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return ApiError(
+            503, "inference_unavailable", "The model is not available right now.", headers=retry
+        )
+    return ApiError(502, "inference_error", "The generation failed on the inference server.")
+
+
+def _service_config() -> str:
+    return json.dumps(
+        {
+            "loadBalancingConfig": [{"round_robin": {}}],
+            "healthCheckConfig": {"serviceName": SERVICE},
+            "methodConfig": [
+                {
+                    "name": [{"service": SERVICE, "method": "ListModels"}],
+                    "retryPolicy": {
+                        "maxAttempts": 3,
+                        "initialBackoff": "0.1s",
+                        "maxBackoff": "1s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ],
+        }
+    )
+
+
+def channel_target(targets: str) -> str:
+    """One target as given; several comma-separated ``host:port`` as a static address list."""
+    parts = [t.strip() for t in targets.split(",") if t.strip()]
+    if len(parts) == 1:
+        return parts[0]
+    return "ipv4:" + ",".join(parts)
+
+
+@dataclass
+class CollectedFile:
+    """An output file put back together from its chunks."""
+
+    index: int
+    role: int
+    content_type: str
+    file_name: str
+    width: int
+    height: int
+    duration_seconds: float
+    frame_count: int
+    frame_rate: float
+    data: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class StreamResult:
+    files: list[CollectedFile]
+    completion: pb.Completion
+
+
+class InferenceClient:
+    """Long-lived: one channel per bridge process, created in the app's lifespan."""
+
+    def __init__(self, targets: str, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.channel = grpc.aio.insecure_channel(
+            channel_target(targets),
+            options=[
+                ("grpc.service_config", _service_config()),
+                ("grpc.enable_retries", 1),
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+                ("grpc.keepalive_time_ms", 30000),
+            ],
+        )
+        self.stub = pb_grpc.InferenceServiceStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close(None)
+
+    async def serving(self, deadline_s: float = 2.0) -> bool:
+        try:
+            reply = await self.health.Check(
+                health_pb2.HealthCheckRequest(service=SERVICE), timeout=deadline_s
+            )
+        except grpc.RpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def list_models(self, deadline_s: float = 5.0) -> pb.ListModelsResponse:
+        reply: pb.ListModelsResponse = await self.stub.ListModels(
+            pb.ListModelsRequest(), timeout=deadline_s
+        )
+        return reply
+
+    def stream(self, method: str, request: Any, timeout: float) -> Any:
+        """Starts a server-streaming generation RPC; the caller iterates and may cancel it."""
+        return getattr(self.stub, method)(request, timeout=timeout)
+
+
+async def collect(call: AsyncIterator[Any], on_progress: Any = None) -> StreamResult:
+    """Reads a generation stream to its end: progress to ``on_progress``, chunks into files."""
+    files: dict[tuple[int, int], CollectedFile] = {}
+    completion: pb.Completion | None = None
+    async for message in call:
+        kind = message.WhichOneof("event")
+        if kind == "progress":
+            if on_progress is not None:
+                await on_progress(message.progress)
+        elif kind == "chunk":
+            c = message.chunk
+            key = (c.role, c.index)
+            f = files.get(key)
+            if f is None:
+                f = files[key] = CollectedFile(
+                    index=c.index, role=c.role, content_type=c.content_type,
+                    file_name=c.file_name, width=c.width, height=c.height,
+                    duration_seconds=c.duration_seconds, frame_count=c.frame_count,
+                    frame_rate=c.frame_rate,
+                )  # fmt: skip
+            if c.offset != len(f.data):
+                raise ApiError(502, "inference_error", "The inference server sent a broken file.")
+            f.data.extend(c.data)
+        elif kind == "completion":
+            completion = message.completion
+    if completion is None:
+        raise ApiError(502, "inference_error", "The inference server ended without a result.")
+    ordered = sorted(files.values(), key=lambda f: (f.role, f.index))
+    return StreamResult(files=ordered, completion=completion)

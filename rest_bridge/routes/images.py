@@ -1,0 +1,73 @@
+"""POST /api/v1/images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from genserve.inference.v1 import inference_pb2 as pb
+from rest_bridge.auth import CurrentCaller, StateDep
+from rest_bridge.envelope import request_id
+from rest_bridge.errors import validation_error
+from rest_bridge.generate import GenerationOrder, run_generation
+from rest_bridge.pricing import image_price
+from rest_bridge.schemas import ImageRequest
+
+router = APIRouter(prefix="/api/v1", tags=["images"])
+
+FORMATS = {"png": pb.IMAGE_FORMAT_PNG, "jpeg": pb.IMAGE_FORMAT_JPEG, "webp": pb.IMAGE_FORMAT_WEBP}
+
+
+@router.post("/images")
+async def create_images(
+    body: ImageRequest, request: Request, caller: CurrentCaller, state: StateDep
+) -> dict[str, Any]:
+    if state.models.get(body.model, "image") is None:
+        names = ", ".join(state.models.names("image"))
+        raise validation_error("model", f"unknown image model; available: {names}")
+    rid = request_id(request)
+    order = GenerationOrder(
+        kind="image",
+        model=body.model,
+        prompt=body.prompt,
+        params={
+            "aspect_ratio": body.aspect_ratio,
+            "output_format": body.output_format,
+            "num_images": body.num_images,
+        },
+        cost=image_price(state.settings, body.num_images),
+        rpc="GenerateImage",
+        request=pb.GenerateImageRequest(
+            model=body.model,
+            prompt=body.prompt,
+            aspect_ratio=body.aspect_ratio,
+            num_images=body.num_images,
+            format=FORMATS[body.output_format],  # type: ignore[arg-type]
+            request_id=rid,
+        ),
+        timeout_s=state.settings.image_timeout_s,
+    )
+    outcome = await run_generation(state, caller, rid, order)
+    images = [
+        {
+            "url": state.file_url(a.token, a.file_name),
+            "content_type": a.content_type,
+            "file_name": a.file_name,
+            "file_size": a.file_size,
+            "width": a.width,
+            "height": a.height,
+            "aspect_ratio": body.aspect_ratio,
+        }
+        for a in outcome.primaries()
+    ]
+    return {
+        "success": True,
+        "data": {
+            "images": images,
+            "generation_id": outcome.generation.id,
+            "generation_time": outcome.generation_time_ms,
+            "remaining_points": outcome.remaining_points,
+            "request_id": rid,
+        },
+    }

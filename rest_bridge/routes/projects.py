@@ -1,0 +1,105 @@
+"""GET /api/v1/projects: the caller's finished generations, paged and filtered."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from rest_bridge.auth import CurrentCaller, StateDep
+from rest_bridge.state import BridgeState
+from storage import generations
+from storage.models import Asset, Generation
+
+router = APIRouter(prefix="/api/v1", tags=["projects"])
+
+TYPE_FILTER: dict[str, str | None] = {"all": None, "images": "image", "videos": "video", "3d": "3d"}
+
+
+def iso(dt: Any) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> dict[str, Any]:
+    """One project in the document's shape, plus an ``outputs`` list of every file."""
+    primaries = [a for a in assets if a.role == "primary"]
+    previews = {a.index: a for a in assets if a.role == "preview"}
+    first = primaries[0] if primaries else None
+    thumb = previews.get(0) or first
+    metadata: dict[str, Any] = {
+        "aspect_ratio": gen.params.get("aspect_ratio"),
+        "file_size": first.file_size if first else 0,
+        "dimensions": f"{first.width}x{first.height}" if first and first.width else None,
+    }
+    if gen.kind == "video":
+        metadata.update(
+            duration=gen.params.get("duration"),
+            resolution=gen.params.get("resolution"),
+            model=gen.model,
+        )
+    if gen.kind == "3d":
+        metadata.update(
+            texture_quality=gen.params.get("texture_quality"),
+            texture_alignment=gen.params.get("texture_alignment"),
+            orientation=gen.params.get("orientation"),
+        )
+    return {
+        "id": gen.id,
+        "type": gen.kind,
+        "prompt": gen.prompt,
+        "created_at": iso(gen.created_at),
+        "url": state.file_url(first.token, first.file_name) if first else None,
+        "thumbnail": state.file_url(thumb.token, thumb.file_name) if thumb else None,
+        "metadata": metadata,
+        "model": gen.model,
+        "outputs": [
+            {
+                "url": state.file_url(a.token, a.file_name),
+                "content_type": a.content_type,
+                "file_name": a.file_name,
+                "file_size": a.file_size,
+                "width": a.width,
+                "height": a.height,
+            }
+            for a in primaries
+        ],
+    }
+
+
+@router.get("/projects")
+async def list_projects(
+    caller: CurrentCaller,
+    state: StateDep,
+    type: Annotated[Literal["all", "images", "videos", "3d"], Query()] = "all",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    sort: Annotated[Literal["createdAt", "created_at"], Query()] = "createdAt",
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+) -> dict[str, Any]:
+    def page_of(session: Any) -> tuple[list[Generation], int, dict[str, list[Asset]]]:
+        rows, total = generations.list_projects(
+            session,
+            account_id=caller.account_id,
+            kind=TYPE_FILTER[type],
+            page=page,
+            limit=limit,
+            descending=order == "desc",
+        )
+        return rows, total, generations.assets_of(session, [g.id for g in rows])
+
+    rows, total, assets = await state.db(page_of)
+    pages = math.ceil(total / limit) if total else 0
+    return {
+        "success": True,
+        "data": {
+            "projects": [project_view(state, g, assets.get(g.id, [])) for g in rows],
+            "pagination": {
+                "page": page,
+                "limit": limit,
+                "total": total,
+                "pages": pages,
+                "has_more": page < pages,
+            },
+        },
+    }

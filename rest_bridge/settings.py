@@ -1,0 +1,71 @@
+"""The REST bridge's settings: one object, read at start-up, never at import."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BridgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENSERVE_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "GENSERVE_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("REDIS_URL", "GENSERVE_REDIS_URL")
+    )
+    inference_targets: str = "127.0.0.1:50051"
+    public_base_url: str = "http://127.0.0.1:8000"
+    models_file: Path | None = None
+    key_secret: str | None = None
+    image_timeout_s: float = 300.0
+    video_timeout_s: float = 1800.0
+    mesh_timeout_s: float = 600.0
+    price_image: int = 4
+    price_video: int = 10
+    price_3d: int = 20
+    signup_points: int = 100
+    retry_after_s: int = 10
+    fetch_allow_loopback: bool = False
+    fetch_allow_private: bool = False
+    max_upload_bytes: int = 20 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> BridgeSettings:
+        if self.environment == "production" and not self.key_secret:
+            raise ValueError("GENSERVE_KEY_SECRET must be set in production")
+        if self.key_secret is not None and len(self.key_secret) < 32:
+            raise ValueError("GENSERVE_KEY_SECRET must be at least 32 characters")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'genserve.db'}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_base_url.rstrip("/")
+
+    def secret_bytes(self) -> bytes:
+        """The key-hashing secret: configured, or one created once under ``data_dir``."""
+        if self.key_secret:
+            return self.key_secret.encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()

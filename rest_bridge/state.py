@@ -1,0 +1,46 @@
+"""The bridge's long-lived objects, created in the lifespan and kept on ``app.state``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi import Request
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from inference_server.model_config import ModelTable
+from rest_bridge.inference_client import InferenceClient
+from rest_bridge.settings import BridgeSettings
+from storage.blobs import BlobStore
+
+T = TypeVar("T")
+
+
+@dataclass
+class BridgeState:
+    settings: BridgeSettings
+    engine: Engine
+    blobs: BlobStore
+    client: InferenceClient
+    models: ModelTable
+    secret: bytes
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Runs ``fn(session, ...)`` on a worker thread with a fresh session."""
+
+        def call() -> T:
+            with Session(self.engine, expire_on_commit=False) as session:
+                return fn(session, *args, **kwargs)
+
+        return await run_in_threadpool(call)
+
+    def file_url(self, token: str, file_name: str) -> str:
+        return f"{self.settings.base_url}/files/{token}/{file_name}"
+
+
+def get_state(request: Request) -> BridgeState:
+    state: BridgeState = request.app.state.bridge
+    return state

@@ -1,0 +1,91 @@
+"""Generations and their assets: written pending, ended completed or failed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import update
+from sqlmodel import Session, col, func, select
+
+from storage.models import Asset, Generation, utcnow
+
+
+def complete(
+    session: Session, generation_id: str, assets: Sequence[Asset], generation_time_ms: int
+) -> bool:
+    """Records the stored files and marks the generation completed, atomically.
+
+    False when the generation was no longer live (cancelled meanwhile): the
+    caller then removes the files it stored.
+    """
+    result = session.execute(
+        update(Generation)
+        .where(
+            col(Generation.id) == generation_id,
+            col(Generation.status).in_(("pending", "running")),
+        )
+        .values(status="completed", completed_at=utcnow(), generation_time_ms=generation_time_ms)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        session.rollback()
+        return False
+    session.add_all(assets)
+    session.commit()
+    return True
+
+
+def mark_running(session: Session, generation_id: str) -> None:
+    session.execute(
+        update(Generation)
+        .where(col(Generation.id) == generation_id, col(Generation.status) == "pending")
+        .values(status="running")
+    )
+    session.commit()
+
+
+def get_owned(session: Session, generation_id: str, account_id: int) -> Generation | None:
+    gen = session.get(Generation, generation_id)
+    if gen is None or gen.account_id != account_id:
+        return None
+    return gen
+
+
+def assets_of(session: Session, generation_ids: Sequence[str]) -> dict[str, list[Asset]]:
+    by_generation: dict[str, list[Asset]] = defaultdict(list)
+    if not generation_ids:
+        return by_generation
+    rows = session.exec(
+        select(Asset)
+        .where(col(Asset.generation_id).in_(generation_ids))
+        .order_by(col(Asset.role), col(Asset.index))
+    ).all()
+    for asset in rows:
+        by_generation[asset.generation_id].append(asset)
+    return by_generation
+
+
+def list_projects(
+    session: Session,
+    *,
+    account_id: int,
+    kind: str | None,
+    page: int,
+    limit: int,
+    descending: bool,
+) -> tuple[list[Generation], int]:
+    """One page of the account's completed generations, and how many there are in all."""
+    where = [col(Generation.account_id) == account_id, col(Generation.status) == "completed"]
+    if kind is not None:
+        where.append(col(Generation.kind) == kind)
+    total = session.exec(select(func.count()).select_from(Generation).where(*where)).one()
+    order = col(Generation.created_at).desc() if descending else col(Generation.created_at).asc()
+    tie = col(Generation.id).desc() if descending else col(Generation.id).asc()
+    rows = session.exec(
+        select(Generation)
+        .where(*where)
+        .order_by(order, tie)
+        .offset((page - 1) * limit)
+        .limit(limit)
+    ).all()
+    return list(rows), int(total)

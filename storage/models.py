@@ -1,0 +1,109 @@
+"""Tables: accounts, API keys, generations (the document's projects), assets, points ledger."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_generation_id() -> str:
+    """24 lowercase hex characters, the document's identifier shape."""
+    return secrets.token_hex(12)
+
+
+def new_asset_token() -> str:
+    """128 random bits: an output URL cannot be guessed or enumerated."""
+    return secrets.token_hex(16)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), **kw))
+
+
+class Account(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str | None = Field(default=None, unique=True, index=True, max_length=320)
+    password_hash: str | None = Field(default=None, max_length=255)
+    plan: str = Field(default="free", max_length=32)
+    points: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    webhook_secret: str = Field(default_factory=lambda: secrets.token_hex(32), max_length=64)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    name: str = Field(default="default", max_length=100)
+    prefix: str = Field(max_length=16)
+    last_four: str = Field(max_length=4)
+    key_hash: str = Field(unique=True, index=True, max_length=64)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    last_used_at: datetime | None = _ts(nullable=True)
+    revoked_at: datetime | None = _ts(nullable=True)
+
+
+class Generation(SQLModel, table=True):
+    """One request's work; a completed one is a project in the document's sense."""
+
+    __table_args__ = (
+        Index("ix_generation_account_kind_created", "account_id", "kind", "created_at"),
+    )
+
+    id: str = Field(default_factory=new_generation_id, primary_key=True, max_length=24)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    api_key_id: int | None = Field(default=None, foreign_key="api_key.id")
+    kind: str = Field(max_length=16, index=True)  # image | video | 3d
+    model: str = Field(max_length=100)
+    prompt: str = Field(default="")
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=16, index=True)
+    error_code: str | None = Field(default=None, max_length=64)
+    error_message: str | None = Field(default=None)
+    request_id: str = Field(default="", max_length=64)
+    points_cost: int = 0
+    generation_time_ms: int | None = None
+    created_at: datetime = _ts(nullable=False, default=utcnow, index=True)
+    completed_at: datetime | None = _ts(nullable=True)
+
+
+class Asset(SQLModel, table=True):
+    """One stored output file of a generation."""
+
+    __table_args__ = (UniqueConstraint("generation_id", "role", "index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    generation_id: str = Field(foreign_key="generation.id", index=True, max_length=24)
+    index: int = 0
+    role: str = Field(default="primary", max_length=16)  # primary | preview
+    token: str = Field(default_factory=new_asset_token, unique=True, max_length=32)
+    blob_key: str = Field(max_length=255)
+    file_name: str = Field(max_length=255)
+    content_type: str = Field(max_length=100)
+    file_size: int = 0
+    width: int = 0
+    height: int = 0
+    duration: float = 0.0
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class PointsLedger(SQLModel, table=True):
+    """Every change of a balance; the balance always equals the sum of its rows."""
+
+    __tablename__ = "points_ledger"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    delta: int
+    reason: str = Field(max_length=32)  # grant | debit | refund
+    generation_id: str | None = Field(default=None, foreign_key="generation.id", max_length=24)
+    created_at: datetime = _ts(nullable=False, default=utcnow)

@@ -1,0 +1,130 @@
+"""Shared fixtures: a real inference server, real bridges on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from storage.accounts import create_account, create_api_key
+from storage.db import make_engine, migrate
+from tests.utils.procs import ROOT, Proc, start_bridge, start_inference
+
+KEY_SECRET = "test-secret-" + "x" * 40
+PG_ADMIN_URL = os.environ.get(
+    "GENSERVE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    """Built-in small models, built once and reused across runs (ignored by git)."""
+    path = Path(os.environ.get("GENSERVE_TEST_MODEL_CACHE", ROOT / "data" / "test-models"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@dataclass
+class InferenceProc:
+    proc: Proc
+    port: int
+    metrics_port: int
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def rpc_count(self) -> float:
+        """Generation RPCs the server has finished, from its Prometheus endpoint."""
+        body = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        total = 0.0
+        for line in body.splitlines():
+            if line.startswith("genserve_inference_requests_total{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@pytest.fixture(scope="session")
+def inference(model_cache: Path, logs: Path) -> Iterator[InferenceProc]:
+    proc, port, metrics_port = start_inference(model_cache, logs)
+    yield InferenceProc(proc, port, metrics_port)
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run, dropped afterwards."""
+    name = "genserve_test_" + secrets.token_hex(4)
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@dataclass
+class Bridge:
+    base: str
+    engine: Engine
+    data_dir: Path
+    proc: Proc
+
+    def new_key(self, points: int = 100, plan: str = "free") -> str:
+        with Session(self.engine, expire_on_commit=False) as session:
+            account = create_account(
+                session, email=f"{secrets.token_hex(6)}@example.test", plan=plan, points=points
+            )
+            assert account.id is not None
+            return create_api_key(
+                session, account_id=account.id, secret=KEY_SECRET.encode(), name="test"
+            ).plaintext
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.base, headers=headers, timeout=120)
+
+
+def bridge_env(data_dir: Path, db_url: str, target: str, **extra: str) -> dict[str, str]:
+    return {
+        "GENSERVE_DATA_DIR": str(data_dir),
+        "DATABASE_URL": db_url,
+        "GENSERVE_INFERENCE_TARGETS": target,
+        "GENSERVE_KEY_SECRET": KEY_SECRET,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def bridge(
+    request: pytest.FixtureRequest,
+    inference: InferenceProc,
+    tmp_path_factory: pytest.TempPathFactory,
+    logs: Path,
+) -> Iterator[Bridge]:
+    data_dir = tmp_path_factory.mktemp(f"bridge-{request.param}")
+    if request.param == "sqlite":
+        db_url = f"sqlite:///{data_dir / 'genserve.db'}"
+    else:
+        db_url = request.getfixturevalue("pg_url")
+    proc, base = start_bridge(bridge_env(data_dir, db_url, inference.target), logs)
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield Bridge(base=base, engine=engine, data_dir=data_dir, proc=proc)
+    proc.stop()
+    engine.dispose()

@@ -1,0 +1,71 @@
+"""Inference unreachable or too slow: 503/504 in the envelope, row failed, points back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from storage.db import make_engine, migrate
+from storage.models import Account, Generation
+from tests.conftest import Bridge, InferenceProc, bridge_env
+from tests.utils.procs import free_port, start_bridge
+
+
+def _bridge(tmp: Path, logs: Path, target: str, **extra: str) -> Bridge:
+    db_url = f"sqlite:///{tmp / 'genserve.db'}"
+    proc, base = start_bridge(bridge_env(tmp, db_url, target, **extra), logs, wait_healthy=False)
+    engine = make_engine(db_url)
+    migrate(engine)
+    return Bridge(base=base, engine=engine, data_dir=tmp, proc=proc)
+
+
+def _only_generation(bridge: Bridge) -> tuple[Generation, Account]:
+    with Session(bridge.engine) as s:
+        gen = s.exec(select(Generation)).one()
+        account = s.get(Account, gen.account_id)
+        assert account is not None
+        return gen, account
+
+
+def test_inference_down_is_503_and_refunded(tmp_path: Path, logs: Path) -> None:
+    bridge = _bridge(tmp_path, logs, f"127.0.0.1:{free_port()}")
+    try:
+        health = httpx.get(f"{bridge.base}/healthz")
+        assert health.status_code == 503
+        key = bridge.new_key(points=100)
+        with bridge.client(key) as c:
+            r = c.post("/api/v1/images", json={"prompt": "a", "num_images": 2})
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "inference_unavailable"
+        assert int(r.headers["retry-after"]) > 0
+        gen, account = _only_generation(bridge)
+        assert gen.status == "failed"
+        assert account.points == 100
+        assert not any(p.is_file() for p in (tmp_path / "blobs").rglob("*"))
+    finally:
+        bridge.proc.stop()
+
+
+def test_deadline_is_504_and_refunded(tmp_path: Path, logs: Path, inference: InferenceProc) -> None:
+    bridge = _bridge(tmp_path, logs, inference.target, GENSERVE_IMAGE_TIMEOUT_S="0.001")
+    try:
+        key = bridge.new_key(points=100)
+        with bridge.client(key) as c:
+            r = c.post("/api/v1/images", json={"prompt": "a"})
+        assert r.status_code == 504, r.text
+        assert r.json()["code"] == "generation_timeout"
+        gen, account = _only_generation(bridge)
+        assert gen.status == "failed"
+        assert account.points == 100
+    finally:
+        bridge.proc.stop()
+
+
+@pytest.mark.parametrize("path", ["/healthz"])
+def test_health_ok_with_serving_inference(bridge: Bridge, path: str) -> None:
+    r = httpx.get(bridge.base + path)
+    assert r.status_code == 200
+    assert r.headers["x-request-id"].startswith("req_")

@@ -1,0 +1,98 @@
+"""GET /api/v1/projects: shapes, pagination, filters, ordering, isolation."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Bridge
+
+
+@pytest.fixture(scope="module")
+def three_projects(bridge: Bridge) -> tuple[str, list[str]]:
+    key = bridge.new_key(points=100)
+    ids = []
+    with bridge.client(key) as c:
+        for i, ratio in enumerate(["1:1", "16:9", "3:4"]):
+            r = c.post(
+                "/api/v1/images",
+                json={"prompt": f"picture {i}", "aspect_ratio": ratio, "output_format": "webp"},
+            )
+            assert r.status_code == 200, r.text
+            ids.append(r.json()["data"]["generation_id"])
+    return key, ids
+
+
+def test_project_shape(bridge: Bridge, three_projects: tuple[str, list[str]]) -> None:
+    key, ids = three_projects
+    with bridge.client(key) as c:
+        r = c.get("/api/v1/projects")
+    assert r.status_code == 200
+    data = r.json()["data"]
+    assert [p["id"] for p in data["projects"]] == list(reversed(ids))
+    p = data["projects"][0]
+    assert p["type"] == "image"
+    assert p["prompt"] == "picture 2"
+    assert p["created_at"].endswith("Z")
+    assert p["url"].startswith(bridge.base)
+    assert p["thumbnail"].startswith(bridge.base) and p["thumbnail"] != p["url"]
+    assert p["metadata"]["aspect_ratio"] == "3:4"
+    w, h = (int(x) for x in p["metadata"]["dimensions"].split("x"))
+    assert w < h
+    assert p["metadata"]["file_size"] > 0
+    assert data["pagination"] == {"page": 1, "limit": 20, "total": 3, "pages": 1, "has_more": False}
+
+
+def test_pagination_and_order(bridge: Bridge, three_projects: tuple[str, list[str]]) -> None:
+    key, ids = three_projects
+    with bridge.client(key) as c:
+        first = c.get("/api/v1/projects", params={"limit": 2, "page": 1, "order": "asc"}).json()[
+            "data"
+        ]
+        second = c.get("/api/v1/projects", params={"limit": 2, "page": 2, "order": "asc"}).json()[
+            "data"
+        ]
+        beyond = c.get("/api/v1/projects", params={"limit": 2, "page": 9}).json()["data"]
+    assert [p["id"] for p in first["projects"]] == ids[:2]
+    assert first["pagination"] == {"page": 1, "limit": 2, "total": 3, "pages": 2, "has_more": True}
+    assert [p["id"] for p in second["projects"]] == ids[2:]
+    assert second["pagination"]["has_more"] is False
+    assert beyond["projects"] == []
+
+
+def test_type_filter(bridge: Bridge, three_projects: tuple[str, list[str]]) -> None:
+    key, _ = three_projects
+    with bridge.client(key) as c:
+        images = c.get("/api/v1/projects", params={"type": "images"}).json()["data"]
+        videos = c.get("/api/v1/projects", params={"type": "videos"}).json()["data"]
+    assert images["pagination"]["total"] == 3
+    assert videos["projects"] == [] and videos["pagination"]["total"] == 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 101},
+        {"limit": 0},
+        {"page": 0},
+        {"page": "two"},
+        {"type": "audio"},
+        {"order": "sideways"},
+        {"sort": "size"},
+    ],
+)
+def test_bad_query_values_are_400(bridge: Bridge, params: dict[str, object]) -> None:
+    key = bridge.new_key()
+    with bridge.client(key) as c:
+        r = c.get("/api/v1/projects", params=params)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_request"
+    assert r.json()["request_id"] == r.headers["x-request-id"]
+
+
+def test_another_account_sees_nothing(
+    bridge: Bridge, three_projects: tuple[str, list[str]]
+) -> None:
+    other = bridge.new_key()
+    with bridge.client(other) as c:
+        r = c.get("/api/v1/projects")
+    assert r.json()["data"]["projects"] == []
