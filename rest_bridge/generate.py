@@ -63,7 +63,10 @@ class GenerationOutcome:
         return None
 
 
-ROLE_NAMES: dict[int, str] = {pb.ARTIFACT_ROLE_PRIMARY: "primary", pb.ARTIFACT_ROLE_PREVIEW: "preview"}
+ROLE_NAMES: dict[int, str] = {
+    pb.ARTIFACT_ROLE_PRIMARY: "primary",
+    pb.ARTIFACT_ROLE_PREVIEW: "preview",
+}
 
 
 async def run_generation(
