@@ -12,10 +12,11 @@ import grpc
 
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
-from inference_server import generation
 from inference_server.artifacts import to_chunks
 from inference_server.metrics import Metrics
 from inference_server.model_config import ModelKind, ModelSpec
+from inference_server.plans.common import Plan
+from inference_server.plans.image import plan_image
 from inference_server.registry import ModelRegistry
 from inference_server.status_codes import streaming_errors
 
@@ -53,7 +54,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         self, request: pb.GenerateImageRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateImageResponse]:
         spec = self.registry.spec(request.model, "image")
-        plan = generation.plan_image(spec, request)
+        plan = plan_image(spec, request)
         async for event in self._generate(spec, plan):
             yield pb.GenerateImageResponse(**event)
 
@@ -99,7 +100,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     async def _generate(
         self,
         spec: ModelSpec,
-        plan: generation.Plan,
+        plan: Plan,
     ) -> AsyncIterator[dict[str, Any]]:
         """The shared stream: queue, progress, encode off the loop, chunks, completion."""
         received = time.perf_counter()

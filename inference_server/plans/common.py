@@ -1,0 +1,64 @@
+"""What every plan shares: the protocol, seeds, prompt and step checks.
+
+A plan is made from a request (validation happens there, before queueing);
+its ``work`` runs on the device thread, its ``encode`` on the encode pool.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from typing import Any, Protocol
+
+from PIL import Image
+
+from inference_server.artifacts import Artifact
+from inference_server.errors import InvalidArgument
+from inference_server.model_config import ModelSpec
+from inference_server.progress import StepCallback
+from inference_server.registry import ModelRegistry
+
+MAX_PROMPT = 4000
+
+
+class Plan(Protocol):
+    seed: int
+
+    def work(self, registry: ModelRegistry) -> Any: ...
+
+    def encode(self, raw: Any, on_step: StepCallback) -> list[Artifact]: ...
+
+
+def random_seed(has_seed: bool, seed: int) -> int:
+    return seed if has_seed else random.randrange(2**63)
+
+
+def prompt_text(prompt: str) -> str:
+    text = prompt.strip()
+    if not text:
+        raise InvalidArgument("prompt is empty")
+    if len(text) > MAX_PROMPT:
+        raise InvalidArgument(f"prompt is longer than {MAX_PROMPT} characters")
+    return text
+
+
+def steps_for(requested: int, spec: ModelSpec) -> int:
+    if requested < 0 or requested > 200:
+        raise InvalidArgument("steps must be between 1 and 200")
+    return requested or spec.steps
+
+
+def decode_input_image(data: bytes) -> Image.Image:
+    """The request's image, fully decoded and in RGBA; refuses what is not a picture."""
+    if not data:
+        raise InvalidArgument("image is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format not in ("PNG", "JPEG", "WEBP"):
+                raise InvalidArgument("image must be PNG, JPEG or WebP")
+            if img.width * img.height > 50_000_000:
+                raise InvalidArgument("image is over 50 megapixels")
+            img.load()
+            return img.convert("RGBA")
+    except (OSError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise InvalidArgument("image cannot be decoded") from exc
