@@ -1,0 +1,198 @@
+"""Time the video path: generation, VAE decode and MP4 encode per resolution.
+
+Uses the tiny random-weight LTX models, so the numbers measure the pipeline's
+fixed costs (attention over the latent grid, VAE decode at full size, x264)
+rather than a real model's quality. Run:
+
+    python -m bench.bench_video [--device cuda] [--steps 2] [--model ltx-video]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+
+from inference_server.encoders.video import encode_mp4
+from inference_server.pipelines.video import run_video
+from inference_server.tiny import ltx2, ltx_video
+from inference_server.video_geometry import encoded_frame_count, frame_count, video_size
+
+BUILDERS: dict[str, Callable[[pathlib.Path], None]] = {
+    "ltx-video": ltx_video.build,
+    "ltx2": ltx2.build,
+}
+RESOLUTIONS = ("360p", "520p", "720p", "1080p")
+
+
+@dataclass
+class Row:
+    """One line of the table, in seconds."""
+
+    label: str
+    size: str
+    frames: int
+    generate: float | None
+    decode: float | None
+    encode: float
+    mp4_bytes: int
+
+
+class StageClock:
+    """A step callback that notes when denoising ends and decoding finishes."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self.start = time.perf_counter()
+        self.decode_start = self.start
+        self.decode_end = self.start
+
+    def __call__(self, step: int, total: int, stage: str) -> None:
+        if stage == "decoding" and step == 0:
+            synchronize(self.device)
+            self.decode_start = time.perf_counter()
+        elif stage == "decoding":
+            self.decode_end = time.perf_counter()
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def moving_gradient(frames: int, height: int, width: int) -> np.ndarray:
+    """Smooth colour ramps drifting across the frame: easy to compress, like real footage."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    video = np.empty((frames, height, width, 3), dtype=np.uint8)
+    for t in range(frames):
+        phase = t / frames
+        video[t, ..., 0] = (127.5 + 127.5 * np.sin(x / width * 6.28 + phase * 6.28)).astype(
+            np.uint8
+        )
+        video[t, ..., 1] = (127.5 + 127.5 * np.sin(y / height * 6.28 - phase * 3.14)).astype(
+            np.uint8
+        )
+        video[t, ..., 2] = ((x + y) / (width + height) * 255 * (0.5 + 0.5 * phase)).astype(np.uint8)
+    return video
+
+
+def bench_model(
+    pipe: DiffusionPipeline, device: str, steps: int, duration: int, fps: float
+) -> list[Row]:
+    rows = []
+    for resolution in RESOLUTIONS:
+        width, height = video_size(resolution, "16:9", 32)
+        frames = frame_count(duration, fps, 8)
+        clock = StageClock(device)
+        synchronize(device)
+        clock.start = time.perf_counter()
+        result = run_video(
+            pipe,
+            prompt="A spaceship flying through a colorful nebula with stars in background",
+            negative_prompt="",
+            width=width,
+            height=height,
+            num_frames=frames,
+            frame_rate=fps,
+            steps=steps,
+            guidance=3.0,
+            seed=0,
+            on_step=clock,
+        )
+        keep = encoded_frame_count(duration, fps)
+        started = time.perf_counter()
+        data = encode_mp4(result.frames[:keep], fps, result.audio, result.sample_rate)
+        encode = time.perf_counter() - started
+        rows.append(
+            Row(
+                label=resolution,
+                size=f"{width}x{height}",
+                frames=frames,
+                generate=clock.decode_start - clock.start,
+                decode=clock.decode_end - clock.decode_start,
+                encode=encode,
+                mp4_bytes=len(data),
+            )
+        )
+        print(f"  done {resolution}", flush=True)
+    return rows
+
+
+def bench_encode_only(duration: int, fps: float) -> Row:
+    frames = moving_gradient(encoded_frame_count(duration, fps), 720, 1280)
+    started = time.perf_counter()
+    data = encode_mp4(frames, fps)
+    return Row(
+        label="gradient",
+        size="1280x720",
+        frames=frames.shape[0],
+        generate=None,
+        decode=None,
+        encode=time.perf_counter() - started,
+        mp4_bytes=len(data),
+    )
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    print(f"\n{title}")
+    header = f"{'clip':<10}{'size':>11}{'frames':>8}{'gen s':>9}{'decode s':>10}"
+    print(header + f"{'encode s':>10}{'mp4 KiB':>10}")
+    for row in rows:
+        print(
+            f"{row.label:<10}{row.size:>11}{row.frames:>8}{seconds(row.generate):>9}"
+            f"{seconds(row.decode):>10}{row.encode:>10.2f}{row.mp4_bytes / 1024:>10.0f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--steps", type=int, default=2, help="denoising steps (at least 2)")
+    parser.add_argument("--model", choices=sorted(BUILDERS), default="ltx-video")
+    parser.add_argument("--duration", type=int, default=4, help="clip length in seconds")
+    parser.add_argument("--fps", type=float, default=24.0)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="genserve-bench-") as folder:
+        BUILDERS[args.model](pathlib.Path(folder))
+        pipe = DiffusionPipeline.from_pretrained(folder).to(args.device)
+    pipe.set_progress_bar_config(disable=True)
+    print(
+        f"tiny {args.model} on {args.device}, {args.steps} steps, "
+        f"{args.duration} s at {args.fps:g} fps, torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
+    # The first call pays one-off costs (kernel selection, allocator growth).
+    run_video(
+        pipe,
+        prompt="warm up",
+        negative_prompt="",
+        width=64,
+        height=64,
+        num_frames=9,
+        frame_rate=args.fps,
+        steps=2,
+        guidance=3.0,
+        seed=0,
+        on_step=StageClock(),
+    )
+    rows = bench_model(pipe, args.device, args.steps, args.duration, args.fps)
+    print_table("generation (gen = text encode + denoise; decode = VAE + to uint8)", rows)
+    print_table(
+        "encode only (libx264 veryfast crf 20)", [bench_encode_only(args.duration, args.fps)]
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""MP4 encoding of generated clips with PyAV.
+
+H.264 in yuv420p with AAC audio plays in every browser and phone; ``faststart``
+puts the index (moov) before the media (mdat) so a player can start before the
+whole file has arrived from the CDN.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import struct
+import tempfile
+from collections.abc import Callable
+from fractions import Fraction
+from typing import cast
+
+import av
+import numpy as np
+from av.audio.stream import AudioStream
+from av.video.stream import VideoStream
+from PIL import Image
+
+from inference_server.errors import InvalidArgument
+
+VIDEO_CODEC = "libx264"
+PIXEL_FORMAT = "yuv420p"
+X264_OPTIONS = {"crf": "20", "preset": "veryfast", "profile": "high"}
+AUDIO_CODEC = "aac"
+AUDIO_BIT_RATE = 128_000
+
+
+def _even_frames(frames: np.ndarray) -> np.ndarray:
+    """Pad odd sides by repeating the last row or column: yuv420p needs even sizes."""
+    pad_h = frames.shape[1] % 2
+    pad_w = frames.shape[2] % 2
+    if pad_h == 0 and pad_w == 0:
+        return frames
+    return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+
+
+def _check_frames(frames: np.ndarray) -> None:
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise InvalidArgument(
+            f"frames must be uint8 [T, H, W, 3]; got {frames.dtype} {list(frames.shape)}"
+        )
+    if frames.shape[0] == 0:
+        raise InvalidArgument("cannot encode a clip with no frames")
+
+
+def _fit_audio(audio: np.ndarray, samples: int) -> np.ndarray:
+    """Trim or pad with silence so the audio track ends with the last video frame."""
+    if audio.ndim != 2 or audio.shape[0] not in (1, 2):
+        raise InvalidArgument(
+            f"audio must be [channels, samples] mono or stereo; got {list(audio.shape)}"
+        )
+    audio = np.clip(np.nan_to_num(audio.astype(np.float32, copy=False)), -1.0, 1.0)
+    if audio.shape[1] >= samples:
+        return np.ascontiguousarray(audio[:, :samples])
+    return np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
+
+
+def _write(
+    path: pathlib.Path,
+    frames: np.ndarray,
+    rate: Fraction,
+    audio: np.ndarray | None,
+    sample_rate: int | None,
+    on_frame: Callable[[int, int], None] | None,
+) -> None:
+    total = frames.shape[0]
+    with av.open(
+        str(path), mode="w", format="mp4", options={"movflags": "+faststart"}
+    ) as container:
+        video = cast(
+            VideoStream, container.add_stream(VIDEO_CODEC, rate=rate, options=X264_OPTIONS)
+        )
+        video.width = frames.shape[2]
+        video.height = frames.shape[1]
+        video.pix_fmt = PIXEL_FORMAT
+        sound: AudioStream | None = None
+        if audio is not None and sample_rate is not None:
+            sound = cast(AudioStream, container.add_stream(AUDIO_CODEC, rate=sample_rate))
+            sound.layout = "stereo" if audio.shape[0] == 2 else "mono"
+            sound.bit_rate = AUDIO_BIT_RATE
+        for index in range(total):
+            frame = av.VideoFrame.from_ndarray(frames[index], format="rgb24")
+            frame.pts = index
+            container.mux(video.encode(frame))
+            if on_frame is not None:
+                on_frame(index + 1, total)
+        container.mux(video.encode(None))
+        if sound is not None and audio is not None and sample_rate is not None:
+            samples = math.ceil(total / rate * sample_rate)
+            track = av.AudioFrame.from_ndarray(
+                _fit_audio(audio, samples), format="fltp", layout=sound.layout.name
+            )
+            track.sample_rate = sample_rate
+            track.pts = 0
+            container.mux(sound.encode(track))
+            container.mux(sound.encode(None))
+
+
+def encode_mp4(
+    frames: np.ndarray,
+    fps: float,
+    audio: np.ndarray | None = None,
+    sample_rate: int | None = None,
+    on_frame: Callable[[int, int], None] | None = None,
+) -> bytes:
+    """Encode uint8 [T, H, W, 3] frames (and optional [channels, samples] audio) as MP4.
+
+    The file is written to a temporary directory: FFmpeg's faststart pass reopens
+    the output by name to move the index, which an in-memory buffer cannot do.
+    Odd widths or heights gain one repeated row or column. Audio is cut or padded
+    with silence to the video's length. ``on_frame(done, total)`` is called after
+    each frame and may raise to abandon the encode.
+    """
+    _check_frames(frames)
+    if fps <= 0:
+        raise InvalidArgument(f"fps must be positive; got {fps}")
+    if (audio is None) != (sample_rate is None):
+        raise InvalidArgument("audio and sample_rate must be given together")
+    rate = Fraction(fps).limit_denominator(1001)
+    with tempfile.TemporaryDirectory(prefix="genserve-mp4-") as folder:
+        path = pathlib.Path(folder) / "clip.mp4"
+        _write(path, _even_frames(frames), rate, audio, sample_rate, on_frame)
+        return path.read_bytes()
+
+
+def poster_frame(frames: np.ndarray) -> Image.Image:
+    """The middle frame: the first of a generated clip is often the least settled."""
+    _check_frames(frames)
+    return Image.fromarray(frames[frames.shape[0] // 2])
+
+
+def mp4_box_order(data: bytes) -> list[str]:
+    """Top-level box types in file order, e.g. ``["ftyp", "moov", "free", "mdat"]``."""
+    types: list[str] = []
+    offset = 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, offset)
+        if size == 1:
+            if offset + 16 > len(data):
+                break
+            (size,) = struct.unpack_from(">Q", data, offset + 8)
+        elif size == 0:
+            size = len(data) - offset
+        if size < 8:
+            break
+        types.append(kind.decode("latin-1"))
+        offset += size
+    return types

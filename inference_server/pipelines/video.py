@@ -1,0 +1,142 @@
+"""Runs an LTX-Video or LTX-2 pipeline and returns frames ready to encode.
+
+Both pipelines share their call signature for the parts genserve uses; LTX-2
+adds audio and its own guidance knobs. Keeping the differences here lets the
+servicer treat every video model the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline, LTX2Pipeline, LTXPipeline
+
+from inference_server.errors import InvalidArgument
+from inference_server.progress import StepCallback
+
+# Prompts past this many tokens are truncated; the public limit is 4,000 characters,
+# and LTX was trained with 128 (LTX-Video) to 1024 (LTX-2) tokens.
+LTX_VIDEO_MAX_TOKENS = 128
+LTX2_MAX_TOKENS = 256
+
+
+@dataclass
+class VideoResult:
+    """Decoded frames and, for models that make sound, the audio track."""
+
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+    fps: float
+    audio: np.ndarray | None  # float32 [channels, samples], in [-1, 1]
+    sample_rate: int | None
+
+
+def _is_ltx2(pipe: DiffusionPipeline) -> bool:
+    if isinstance(pipe, LTX2Pipeline):
+        return True
+    if isinstance(pipe, LTXPipeline):
+        return False
+    raise InvalidArgument(f"{type(pipe).__name__} is not a supported text-to-video pipeline")
+
+
+def _to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """[1, T, C, H, W] floats in [0, 1] to uint8 [T, H, W, C], converted on the device.
+
+    Converting before the copy to host moves a quarter of the bytes.
+    """
+    frames = video[0].mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    return np.ascontiguousarray(frames.permute(0, 2, 3, 1).cpu().numpy())
+
+
+def _check_shape(pipe: DiffusionPipeline, width: int, height: int, num_frames: int) -> None:
+    """Refuse sizes the VAE cannot tile before any work (LTX would raise or drop frames)."""
+    spatial = int(pipe.vae_spatial_compression_ratio)
+    temporal = int(pipe.vae_temporal_compression_ratio)
+    if width <= 0 or height <= 0 or width % spatial or height % spatial:
+        raise InvalidArgument(
+            f"width and height must be multiples of {spatial}; got {width}x{height}"
+        )
+    if num_frames < 1 or (num_frames - 1) % temporal:
+        raise InvalidArgument(f"num_frames must be {temporal}k+1; got {num_frames}")
+
+
+def _min_steps(pipe: DiffusionPipeline) -> int:
+    """Two steps where the scheduler stretches sigmas to a terminal value.
+
+    With one step the stretch divides by zero and the whole clip becomes NaN.
+    """
+    return 2 if pipe.scheduler.config.get("shift_terminal") else 1
+
+
+def _ltx2_kwargs(pipe: LTX2Pipeline) -> dict[str, Any]:
+    """Spatio-temporal guidance on the last block the transformer really has.
+
+    The pipeline's default (block 28) only exists in the full-size model.
+    """
+    last_block = len(pipe.transformer.transformer_blocks) - 1
+    return {"spatio_temporal_guidance_blocks": [min(28, last_block)]}
+
+
+def run_video(
+    pipe: DiffusionPipeline,
+    *,
+    prompt: str,
+    negative_prompt: str,
+    width: int,
+    height: int,
+    num_frames: int,
+    frame_rate: float,
+    steps: int,
+    guidance: float,
+    seed: int,
+    on_step: StepCallback,
+) -> VideoResult:
+    """Generate one clip, reporting each denoising step and the decode.
+
+    ``on_step`` runs inside the denoising loop, so a ``GenerationCancelled`` it
+    raises stops the pipeline at that step and propagates to the caller.
+    Decoding is reported as ``(0, 1)`` when it starts and ``(1, 1)`` when done.
+    """
+    ltx2 = _is_ltx2(pipe)
+    _check_shape(pipe, width, height, num_frames)
+    if steps < _min_steps(pipe):
+        raise InvalidArgument(f"this model needs at least {_min_steps(pipe)} steps; got {steps}")
+
+    def on_step_end(
+        pipeline: DiffusionPipeline, index: int, timestep: torch.Tensor, tensors: dict[str, Any]
+    ) -> dict[str, Any]:
+        total = int(pipeline.num_timesteps)
+        on_step(index + 1, total, "denoising")
+        if index + 1 == total:
+            on_step(0, 1, "decoding")
+        return tensors
+
+    generator = torch.Generator(device=pipe.device).manual_seed(seed)
+    kwargs: dict[str, Any] = {
+        "prompt": prompt,
+        "negative_prompt": negative_prompt,
+        "width": width,
+        "height": height,
+        "num_frames": num_frames,
+        "frame_rate": frame_rate,
+        "num_inference_steps": steps,
+        "guidance_scale": guidance,
+        "generator": generator,
+        "output_type": "pt",
+        "callback_on_step_end": on_step_end,
+        "max_sequence_length": LTX2_MAX_TOKENS if ltx2 else LTX_VIDEO_MAX_TOKENS,
+    }
+    if ltx2:
+        kwargs.update(_ltx2_kwargs(pipe))
+    with torch.inference_mode():
+        output = pipe(**kwargs)
+        frames = _to_uint8_frames(output.frames)
+        audio: np.ndarray | None = None
+        sample_rate: int | None = None
+        if ltx2:
+            audio = output.audio[0].float().clamp(-1, 1).cpu().numpy()
+            sample_rate = int(pipe.vocoder.config.output_sampling_rate)
+    on_step(1, 1, "decoding")
+    return VideoResult(frames=frames, fps=frame_rate, audio=audio, sample_rate=sample_rate)

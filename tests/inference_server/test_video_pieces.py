@@ -1,0 +1,315 @@
+"""Tiny LTX pipelines, video geometry, the video runner and the MP4 encoder."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from diffusers import DiffusionPipeline, LTX2Pipeline, LTXPipeline
+
+from inference_server.encoders.video import encode_mp4, mp4_box_order, poster_frame
+from inference_server.errors import GenerationCancelled, InvalidArgument
+from inference_server.pipelines.video import VideoResult, run_video
+from inference_server.tiny import ltx2, ltx_video
+from inference_server.video_geometry import encoded_frame_count, frame_count, video_size
+
+SIZE = 64
+FRAMES = 9
+FPS = 24.0
+
+
+class Recorder:
+    """A step callback that remembers every call and can cancel at a chosen step."""
+
+    def __init__(self, cancel_at: int | None = None) -> None:
+        self.calls: list[tuple[int, int, str]] = []
+        self.cancel_at = cancel_at
+
+    def __call__(self, step: int, total: int, stage: str) -> None:
+        self.calls.append((step, total, stage))
+        if stage == "denoising" and step == self.cancel_at:
+            raise GenerationCancelled("client went away")
+
+
+@pytest.fixture(scope="session")
+def ltx_video_pipe(tmp_path_factory: pytest.TempPathFactory) -> LTXPipeline:
+    folder = tmp_path_factory.mktemp("tiny-ltx-video")
+    ltx_video.build(folder)
+    pipe = LTXPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="session")
+def ltx2_pipe(tmp_path_factory: pytest.TempPathFactory) -> DiffusionPipeline:
+    folder = tmp_path_factory.mktemp("tiny-ltx2")
+    ltx2.build(folder)
+    pipe = DiffusionPipeline.from_pretrained(folder)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def generate(
+    pipe: DiffusionPipeline, on_step: Recorder, steps: int = 2, seed: int = 7
+) -> VideoResult:
+    return run_video(
+        pipe,
+        prompt="A red spaceship flying through a colorful nebula",
+        negative_prompt="blurry",
+        width=SIZE,
+        height=SIZE,
+        num_frames=FRAMES,
+        frame_rate=FPS,
+        steps=steps,
+        guidance=3.0,
+        seed=seed,
+        on_step=on_step,
+    )
+
+
+@pytest.fixture
+def transformer_calls(request: pytest.FixtureRequest) -> Iterator[list[int]]:
+    """Counts forward passes of the named pipeline fixture's transformer."""
+    pipe: DiffusionPipeline = request.getfixturevalue(request.param)
+    calls: list[int] = []
+
+    def hook(*_: Any) -> None:
+        calls.append(1)
+
+    handle = pipe.transformer.register_forward_hook(hook)
+    yield calls
+    handle.remove()
+
+
+def decode_streams(data: bytes) -> dict[str, Any]:
+    with av.open(io.BytesIO(data), mode="r") as container:
+        video = container.streams.video[0]
+        info: dict[str, Any] = {
+            "codec": video.codec_context.name,
+            "pix_fmt": video.codec_context.pix_fmt,
+            "width": video.codec_context.width,
+            "height": video.codec_context.height,
+            "audio": [s.codec_context.name for s in container.streams.audio],
+            "duration": (container.duration or 0) / av.time_base,
+        }
+        info["frames"] = len(list(container.decode(video=0)))
+    return info
+
+
+def gradient_frames(count: int, height: int, width: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack(
+        [
+            np.stack([(x + 4 * t) % 256, (y + 2 * t) % 256, (x + y) % 256], axis=-1)
+            for t in range(count)
+        ]
+    ).astype(np.uint8)
+
+
+# Tiny pipelines and the runner
+
+
+def test_ltx_video_builds_loads_and_runs(ltx_video_pipe: LTXPipeline) -> None:
+    assert ltx_video_pipe.vae_spatial_compression_ratio == 32
+    assert ltx_video_pipe.vae_temporal_compression_ratio == 8
+    steps = Recorder()
+    result = generate(ltx_video_pipe, steps)
+    assert result.frames.shape == (FRAMES, SIZE, SIZE, 3)
+    assert result.frames.dtype == np.uint8
+    assert result.frames.std() > 0
+    assert result.audio is None and result.sample_rate is None
+    assert result.fps == FPS
+    assert steps.calls == [
+        (1, 2, "denoising"),
+        (2, 2, "denoising"),
+        (0, 1, "decoding"),
+        (1, 1, "decoding"),
+    ]
+
+
+def test_same_seed_same_video(ltx_video_pipe: LTXPipeline) -> None:
+    first = generate(ltx_video_pipe, Recorder(), steps=2, seed=3)
+    again = generate(ltx_video_pipe, Recorder(), steps=2, seed=3)
+    other = generate(ltx_video_pipe, Recorder(), steps=2, seed=4)
+    assert np.array_equal(first.frames, again.frames)
+    assert not np.array_equal(first.frames, other.frames)
+
+
+def test_ltx2_builds_loads_and_runs_with_audio(ltx2_pipe: DiffusionPipeline) -> None:
+    assert isinstance(ltx2_pipe, LTX2Pipeline)
+    assert ltx2_pipe.vae_spatial_compression_ratio == 32
+    steps = Recorder()
+    result = generate(ltx2_pipe, steps)
+    assert result.frames.shape == (FRAMES, SIZE, SIZE, 3)
+    assert result.sample_rate == ltx2.AUDIO_SAMPLE_RATE
+    assert result.audio is not None
+    assert result.audio.dtype == np.float32 and result.audio.shape[0] == 2
+    assert np.isfinite(result.audio).all() and result.audio.std() > 0
+    expected_samples = FRAMES / FPS * ltx2.AUDIO_SAMPLE_RATE
+    assert abs(result.audio.shape[1] - expected_samples) < 0.2 * expected_samples
+    assert [stage for _, _, stage in steps.calls] == ["denoising"] * 2 + ["decoding"] * 2
+
+
+@pytest.mark.parametrize(
+    ("transformer_calls", "passes_per_step"),
+    [("ltx_video_pipe", 1), ("ltx2_pipe", 3)],
+    indirect=["transformer_calls"],
+)
+def test_cancel_at_first_step_stops_the_run(
+    request: pytest.FixtureRequest, transformer_calls: list[int], passes_per_step: int
+) -> None:
+    pipe = request.getfixturevalue(request.node.callspec.params["transformer_calls"])
+    steps = Recorder(cancel_at=1)
+    with pytest.raises(GenerationCancelled):
+        generate(pipe, steps, steps=4)
+    assert steps.calls == [(1, 4, "denoising")]
+    # LTX-2 runs the model three times a step (guidance, STG, modality isolation).
+    assert len(transformer_calls) == passes_per_step
+
+
+def test_one_step_is_refused_where_it_would_give_nan(ltx_video_pipe: LTXPipeline) -> None:
+    with pytest.raises(InvalidArgument):
+        generate(ltx_video_pipe, Recorder(), steps=1)
+
+
+@pytest.mark.parametrize(("size", "frames"), [(48, FRAMES), (SIZE, 8)])
+def test_shapes_the_vae_cannot_tile_are_refused(
+    ltx_video_pipe: LTXPipeline, size: int, frames: int
+) -> None:
+    with pytest.raises(InvalidArgument):
+        run_video(
+            ltx_video_pipe,
+            prompt="a cat",
+            negative_prompt="",
+            width=size,
+            height=SIZE,
+            num_frames=frames,
+            frame_rate=FPS,
+            steps=2,
+            guidance=3.0,
+            seed=0,
+            on_step=Recorder(),
+        )
+
+
+def test_pipeline_still_works_after_a_cancel(ltx_video_pipe: LTXPipeline) -> None:
+    with pytest.raises(GenerationCancelled):
+        generate(ltx_video_pipe, Recorder(cancel_at=1), steps=3)
+    assert generate(ltx_video_pipe, Recorder(), steps=2).frames.shape[0] == FRAMES
+
+
+# Geometry
+
+
+@pytest.mark.parametrize(
+    ("resolution", "aspect_ratio", "size"),
+    [
+        ("360p", "16:9", (640, 352)),
+        ("520p", "16:9", (896, 512)),
+        ("720p", "16:9", (1280, 736)),
+        ("1080p", "16:9", (1920, 1088)),
+        ("720p", "9:16", (736, 1280)),
+        ("720p", "1:1", (704, 704)),
+        ("720p", "4:3", (960, 736)),
+        ("720p", "3:4", (736, 960)),
+    ],
+)
+def test_video_size(resolution: str, aspect_ratio: str, size: tuple[int, int]) -> None:
+    assert video_size(resolution, aspect_ratio, 32) == size
+
+
+@pytest.mark.parametrize("resolution", ["360p", "520p", "720p", "1080p"])
+@pytest.mark.parametrize("aspect_ratio", ["16:9", "9:16", "1:1", "4:3", "3:4"])
+def test_video_size_is_close_to_the_request(resolution: str, aspect_ratio: str) -> None:
+    width, height = video_size(resolution, aspect_ratio, 32)
+    ratio_w, ratio_h = (int(part) for part in aspect_ratio.split(":"))
+    assert width % 32 == 0 and height % 32 == 0
+    assert abs(min(width, height) - int(resolution[:-1])) <= 32
+    assert abs((width / height) / (ratio_w / ratio_h) - 1) < 0.05
+
+
+@pytest.mark.parametrize(("resolution", "aspect_ratio"), [("480p", "16:9"), ("720p", "21:9")])
+def test_video_size_rejects_unknown_values(resolution: str, aspect_ratio: str) -> None:
+    with pytest.raises(InvalidArgument):
+        video_size(resolution, aspect_ratio, 32)
+
+
+@pytest.mark.parametrize(
+    ("duration", "fps", "generated", "encoded"),
+    [
+        (4, 24.0, 97, 96),
+        (1, 24.0, 25, 24),
+        (10, 24.0, 241, 240),
+        (4, 25.0, 105, 100),
+        (5, 30.0, 153, 150),
+    ],
+)
+def test_frame_counts(duration: int, fps: float, generated: int, encoded: int) -> None:
+    assert frame_count(duration, fps, 8) == generated
+    assert encoded_frame_count(duration, fps) == encoded
+    assert (generated - 1) % 8 == 0 and 0 <= generated - encoded <= 8
+
+
+def test_frame_count_rejects_nonsense() -> None:
+    with pytest.raises(InvalidArgument):
+        frame_count(0, 24.0, 8)
+    with pytest.raises(InvalidArgument):
+        frame_count(4, 24.0, 0)
+
+
+# MP4 encoding
+
+
+def test_encode_mp4_is_streamable_h264() -> None:
+    frames = gradient_frames(48, 96, 160)
+    progress: list[tuple[int, int]] = []
+    data = encode_mp4(frames, 24.0, on_frame=lambda done, total: progress.append((done, total)))
+    order = mp4_box_order(data)
+    assert order[0] == "ftyp" and order.index("moov") < order.index("mdat")
+    info = decode_streams(data)
+    assert (info["codec"], info["pix_fmt"]) == ("h264", "yuv420p")
+    assert (info["width"], info["height"]) == (160, 96)
+    assert info["frames"] == 48
+    assert abs(info["duration"] - 2.0) <= 1 / 24
+    assert info["audio"] == []
+    assert progress[-1] == (48, 48) and len(progress) == 48
+
+
+def test_encode_mp4_muxes_audio_to_the_video_length() -> None:
+    audio = np.sin(np.linspace(0, 2000, 3 * 24000, dtype=np.float32))[None].repeat(2, axis=0)
+    data = encode_mp4(gradient_frames(24, 64, 64), 24.0, audio=audio, sample_rate=24000)
+    info = decode_streams(data)
+    assert info["audio"] == ["aac"]
+    assert abs(info["duration"] - 1.0) <= 1 / 24
+    assert mp4_box_order(data).index("moov") < mp4_box_order(data).index("mdat")
+
+
+def test_encode_mp4_pads_odd_sizes() -> None:
+    info = decode_streams(encode_mp4(gradient_frames(5, 33, 65), 24.0))
+    assert (info["width"], info["height"]) == (66, 34)
+    assert info["frames"] == 5
+
+
+def test_encode_mp4_rejects_float_frames() -> None:
+    with pytest.raises(InvalidArgument):
+        encode_mp4(np.zeros((2, 8, 8, 3), dtype=np.float32), 24.0)
+
+
+def test_poster_frame_is_the_middle_frame() -> None:
+    frames = gradient_frames(5, 32, 48)
+    poster = poster_frame(frames)
+    assert poster.size == (48, 32)
+    assert np.array_equal(np.asarray(poster), frames[2])
+
+
+def test_ltx2_clip_to_mp4(ltx2_pipe: DiffusionPipeline) -> None:
+    result = generate(ltx2_pipe, Recorder(), steps=2)
+    keep = encoded_frame_count(FRAMES / FPS, FPS)
+    data = encode_mp4(result.frames[:keep], result.fps, result.audio, result.sample_rate)
+    info = decode_streams(data)
+    assert info["audio"] == ["aac"]
+    assert (info["width"], info["height"], info["frames"]) == (SIZE, SIZE, keep)
