@@ -9,7 +9,7 @@ from PIL import Image
 
 from genserve.inference.v1 import inference_pb2 as pb
 from inference_server.artifacts import Artifact
-from inference_server.encoders.images import CONTENT_TYPES, encode_image
+from inference_server.encoders.images import CONTENT_TYPES, encode_image, encode_thumbnail
 from inference_server.errors import InvalidArgument
 from inference_server.geometry import image_size
 from inference_server.model_config import ModelSpec
@@ -63,7 +63,7 @@ def thumbnail_artifact(image: Image.Image, index: int, max_side: int = 256) -> A
     thumb = image.convert("RGB")
     thumb.thumbnail((max_side, max_side))
     return Artifact(
-        data=encode_image(thumb, "webp"),
+        data=encode_thumbnail(thumb),
         content_type="image/webp",
         file_name=f"thumbnail-{index + 1}.webp",
         index=index,
