@@ -93,8 +93,11 @@ def apply_options(pipe: Any, spec: ModelSpec) -> None:
         pipe.enable_model_cpu_offload(device=spec.device)
     else:
         pipe.to(spec.device if on_cuda or not spec.device.startswith("cuda") else "cpu")
-    if spec.vae_tiling and hasattr(pipe, "enable_vae_tiling"):
-        pipe.enable_vae_tiling()
+    if spec.vae_tiling:
+        if hasattr(pipe, "enable_vae_tiling"):
+            pipe.enable_vae_tiling()
+        elif hasattr(getattr(pipe, "vae", None), "enable_tiling"):
+            pipe.vae.enable_tiling()  # LTX pipelines expose tiling on their VAE only
     if spec.attention == "xformers" and on_cuda:
         try:
             pipe.enable_xformers_memory_efficient_attention()

@@ -87,6 +87,51 @@ EMBEDDED_MODELS: dict[str, dict[str, object]] = {
         "height": 128,
         "size_factor": 8,
     },
+    # The relief model needs no weights and runs in about a second on a CPU;
+    # the tiny Shap-E (random weights, built locally) is the learned pipeline's
+    # stand-in, loaded on first use so it costs nothing at start-up.
+    "relief": {
+        "kind": "mesh",
+        "source": "builtin:relief",
+        "default": True,
+        "steps": 3,
+    },
+    "shap-e": {
+        "kind": "mesh",
+        "source": "builtin:tiny-shap-e",
+        "pipeline": "ShapEImg2ImgPipeline",
+        "steps": 4,
+        "guidance": 3.0,
+        "preload": False,
+    },
+    # Both video names run a tiny random-weight LTX model. 8 fps rather than the
+    # real models' 24 keeps a default 4 s 720p clip (33 frames) quick on a CPU;
+    # a production file sets the checkpoint's own frame rate.
+    "vidu-q2": {
+        "kind": "video",
+        "source": "builtin:tiny-ltx-video",
+        "pipeline": "LTXPipeline",
+        "default": True,
+        "steps": 2,
+        "guidance": 3.0,
+        "size_factor": 32,
+        "frame_rate": 8.0,
+        "temporal_factor": 8,
+        "min_duration": 1,
+        "max_duration": 10,
+    },
+    "ltx-2": {
+        "kind": "video",
+        "source": "builtin:tiny-ltx2",
+        "pipeline": "LTX2Pipeline",
+        "steps": 2,
+        "guidance": 3.0,
+        "size_factor": 32,
+        "frame_rate": 8.0,
+        "temporal_factor": 8,
+        "min_duration": 1,
+        "max_duration": 10,
+    },
 }
 
 

@@ -17,6 +17,8 @@ from inference_server.metrics import Metrics
 from inference_server.model_config import ModelKind, ModelSpec
 from inference_server.plans.common import Plan
 from inference_server.plans.image import plan_image
+from inference_server.plans.mesh import plan_mesh
+from inference_server.plans.video import plan_video
 from inference_server.registry import ModelRegistry
 from inference_server.status_codes import streaming_errors
 
@@ -58,17 +60,26 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         async for event in self._generate(spec, plan):
             yield pb.GenerateImageResponse(**event)
 
+    @streaming_errors
     async def GenerateVideo(
         self, request: pb.GenerateVideoRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateVideoResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "video models are not served yet")
-        yield pb.GenerateVideoResponse()
+        spec = self.registry.spec(request.model, "video")
+        plan = plan_video(spec, request)
+        async for event in self._generate(spec, plan):
+            yield pb.GenerateVideoResponse(**event)
 
+    @streaming_errors
     async def GenerateMesh(
         self, request: pb.GenerateMeshRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateMeshResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "3D models are not served yet")
-        yield pb.GenerateMeshResponse()
+        spec = self.registry.spec(request.model, "mesh")
+        # Decoding an image of up to 50 megapixels takes a while: not on the loop.
+        plan = await asyncio.get_running_loop().run_in_executor(
+            self.encode_pool, plan_mesh, spec, request
+        )
+        async for event in self._generate(spec, plan):
+            yield pb.GenerateMeshResponse(**event)
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext

@@ -10,14 +10,47 @@ from fastapi import FastAPI
 
 from inference_server.model_config import load_model_table
 from rest_bridge import envelope
+from rest_bridge.auth import install_key_redaction
+from rest_bridge.dispatch import fetch_policy
 from rest_bridge.inference_client import InferenceClient
-from rest_bridge.routes import files, images, projects, service
+from rest_bridge.jobs import JobManager
+from rest_bridge.ratelimit import RateLimits, redacted_url
+from rest_bridge.routes import (
+    account,
+    files,
+    generations,
+    images,
+    projects,
+    service,
+    three_d,
+    unmatched,
+    videos,
+)
 from rest_bridge.settings import BridgeSettings
 from rest_bridge.state import BridgeState
+from rest_bridge.web import routes as web
+from rest_bridge.webhooks import WebhookSender
 from storage.blobs import LocalBlobStore
 from storage.db import make_engine, migrate
 
 log = logging.getLogger("rest_bridge")
+
+
+async def start_ratelimits(cfg: BridgeSettings) -> RateLimits:
+    """The counter store; says at start-up whether it is shared or this process's own."""
+    install_key_redaction()
+    ratelimits = RateLimits.from_settings(cfg)
+    if ratelimits.shared:
+        assert cfg.redis_url is not None
+        if not await ratelimits.check():
+            raise RuntimeError(f"REDIS_URL {redacted_url(cfg.redis_url)} cannot be reached")
+        log.info("rate limits: shared through Redis at %s", redacted_url(cfg.redis_url))
+    else:
+        log.warning(
+            "rate limits: REDIS_URL is unset, so counters are kept in this process only; "
+            "run a single bridge process, or set REDIS_URL to share them between several"
+        )
+    return ratelimits
 
 
 def create_app(settings: BridgeSettings | None = None) -> FastAPI:
@@ -27,6 +60,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         engine = make_engine(cfg.db_url)
         migrate(engine)
         client = InferenceClient(cfg.inference_targets)
+        ratelimits = await start_ratelimits(cfg)
         app.state.bridge = BridgeState(
             settings=cfg,
             engine=engine,
@@ -34,13 +68,20 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
             client=client,
             models=load_model_table(cfg.models_file),
             secret=cfg.secret_bytes(),
+            ratelimits=ratelimits,
         )
+        state = app.state.bridge
+        sender = WebhookSender(state, fetch_policy(state))
+        app.state.jobs = JobManager(state, on_finish=sender.job_finished)
+        sender.start()
         log.info(
             "bridge ready: inference at %s, public URL %s", cfg.inference_targets, cfg.base_url
         )
         try:
             yield
         finally:
+            await app.state.jobs.close()
+            await sender.stop()
             await client.close()
             engine.dispose()
 
@@ -51,6 +92,17 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     envelope.install(app)
-    for router in (images.router, projects.router, files.router, service.router):
+    app.include_router(account.router)
+    app.include_router(web.router)
+    for router in (
+        images.router,
+        generations.router,
+        videos.router,
+        three_d.router,
+        projects.router,
+        files.router,
+        service.router,
+    ):
         app.include_router(router)
+    app.include_router(unmatched.router)  # last: it answers what no other route serves
     return app

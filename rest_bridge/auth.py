@@ -1,15 +1,25 @@
-"""Bearer-key authentication: shape and checksum first, then the keyed hash."""
+"""Bearer-key authentication and the hourly limit of every request made with a key.
+
+Order: the client address's failure brake, the header's shape, the key's
+checksum, the keyed hash, then the key's hourly counter. Failed attempts count
+against the address, so keys cannot be guessed at speed; a blocked address is
+answered 429 before its key is looked at, so the answer reveals nothing about it.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
 from rest_bridge.errors import ApiError
+from rest_bridge.ratelimit import RateLimiterUnavailable, Window
 from rest_bridge.state import BridgeState, get_state
-from storage.accounts import key_owner
+from storage.accounts import PLANS, key_owner
 from storage.keys import hash_key, is_well_formed
 
 QUERY_KEY_NAMES = ("api_key", "apikey", "key", "token", "access_token")
@@ -22,8 +32,46 @@ class Caller:
     plan: str
 
 
-def _unauthorized(message: str) -> ApiError:
-    return ApiError(401, "invalid_api_key", message, headers={"WWW-Authenticate": "Bearer"})
+class _AuthFailure(ApiError):
+    """A 401 that counts against the client address (it presented something to check)."""
+
+
+def _unauthorized(message: str, counted: bool = True) -> ApiError:
+    cls = _AuthFailure if counted else ApiError
+    return cls(401, "invalid_api_key", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def limiter_unavailable(state: BridgeState) -> ApiError:
+    return ApiError(
+        503,
+        "overloaded",
+        "The rate-limit store cannot be reached; retry shortly.",
+        headers={"Retry-After": str(state.settings.retry_after_s)},
+    )
+
+
+def client_address(request: Request) -> str:
+    """The peer, as uvicorn reports it (``X-Forwarded-For`` only from trusted proxies).
+
+    An IPv6 client usually holds a whole /64, so the brake counts the /64.
+    """
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def too_many_failures(retry_after: int) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        f"Too many failed authentication attempts from this address; retry in {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 def bearer_token(request: Request) -> str:
@@ -33,28 +81,92 @@ def bearer_token(request: Request) -> str:
         )
     header = request.headers.get("authorization")
     if not header:
-        raise _unauthorized("Missing API key: send the header Authorization: Bearer <key>.")
+        raise _unauthorized(
+            "Missing API key: send the header Authorization: Bearer <key>.", counted=False
+        )
     scheme, _, token = header.strip().partition(" ")
-    if scheme != "Bearer" or not token.strip():
+    if scheme.lower() != "bearer" or not token.strip():  # schemes are case-insensitive
         raise _unauthorized("The Authorization header must read: Bearer <key>.")
     return token.strip()
+
+
+def set_rate_headers(request: Request, window: Window) -> None:
+    """Left for the envelope middleware, which puts them on every response, errors included."""
+    scope_state: dict[str, Any] = request.scope.setdefault("state", {})
+    scope_state.setdefault("extra_headers", {}).update(window.headers())
+    scope_state["ratelimit"] = window
 
 
 async def authenticate(
     request: Request, state: Annotated[BridgeState, Depends(get_state)]
 ) -> Caller:
-    token = bearer_token(request)
-    if not is_well_formed(token):
-        raise _unauthorized("The API key is malformed; copy it again from Settings → API Keys.")
-    found = await state.db(key_owner, hash_key(token, state.secret))
-    if found is None:
-        raise _unauthorized("The API key is unknown or has been revoked.")
-    key, account = found
-    assert key.id is not None and account.id is not None
+    scope_state: dict[str, Any] = request.scope.setdefault("state", {})
+    known = scope_state.get("caller")
+    if isinstance(known, Caller):
+        return known  # a request is counted once, however many times it is authenticated
+    limits = state.ratelimits
+    address = client_address(request)
+    try:
+        blocked = await limits.address_blocked(address)
+        if blocked is not None:
+            raise too_many_failures(blocked)
+        try:
+            token = bearer_token(request)
+            if not is_well_formed(token):
+                raise _unauthorized(
+                    "The API key is malformed; copy it again from Settings → API Keys."
+                )
+            found = await state.db(key_owner, hash_key(token, state.secret))
+            if found is None:
+                raise _unauthorized("The API key is unknown or has been revoked.")
+        except _AuthFailure:
+            await limits.address_failed(address)
+            raise
+        key, account = found
+        assert key.id is not None and account.id is not None
+        window = await limits.hit_key(key.id, PLANS.get(account.plan, PLANS["free"]))
+    except RateLimiterUnavailable as exc:
+        raise limiter_unavailable(state) from exc
+    set_rate_headers(request, window)
+    if not window.allowed:
+        retry = window.retry_after()
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"This key has used its {window.limit} requests for this hour; "
+            f"retry in {retry} s or move to a larger plan.",
+            headers={"Retry-After": str(retry)},
+        )
     caller = Caller(account_id=account.id, key_id=key.id, plan=account.plan)
-    request.scope.setdefault("state", {})["caller"] = caller
+    scope_state["caller"] = caller
     return caller
 
 
 CurrentCaller = Annotated[Caller, Depends(authenticate)]
 StateDep = Annotated[BridgeState, Depends(get_state)]
+
+_KEY_IN_TEXT = re.compile(r"gsk_[0-9A-Za-z]+")
+_KEY_IN_QUERY = re.compile(r"((?:^|[?&])(?:" + "|".join(QUERY_KEY_NAMES) + r")=)[^&\s]*", re.I)
+
+
+def redact(text: str) -> str:
+    return _KEY_IN_QUERY.sub(r"\1[redacted]", _KEY_IN_TEXT.sub("gsk_[redacted]", text))
+
+
+class KeyRedactor(logging.Filter):
+    """Keeps keys out of the logs, the access log's request lines included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def install_key_redaction() -> None:
+    """Adds the filter to the loggers that see request lines (idempotent)."""
+    for name in ("uvicorn.access", "uvicorn.error", "rest_bridge"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, KeyRedactor) for f in logger.filters):
+            logger.addFilter(KeyRedactor())

@@ -57,8 +57,10 @@ class RequestIdMiddleware:
                 headers = list(message.get("headers", []))
                 if not any(name == b"x-request-id" for name, _ in headers):
                     headers.append((b"x-request-id", rid.encode()))
+                present = {name.lower() for name, _ in headers}
                 for name, value in state.get("extra_headers", {}).items():
-                    headers.append((name.lower().encode(), str(value).encode()))
+                    if name.lower().encode() not in present:  # error_response may have set it
+                        headers.append((name.lower().encode(), str(value).encode()))
                 message["headers"] = headers
             await send(message)
 

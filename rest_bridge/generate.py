@@ -51,7 +51,7 @@ class GenerationOutcome:
     remaining_points: int
     generation_time_ms: int
     seed: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
     def primaries(self) -> list[Asset]:
         return [a for a in self.assets if a.role == "primary"]
@@ -63,19 +63,27 @@ class GenerationOutcome:
         return None
 
 
+Builder = Callable[[GenerationOutcome], dict[str, Any]]
+
 ROLE_NAMES: dict[int, str] = {
     pb.ARTIFACT_ROLE_PRIMARY: "primary",
     pb.ARTIFACT_ROLE_PREVIEW: "preview",
 }
 
 
-async def run_generation(
-    state: BridgeState,
-    caller: Caller,
-    request_id: str,
-    order: GenerationOrder,
-    on_progress: ProgressHook | None = None,
-) -> GenerationOutcome:
+@dataclass
+class Started:
+    """A generation whose row is written and whose points are taken."""
+
+    generation: Generation
+    remaining_points: int
+    request_id: str
+
+
+async def begin(
+    state: BridgeState, caller: Caller, request_id: str, order: GenerationOrder
+) -> Started:
+    """Writes the pending row and debits it; 402 before any RPC when points are short."""
     gen = Generation(
         account_id=caller.account_id,
         api_key_id=caller.key_id,
@@ -94,7 +102,26 @@ async def run_generation(
             "insufficient_points",
             f"This needs {exc.needed} points and the balance is {exc.balance}.",
         ) from exc
-    started = time.perf_counter()
+    return Started(generation=gen, remaining_points=remaining, request_id=request_id)
+
+
+CANCELLED_MESSAGE = "The generation was cancelled."
+
+
+async def execute(
+    state: BridgeState,
+    started: Started,
+    order: GenerationOrder,
+    build: Builder | None = None,
+    on_progress: ProgressHook | None = None,
+) -> GenerationOutcome:
+    """Runs the RPC, stores the files and completes the row with its answer.
+
+    Every failure ends the row (failed, or cancelled when this task is
+    cancelled) and refunds it exactly once before the error propagates.
+    """
+    gen = started.generation
+    t0 = time.perf_counter()
     try:
         call = state.client.stream(order.rpc, order.request, order.timeout_s)
         try:
@@ -107,22 +134,35 @@ async def run_generation(
         await _end(state, gen.id, status, err.code, exc.details() or err.message)
         raise err from exc
     except asyncio.CancelledError:
-        await asyncio.shield(
-            _end(state, gen.id, "cancelled", "client_disconnected", "The client went away.")
-        )
+        await asyncio.shield(_end(state, gen.id, "cancelled", "cancelled", CANCELLED_MESSAGE))
         raise
     except ApiError as err:
         await _end(state, gen.id, "failed", err.code, err.message)
         raise
-    elapsed_ms = int((time.perf_counter() - started) * 1000)
-    assets = await _store(state, gen, result.files, elapsed_ms)
-    return GenerationOutcome(
+    elapsed_ms = int((time.perf_counter() - t0) * 1000)
+    outcome = GenerationOutcome(
         generation=gen,
-        assets=assets,
-        remaining_points=remaining,
+        assets=_assets_for(gen, result.files),
+        remaining_points=started.remaining_points,
         generation_time_ms=elapsed_ms,
         seed=result.completion.seed,
     )
+    if build is not None:
+        outcome.data = build(outcome)
+    await _store(state, outcome, result.files)
+    return outcome
+
+
+async def run_generation(
+    state: BridgeState,
+    caller: Caller,
+    request_id: str,
+    order: GenerationOrder,
+    on_progress: ProgressHook | None = None,
+) -> GenerationOutcome:
+    """Begin and execute in one call, for callers that need no job around the work."""
+    started = await begin(state, caller, request_id, order)
+    return await execute(state, started, order, on_progress=on_progress)
 
 
 async def _end(
@@ -133,28 +173,34 @@ async def _end(
     )
 
 
-async def _store(
-    state: BridgeState, gen: Generation, files: list[CollectedFile], elapsed_ms: int
-) -> list[Asset]:
-    assets = [
-        Asset(
-            generation_id=gen.id,
-            index=f.index,
-            role=ROLE_NAMES.get(f.role, "primary"),
-            token=new_asset_token(),
-            blob_key="",
-            file_name=f.file_name,
-            content_type=f.content_type,
-            file_size=len(f.data),
-            width=f.width,
-            height=f.height,
-            duration=f.duration_seconds,
+def _assets_for(gen: Generation, files: list[CollectedFile]) -> list[Asset]:
+    assets = []
+    for f in files:
+        token = new_asset_token()
+        name = _public_name(gen, f)
+        assets.append(
+            Asset(
+                generation_id=gen.id,
+                index=f.index,
+                role=ROLE_NAMES.get(f.role, "primary"),
+                token=token,
+                blob_key=f"{token}/{name}",
+                file_name=name,
+                content_type=f.content_type,
+                file_size=len(f.data),
+                width=f.width,
+                height=f.height,
+                duration=f.duration_seconds,
+            )
         )
-        for f in files
-    ]
-    for asset, f in zip(assets, files, strict=True):
-        asset.file_name = _public_name(gen, f)
-        asset.blob_key = f"{asset.token}/{asset.file_name}"
+    return assets
+
+
+async def _store(
+    state: BridgeState, outcome: GenerationOutcome, files: list[CollectedFile]
+) -> None:
+    """Files first, then one transaction: assets, answer, completed; undone if it cannot."""
+    gen, assets = outcome.generation, outcome.assets
 
     def write_all() -> None:
         for asset, f in zip(assets, files, strict=True):
@@ -166,7 +212,9 @@ async def _store(
 
     try:
         await run_in_threadpool(write_all)
-        completed = await state.db(generations.complete, gen.id, assets, elapsed_ms)
+        completed = await state.db(
+            generations.complete, gen.id, assets, outcome.generation_time_ms, outcome.data or None
+        )
     except BaseException:
         await asyncio.shield(run_in_threadpool(remove_all))
         await asyncio.shield(
@@ -175,9 +223,8 @@ async def _store(
         raise
     if not completed:
         await run_in_threadpool(remove_all)
-        raise ApiError(409, "generation_cancelled", "The generation was cancelled.")
+        raise ApiError(409, "generation_cancelled", CANCELLED_MESSAGE)
     gen.status = "completed"
-    return assets
 
 
 def _public_name(gen: Generation, f: CollectedFile) -> str:

@@ -286,3 +286,59 @@ async def fetch_url(
         raise validation_error(
             field, f"the image could not be fetched within {timeout_s:g} seconds"
         ) from None
+
+
+async def check_url(
+    url: str, *, policy: AddressPolicy, field: str, resolver: Resolver | None = None
+) -> None:
+    """Refuses a URL that ``fetch_url`` or ``post_json`` would refuse, without connecting."""
+    target = _parse_target(url, field)
+    await resolve_and_check(target.host, target.port, policy, resolver, field=field)
+
+
+async def post_json(
+    url: str,
+    body: bytes,
+    headers: Sequence[tuple[str, str]],
+    *,
+    policy: AddressPolicy,
+    timeout_s: float = 10.0,
+    field: str = "webhook_url",
+    resolver: Resolver | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> int:
+    """One POST on a connection pinned to the checked address; redirects are not followed.
+
+    Returns the status code; raises ``ApiError`` when the address is refused or
+    the connection fails.
+    """
+    target = _parse_target(url, field)
+    addresses = await resolve_and_check(target.host, target.port, policy, resolver, field=field)
+    backend = _PinnedBackend(target.host, target.port, addresses)
+    core_url = httpcore.URL(
+        scheme=target.scheme.encode("ascii"),
+        host=target.host.encode("ascii"),
+        port=target.port,
+        target=target.path.encode("ascii"),
+    )
+    all_headers = [
+        (b"Host", target.host_header.encode("ascii")),
+        (b"User-Agent", b"genserve-webhook"),
+        (b"Content-Type", b"application/json"),
+        (b"Content-Length", str(len(body)).encode("ascii")),
+        (b"Connection", b"close"),
+        *((k.encode("ascii"), v.encode("ascii")) for k, v in headers),
+    ]
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with httpcore.AsyncConnectionPool(
+                ssl_context=ssl_context,
+                network_backend=backend,
+                max_connections=1,
+                max_keepalive_connections=0,
+                retries=0,
+            ) as pool:
+                response = await pool.request("POST", core_url, headers=all_headers, content=body)
+                return int(response.status)
+    except (TimeoutError, *_NETWORK_ERRORS):
+        raise validation_error(field, "the URL could not be reached") from None

@@ -20,6 +20,12 @@ class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class GenerationBody(StrictBody):
+    """Fields every generation accepts beyond the document's (optional additions)."""
+
+    webhook_url: Annotated[StrictStr, Field(min_length=1, max_length=2048)] | None = None
+
+
 def _clean_prompt(value: str) -> str:
     text = value.strip()
     if not text:
@@ -29,7 +35,7 @@ def _clean_prompt(value: str) -> str:
     return text
 
 
-class ImageRequest(StrictBody):
+class ImageRequest(GenerationBody):
     prompt: StrictStr
     aspect_ratio: ImageAspectRatio = "1:1"
     output_format: OutputFormat = "png"
@@ -39,7 +45,7 @@ class ImageRequest(StrictBody):
     _prompt = field_validator("prompt")(_clean_prompt)
 
 
-class VideoRequest(StrictBody):
+class VideoRequest(GenerationBody):
     prompt: StrictStr
     model: StrictStr = "vidu-q2"
     duration: StrictInt = 4
@@ -49,7 +55,13 @@ class VideoRequest(StrictBody):
     _prompt = field_validator("prompt")(_clean_prompt)
 
 
-class MeshRequest(StrictBody):
+class MeshRequest(GenerationBody):
+    """The document's 3D body; ``model`` is an extension (absent: the server's default).
+
+    Exactly one image field must be given; the route checks that, since a
+    missing and an empty field mean different things to the client.
+    """
+
     image_url: StrictStr | None = None
     image_base64: StrictStr | None = None
     texture_quality: Literal["no", "standard"] = "standard"

@@ -7,7 +7,8 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from limits import parse_many
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,11 +33,20 @@ class BridgeSettings(BaseSettings):
     price_image: int = 4
     price_video: int = 10
     price_3d: int = 20
+    sse_heartbeat_s: float = 15.0
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 6
+    webhook_backoff_s: float = 2.0
     signup_points: int = 100
     retry_after_s: int = 10
     fetch_allow_loopback: bool = False
     fetch_allow_private: bool = False
     max_upload_bytes: int = 20 * 1024 * 1024
+    # Failed authentications (bad API keys, wrong passwords) allowed per client address.
+    auth_failure_limits: str = "20/minute;100/hour"
+    # Prefix of the rate-limit counters in Redis (several deployments may share one Redis).
+    ratelimit_prefix: str = "genserve"
+    session_days: int = 14
 
     @model_validator(mode="after")
     def _production_secrets(self) -> BridgeSettings:
@@ -45,6 +55,17 @@ class BridgeSettings(BaseSettings):
         if self.key_secret is not None and len(self.key_secret) < 32:
             raise ValueError("GENSERVE_KEY_SECRET must be at least 32 characters")
         return self
+
+    @field_validator("auth_failure_limits")
+    @classmethod
+    def _limits_parse(cls, value: str) -> str:
+        parse_many(value)
+        return value
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are marked Secure whenever the public URL is HTTPS."""
+        return self.public_base_url.startswith("https://")
 
     @property
     def db_url(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from inference_server.model_config import ModelTable
 from rest_bridge.inference_client import InferenceClient
+from rest_bridge.ratelimit import RateLimits
 from rest_bridge.settings import BridgeSettings
 from storage.blobs import BlobStore
 
@@ -27,6 +28,7 @@ class BridgeState:
     client: InferenceClient
     models: ModelTable
     secret: bytes
+    ratelimits: RateLimits = field(default_factory=RateLimits.in_process)
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Runs ``fn(session, ...)`` on a worker thread with a fresh session."""

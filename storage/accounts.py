@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, func, select
 
 from storage.keys import display_prefix, generate_key, hash_key, last_four
 from storage.models import Account, ApiKey, PointsLedger, utcnow
 
+# Requests per API key per hour.
 PLANS = {"free": 100, "pro": 500, "enterprise": 1000}
+# A key's last use is written at most this often: one write per key per minute, not per request.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class EmailTaken(Exception):
+    pass
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; every stored one is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def create_account(
@@ -24,9 +43,15 @@ def create_account(
     """A new account with an opening grant recorded in the ledger."""
     if plan not in PLANS:
         raise ValueError(f"unknown plan {plan!r}; plans: {', '.join(PLANS)}")
+    if points < 0:
+        raise ValueError("an opening balance cannot be negative")
     account = Account(email=email, password_hash=password_hash, plan=plan, points=points)
     session.add(account)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise EmailTaken(email) from exc
     if points:
         assert account.id is not None
         session.add(PointsLedger(account_id=account.id, delta=points, reason="grant"))
@@ -37,6 +62,43 @@ def create_account(
 
 def account_by_email(session: Session, email: str) -> Account | None:
     return session.exec(select(Account).where(Account.email == email)).first()
+
+
+def set_plan(session: Session, *, account_id: int, plan: str) -> bool:
+    """Takes effect on the account's next request: the limit is read per request."""
+    if plan not in PLANS:
+        raise ValueError(f"unknown plan {plan!r}; plans: {', '.join(PLANS)}")
+    result = session.execute(update(Account).where(col(Account.id) == account_id).values(plan=plan))
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def set_password(session: Session, *, account_id: int, password_hash: str) -> None:
+    session.execute(
+        update(Account).where(col(Account.id) == account_id).values(password_hash=password_hash)
+    )
+    session.commit()
+
+
+@dataclass
+class AccountSummary:
+    account: Account
+    active_keys: int
+
+
+def list_accounts(session: Session) -> list[AccountSummary]:
+    live = (
+        select(ApiKey.account_id, func.count().label("n"))
+        .where(col(ApiKey.revoked_at).is_(None))
+        .group_by(col(ApiKey.account_id))
+        .subquery()
+    )
+    rows = session.exec(
+        select(Account, func.coalesce(live.c.n, 0))
+        .outerjoin(live, live.c.account_id == col(Account.id))
+        .order_by(col(Account.id))
+    ).all()
+    return [AccountSummary(account=a, active_keys=int(n)) for a, n in rows]
 
 
 @dataclass
@@ -63,7 +125,12 @@ def create_api_key(session: Session, *, account_id: int, secret: bytes, name: st
 
 
 def key_owner(session: Session, key_hash: str) -> tuple[ApiKey, Account] | None:
-    """The live key with this hash and its account, and records its use."""
+    """The live key with this hash and its account, and records its use.
+
+    The look-up is by an HMAC the caller cannot steer, and the stored hash is
+    compared again in constant time. The last use is written at most once per
+    ``LAST_USED_RESOLUTION``, so busy keys do not turn every request into a write.
+    """
     row = session.exec(
         select(ApiKey, Account)
         .join(Account, col(Account.id) == col(ApiKey.account_id))
@@ -72,8 +139,13 @@ def key_owner(session: Session, key_hash: str) -> tuple[ApiKey, Account] | None:
     if row is None:
         return None
     key, account = row
-    session.execute(update(ApiKey).where(col(ApiKey.id) == key.id).values(last_used_at=utcnow()))
-    session.commit()
+    if not hmac.compare_digest(key.key_hash.encode(), key_hash.encode()):
+        return None
+    now = utcnow()
+    if key.last_used_at is None or now - aware(key.last_used_at) >= LAST_USED_RESOLUTION:
+        session.execute(update(ApiKey).where(col(ApiKey.id) == key.id).values(last_used_at=now))
+        session.commit()
+        key.last_used_at = now
     return key, account
 
 
@@ -84,6 +156,14 @@ def revoke_api_key(session: Session, *, key_id: int, account_id: int | None = No
     result = session.execute(stmt.values(revoked_at=utcnow()))
     session.commit()
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def api_key_of(session: Session, *, key_id: int, account_id: int) -> ApiKey | None:
+    """The key only when it belongs to the account: another account's id reads as absent."""
+    key = session.get(ApiKey, key_id)
+    if key is None or key.account_id != account_id:
+        return None
+    return key
 
 
 def list_api_keys(session: Session, account_id: int) -> list[ApiKey]:

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
+from storage.job_models import GenerationResult
 from storage.models import Asset, Generation, utcnow
 
 
 def complete(
-    session: Session, generation_id: str, assets: Sequence[Asset], generation_time_ms: int
+    session: Session,
+    generation_id: str,
+    assets: Sequence[Asset],
+    generation_time_ms: int,
+    result: dict[str, Any] | None = None,
 ) -> bool:
     """Records the stored files and marks the generation completed, atomically.
 
     False when the generation was no longer live (cancelled meanwhile): the
     caller then removes the files it stored.
     """
-    result = session.execute(
+    updated = session.execute(
         update(Generation)
         .where(
             col(Generation.id) == generation_id,
@@ -27,10 +33,12 @@ def complete(
         )
         .values(status="completed", completed_at=utcnow(), generation_time_ms=generation_time_ms)
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not updated.rowcount:  # type: ignore[attr-defined]
         session.rollback()
         return False
     session.add_all(assets)
+    if result is not None:
+        session.add(GenerationResult(generation_id=generation_id, data=result))
     session.commit()
     return True
 
@@ -89,3 +97,8 @@ def list_projects(
         .limit(limit)
     ).all()
     return list(rows), int(total)
+
+
+def result_of(session: Session, generation_id: str) -> dict[str, Any] | None:
+    row = session.get(GenerationResult, generation_id)
+    return row.data if row is not None else None

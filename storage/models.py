@@ -107,3 +107,15 @@ class PointsLedger(SQLModel, table=True):
     reason: str = Field(max_length=32)  # grant | debit | refund
     generation_id: str | None = Field(default=None, foreign_key="generation.id", max_length=24)
     created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser: only a SHA-256 of the cookie's token is stored."""
+
+    __tablename__ = "web_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    expires_at: datetime = _ts(nullable=False, index=True)

@@ -24,25 +24,28 @@ def start_generation(session: Session, generation: Generation) -> int:
     cost = generation.points_cost
     session.add(generation)
     session.flush()
-    if cost > 0:
-        result = session.execute(
-            update(Account)
-            .where(col(Account.id) == generation.account_id, col(Account.points) >= cost)
-            .values(points=Account.points - cost)
+    if cost <= 0:
+        session.commit()
+        return balance(session, generation.account_id)
+    after = session.execute(
+        update(Account)
+        .where(col(Account.id) == generation.account_id, col(Account.points) >= cost)
+        .values(points=Account.points - cost)
+        .returning(col(Account.points))
+    ).scalar_one_or_none()
+    if after is None:
+        session.rollback()
+        raise InsufficientPoints(balance(session, generation.account_id), cost)
+    session.add(
+        PointsLedger(
+            account_id=generation.account_id,
+            delta=-cost,
+            reason="debit",
+            generation_id=generation.id,
         )
-        if not result.rowcount:  # type: ignore[attr-defined]
-            session.rollback()
-            raise InsufficientPoints(balance(session, generation.account_id), cost)
-        session.add(
-            PointsLedger(
-                account_id=generation.account_id,
-                delta=-cost,
-                reason="debit",
-                generation_id=generation.id,
-            )
-        )
+    )
     session.commit()
-    return balance(session, generation.account_id)
+    return int(after)
 
 
 def finish_unsuccessfully(

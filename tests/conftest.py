@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from storage.accounts import create_account, create_api_key
 from storage.db import make_engine, migrate
-from tests.utils.procs import ROOT, Proc, start_bridge, start_inference
+from tests.utils.procs import ROOT, Proc, free_port, start_bridge, start_inference
 
 KEY_SECRET = "test-secret-" + "x" * 40
 PG_ADMIN_URL = os.environ.get(
@@ -67,6 +67,11 @@ def inference(model_cache: Path, logs: Path) -> Iterator[InferenceProc]:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this run, dropped afterwards."""
+    yield from fresh_pg_database()
+
+
+def fresh_pg_database() -> Iterator[str]:
+    """Creates a database of its own (bridges sharing one also share its work queues)."""
     name = "genserve_test_" + secrets.token_hex(4)
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -106,6 +111,9 @@ def bridge_env(data_dir: Path, db_url: str, target: str, **extra: str) -> dict[s
         "DATABASE_URL": db_url,
         "GENSERVE_INFERENCE_TARGETS": target,
         "GENSERVE_KEY_SECRET": KEY_SECRET,
+        # Shared bridges see many deliberate bad keys from 127.0.0.1; the brake on failed
+        # authentication is tested on bridges of its own (tests/rest_bridge/test_ratelimit.py).
+        "GENSERVE_AUTH_FAILURE_LIMITS": "100000/minute",
         **extra,
     }
 
@@ -127,4 +135,66 @@ def bridge(
     migrate(engine)
     yield Bridge(base=base, engine=engine, data_dir=data_dir, proc=proc)
     proc.stop()
+    engine.dispose()
+
+
+REDIS_URL = os.environ.get("GENSERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this run's own in the shared Redis; its keys are deleted afterwards."""
+    import redis
+
+    prefix = "genserve-test-" + secrets.token_hex(6)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    yield prefix
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+@dataclass
+class BridgePair:
+    """Two bridge processes on one PostgreSQL database, sharing rate limits through Redis."""
+
+    first: Bridge
+    second: Bridge
+
+    @property
+    def engine(self) -> Engine:
+        return self.first.engine
+
+    def new_key(self, points: int = 100, plan: str = "free") -> str:
+        return self.first.new_key(points=points, plan=plan)
+
+
+@pytest.fixture(scope="session")
+def redis_bridges(
+    pg_url: str,
+    redis_prefix: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    logs: Path,
+) -> Iterator[BridgePair]:
+    """No inference server behind them: they serve keys, limits and accounts, not generations."""
+    engine = make_engine(pg_url)
+    migrate(engine)
+    bridges = []
+    target = f"127.0.0.1:{free_port()}"
+    for name in ("a", "b"):
+        data_dir = tmp_path_factory.mktemp(f"redis-bridge-{name}")
+        env = bridge_env(
+            data_dir,
+            pg_url,
+            target,
+            REDIS_URL=REDIS_URL,
+            GENSERVE_RATELIMIT_PREFIX=redis_prefix,
+            GENSERVE_AUTH_FAILURE_LIMITS="5/minute",
+        )
+        proc, base = start_bridge(env, logs, wait_healthy=False)
+        bridges.append(Bridge(base=base, engine=engine, data_dir=data_dir, proc=proc))
+    yield BridgePair(*bridges)
+    for b in bridges:
+        b.proc.stop()
     engine.dispose()

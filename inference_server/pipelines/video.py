@@ -46,7 +46,7 @@ def _to_uint8_frames(video: torch.Tensor) -> np.ndarray:
 
     Converting before the copy to host moves a quarter of the bytes.
     """
-    frames = video[0].mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    frames = video[0].mul_(255).round_().clamp_(0, 255).to(torch.uint8)
     return np.ascontiguousarray(frames.permute(0, 2, 3, 1).cpu().numpy())
 
 

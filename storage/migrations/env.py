@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-import storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import storage.job_models  # registers the tables on SQLModel.metadata
+import storage.models  # noqa: F401
 
 target_metadata = SQLModel.metadata
 config = context.config

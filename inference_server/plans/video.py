@@ -1,0 +1,189 @@
+"""Text to video: the plan of one GenerateVideo request.
+
+Everything the request can get wrong (model range, resolution, aspect ratio,
+prompt, steps) is checked here, before the job is queued; the frame counts
+come from ``video_geometry`` so the bridge prices the same clip the server makes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from genserve.inference.v1 import inference_pb2 as pb
+from inference_server.artifacts import Artifact
+from inference_server.encoders.images import CONTENT_TYPES, encode_image
+from inference_server.encoders.video import encode_mp4, poster_frame
+from inference_server.errors import InvalidArgument
+from inference_server.model_config import ModelSpec
+from inference_server.pipelines.video import VideoResult, run_video
+from inference_server.plans.common import prompt_text, random_seed, steps_for
+from inference_server.progress import StepCallback
+from inference_server.registry import ModelRegistry
+from inference_server.video_geometry import encoded_frame_count, frame_count, video_size
+
+DEFAULT_DURATION = 4
+DEFAULT_RESOLUTION = "720p"
+DEFAULT_ASPECT_RATIO = "16:9"
+POSTER_FORMAT = "jpeg"
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """The pipeline call, with every default resolved."""
+
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    num_frames: int
+    frame_rate: float
+    steps: int
+    guidance: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class Mp4Facts:
+    """What an encoded file really holds, read back from its own index."""
+
+    width: int
+    height: int
+    frame_count: int
+    frame_rate: float
+    duration_seconds: float
+
+
+@dataclass
+class VideoPlan:
+    spec: ModelSpec
+    job: VideoJob
+    encoded_frames: int
+    seed: int
+
+    def work(self, registry: ModelRegistry) -> Callable[[StepCallback], VideoResult]:
+        def run(on_step: StepCallback) -> VideoResult:
+            pipe = registry.pipeline(self.spec)
+            job = self.job
+            return run_video(
+                pipe,
+                prompt=job.prompt,
+                negative_prompt=job.negative_prompt,
+                width=job.width,
+                height=job.height,
+                num_frames=job.num_frames,
+                frame_rate=job.frame_rate,
+                steps=job.steps,
+                guidance=job.guidance,
+                seed=job.seed,
+                on_step=on_step,
+            )
+
+        return run
+
+    def encode(self, raw: VideoResult, on_step: StepCallback) -> list[Artifact]:
+        """The MP4 (the first ``encoded_frames`` frames) and a poster from the same frames.
+
+        The servicer keeps ``raw`` referenced until the last chunk is sent, and a
+        1080p 10 s clip is over a gigabyte of pixels, so the arrays are taken out
+        of it here: once this returns, the encoded file is the only copy left.
+        """
+        frames = raw.frames[: self.encoded_frames]
+        audio, sample_rate = raw.audio, raw.sample_rate
+        raw.frames = np.empty((0, *raw.frames.shape[1:]), dtype=np.uint8)
+        raw.audio = None
+        total = frames.shape[0]
+
+        def on_frame(done: int, _count: int) -> None:
+            on_step(done, total + 1, "encoding")
+
+        data = encode_mp4(frames, raw.fps, audio, sample_rate, on_frame=on_frame)
+        poster = poster_frame(frames)
+        del frames, audio
+        facts = probe_mp4(data)
+        poster_data = encode_image(poster, POSTER_FORMAT)
+        on_step(total + 1, total + 1, "encoding")
+        return [
+            Artifact(
+                data=data,
+                content_type="video/mp4",
+                file_name="generated-video-1.mp4",
+                index=0,
+                role=pb.ARTIFACT_ROLE_PRIMARY,
+                width=facts.width,
+                height=facts.height,
+                duration_seconds=facts.duration_seconds,
+                frame_count=facts.frame_count,
+                frame_rate=facts.frame_rate,
+            ),
+            Artifact(
+                data=poster_data,
+                content_type=CONTENT_TYPES[POSTER_FORMAT],
+                file_name="thumbnail-1.jpg",
+                index=0,
+                role=pb.ARTIFACT_ROLE_PREVIEW,
+                width=poster.width,
+                height=poster.height,
+            ),
+        ]
+
+
+def probe_mp4(data: bytes) -> Mp4Facts:
+    """Size, frame count, rate and duration from the file's index, not from the request.
+
+    Only the header is parsed (no frame is decoded), so this costs next to nothing
+    and the response reports the file exactly as a player will see it.
+    """
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        rate = Fraction(stream.average_rate or stream.guessed_rate or 0)
+        frames = int(stream.frames)
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        else:
+            duration = frames / float(rate) if rate else 0.0
+        return Mp4Facts(
+            width=int(stream.codec_context.width),
+            height=int(stream.codec_context.height),
+            frame_count=frames,
+            frame_rate=float(rate),
+            duration_seconds=duration,
+        )
+
+
+def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
+    """Resolves defaults and refuses what the model cannot make, before any queueing."""
+    duration = request.duration_seconds or DEFAULT_DURATION
+    if not spec.min_duration <= duration <= spec.max_duration:
+        raise InvalidArgument(
+            f"duration must be between {spec.min_duration} and {spec.max_duration} seconds "
+            f"for {spec.name}; got {duration}"
+        )
+    width, height = video_size(
+        request.resolution or DEFAULT_RESOLUTION,
+        request.aspect_ratio or DEFAULT_ASPECT_RATIO,
+        spec.size_factor,
+    )
+    seed = random_seed(request.HasField("seed"), request.seed)
+    job = VideoJob(
+        prompt=prompt_text(request.prompt),
+        negative_prompt=request.negative_prompt or spec.negative_prompt,
+        width=width,
+        height=height,
+        num_frames=frame_count(duration, spec.frame_rate, spec.temporal_factor),
+        frame_rate=spec.frame_rate,
+        steps=steps_for(request.steps, spec),
+        guidance=request.guidance_scale if request.HasField("guidance_scale") else spec.guidance,
+        seed=seed,
+    )
+    return VideoPlan(
+        spec=spec,
+        job=job,
+        encoded_frames=encoded_frame_count(duration, spec.frame_rate),
+        seed=seed,
+    )

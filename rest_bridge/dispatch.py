@@ -1,0 +1,230 @@
+"""How a generation is answered: JSON when done, Server-Sent Events, or 202 and a status URL.
+
+Every mode runs the same job (``jobs.py``). ``Idempotency-Key`` makes a retry
+safe in each of them: the first request claims the key; a retry with the
+same body gets the stored answer, one with another body 422, and one that
+arrives while the first still runs 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from rest_bridge.address_policy import AddressPolicy
+from rest_bridge.auth import Caller
+from rest_bridge.envelope import request_id
+from rest_bridge.errors import ApiError, validation_error
+from rest_bridge.generate import Builder, GenerationOrder, begin
+from rest_bridge.jobs import Event, Job, JobManager
+from rest_bridge.safe_fetch import check_url
+from rest_bridge.state import BridgeState
+from storage import idempotency
+from storage.job_models import IdempotencyRecord
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def fetch_policy(state: BridgeState) -> AddressPolicy:
+    return AddressPolicy(
+        allow_loopback=state.settings.fetch_allow_loopback,
+        allow_private=state.settings.fetch_allow_private,
+    )
+
+
+def jobs_of(request: Request) -> JobManager:
+    manager: JobManager = request.app.state.jobs
+    return manager
+
+
+def wants_events(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+def wants_async(request: Request) -> bool:
+    prefer = request.headers.get("prefer", "")
+    return any(p.strip().lower() == "respond-async" for p in prefer.split(","))
+
+
+def sse(event: Event | None) -> bytes:
+    if event is None:
+        return b": keep-alive\n\n"
+    payload = json.dumps(event.data, separators=(",", ":"))
+    return f"id: {event.id}\nevent: {event.name}\ndata: {payload}\n\n".encode()
+
+
+def status_urls(state: BridgeState, generation_id: str) -> dict[str, str]:
+    base = f"{state.settings.base_url}/api/v1/generations/{generation_id}"
+    return {"status_url": base, "events_url": f"{base}/events", "cancel_url": f"{base}/cancel"}
+
+
+async def _claim_key(
+    request: Request, state: BridgeState, caller: Caller
+) -> tuple[IdempotencyRecord | None, Response | None]:
+    """Our claim on the request's Idempotency-Key, or the answer a retry gets instead."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None, None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise validation_error(
+            "Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters", 400
+        )
+    body = await request.body()
+    mode = "events" if wants_events(request) else "async" if wants_async(request) else "sync"
+    digest = hashlib.sha256(
+        b"\0".join([request.method.encode(), request.url.path.encode(), mode.encode(), body])
+    ).hexdigest()
+    claim = await state.db(
+        idempotency.claim, account_id=caller.account_id, key=key, request_hash=digest
+    )
+    record = claim.record
+    if claim.fresh:
+        return record, None
+    if record.request_hash != digest:
+        raise validation_error(
+            "Idempotency-Key", "was already used with a different request; use a new key"
+        )
+    if record.status != "completed" or record.response_body is None:
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            "A request with this Idempotency-Key is still running; retry when it has finished.",
+            headers={"Retry-After": "1"},
+        )
+    return None, JSONResponse(
+        record.response_body,
+        status_code=record.response_status or 200,
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
+async def respond(
+    request: Request,
+    state: BridgeState,
+    caller: Caller,
+    order: GenerationOrder,
+    build: Builder,
+) -> Response:
+    """Starts the generation (debit included) and answers in the mode the client asked for."""
+    webhook_url = order.params.get("webhook_url")
+    if webhook_url:
+        await check_url(webhook_url, policy=fetch_policy(state), field="webhook_url")
+    record, replay = await _claim_key(request, state, caller)
+    if replay is not None:
+        return replay
+    try:
+        started = await begin(state, caller, request_id(request), order)
+    except BaseException:
+        if record is not None:
+            await asyncio.shield(state.db(idempotency.release, record.id))
+        raise
+    job = jobs_of(request).launch(started, order, build)
+    if wants_async(request):
+        return await _accepted(state, job, record)
+    if wants_events(request):
+        return _event_stream(request, state, job, record)
+    return await _when_done(request, state, job, record)
+
+
+async def _remember(
+    state: BridgeState,
+    record: IdempotencyRecord | None,
+    status: int,
+    body: dict[str, Any],
+    job: Job,
+) -> None:
+    if record is not None and record.id is not None:
+        await state.db(
+            idempotency.finish,
+            record.id,
+            status_code=status,
+            body=body,
+            generation_id=job.generation_id,
+        )
+
+
+async def _forget(state: BridgeState, record: IdempotencyRecord | None) -> None:
+    if record is not None and record.id is not None:
+        await state.db(idempotency.release, record.id)
+
+
+async def _accepted(state: BridgeState, job: Job, record: IdempotencyRecord | None) -> Response:
+    urls = status_urls(state, job.generation_id)
+    body = {
+        "success": True,
+        "data": {
+            "generation_id": job.generation_id,
+            "status": "pending",
+            **urls,
+            "request_id": job.request_id,
+        },
+    }
+    await _remember(state, record, 202, body, job)
+    return JSONResponse(
+        body,
+        status_code=202,
+        headers={"Location": urls["status_url"], "Preference-Applied": "respond-async"},
+    )
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client closes its connection (the body was already read)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _when_done(
+    request: Request, state: BridgeState, job: Job, record: IdempotencyRecord | None
+) -> Response:
+    """Waits for the job; a client that goes away first cancels it (and is refunded)."""
+    finished = asyncio.ensure_future(job.wait())
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({finished, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not job.finished:
+        await jobs_of(request).cancel(job)
+        await _forget(state, record)
+        return Response(status_code=499)
+    if job.error is not None:
+        await _forget(state, record)
+        raise job.error
+    body = {"success": True, "data": job.data}
+    await _remember(state, record, 200, body, job)
+    return JSONResponse(body)
+
+
+def _event_stream(
+    request: Request, state: BridgeState, job: Job, record: IdempotencyRecord | None
+) -> StreamingResponse:
+    manager = jobs_of(request)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async for event in job.follow(0, state.settings.sse_heartbeat_s):
+                yield sse(event)
+        finally:
+            if not job.finished:
+                # The client went away mid-stream: stop the work and refund it.
+                await asyncio.shield(manager.cancel(job))
+                await asyncio.shield(_forget(state, record))
+            elif job.error is None and job.data is not None:
+                await asyncio.shield(
+                    _remember(state, record, 200, {"success": True, "data": job.data}, job)
+                )
+            else:
+                await asyncio.shield(_forget(state, record))
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -1,0 +1,193 @@
+"""Generations running in this bridge process, with their event logs.
+
+A job runs as its own task, so its work goes on (and is stored) whatever
+happens to the HTTP request that started it; every way of answering
+(synchronous JSON, Server-Sent Events, 202 and polling) reads the same log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from genserve.inference.v1 import inference_pb2 as pb
+from rest_bridge.errors import ApiError
+from rest_bridge.generate import (
+    CANCELLED_MESSAGE,
+    Builder,
+    GenerationOrder,
+    Started,
+    execute,
+)
+from rest_bridge.state import BridgeState
+
+log = logging.getLogger(__name__)
+
+STAGE_NAMES = {
+    pb.STAGE_LOADING: "loading",
+    pb.STAGE_DENOISING: "denoising",
+    pb.STAGE_DECODING: "decoding",
+    pb.STAGE_ENCODING: "encoding",
+}
+RETAIN_FINISHED_S = 600.0
+
+Finisher = Callable[["Job"], Awaitable[None]]
+
+
+@dataclass
+class Event:
+    id: int
+    name: str  # queued | progress | completed | failed
+    data: dict[str, Any]
+
+
+@dataclass
+class Job:
+    generation_id: str
+    account_id: int
+    request_id: str
+    webhook_url: str | None = None
+    events: list[Event] = field(default_factory=list)
+    finished: bool = False
+    data: dict[str, Any] | None = None
+    error: ApiError | None = None
+    task: asyncio.Task[None] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _stage_started: dict[str, float] = field(default_factory=dict)
+
+    def emit(self, name: str, data: dict[str, Any]) -> None:
+        self.events.append(Event(len(self.events) + 1, name, data))
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def envelope(self, err: ApiError) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "success": False,
+            "error": err.message,
+            "code": err.code,
+            "request_id": self.request_id,
+        }
+        if err.details:
+            body["details"] = err.details
+        return body
+
+    async def on_progress(self, p: pb.Progress) -> None:
+        if p.stage == pb.STAGE_QUEUED:
+            self.emit("queued", {"position": p.queue_position})
+            return
+        stage = STAGE_NAMES.get(p.stage, "working")
+        now = time.monotonic()
+        begun = self._stage_started.setdefault(stage, now)
+        eta = None
+        if p.total_steps and p.step:
+            eta = round((now - begun) / p.step * (p.total_steps - p.step), 3)
+        self.emit(
+            "progress",
+            {
+                "stage": stage,
+                "step": p.step,
+                "total": p.total_steps,
+                "elapsed": round(p.elapsed_seconds, 3),
+                "estimated_remaining": eta,
+            },
+        )
+
+    async def follow(
+        self, after: int = 0, heartbeat_s: float = 15.0
+    ) -> AsyncIterator[Event | None]:
+        """Events after ``after``, live until the job ends; None marks a quiet interval."""
+        seen = after
+        while True:
+            while seen < len(self.events):
+                seen += 1
+                yield self.events[seen - 1]
+            if self.finished:
+                return
+            waiter = self._changed
+            try:
+                await asyncio.wait_for(waiter.wait(), heartbeat_s)
+            except TimeoutError:
+                yield None
+
+    def last_step(self) -> int:
+        """The last denoising step reported so far (0 before the first)."""
+        for event in reversed(self.events):
+            if event.name == "progress" and event.data["stage"] == "denoising":
+                return int(event.data["step"])
+        return 0
+
+    async def wait(self) -> None:
+        while not self.finished:
+            await self._changed.wait()
+
+
+class JobManager:
+    """This process's running and recently finished jobs."""
+
+    def __init__(self, state: BridgeState, on_finish: Finisher | None = None) -> None:
+        self.state = state
+        self.jobs: dict[str, Job] = {}
+        self.on_finish = on_finish
+
+    def launch(self, started: Started, order: GenerationOrder, build: Builder) -> Job:
+        gen = started.generation
+        job = Job(
+            generation_id=gen.id,
+            account_id=gen.account_id,
+            request_id=started.request_id,
+            webhook_url=order.params.get("webhook_url"),
+        )
+        self.jobs[gen.id] = job
+        job.task = asyncio.get_running_loop().create_task(
+            self._run(job, started, order, build), name=f"generation-{gen.id}"
+        )
+        return job
+
+    async def _run(
+        self, job: Job, started: Started, order: GenerationOrder, build: Builder
+    ) -> None:
+        try:
+            outcome = await execute(self.state, started, order, build, on_progress=job.on_progress)
+            job.data = outcome.data
+            job.emit("completed", outcome.data)
+        except ApiError as err:
+            job.error = err
+            job.emit("failed", job.envelope(err))
+        except asyncio.CancelledError:
+            job.error = ApiError(409, "generation_cancelled", CANCELLED_MESSAGE)
+            job.emit("failed", job.envelope(job.error))
+        except Exception:  # a bug: the row is ended by execute's handlers where it can be
+            log.exception("generation %s failed unexpectedly", job.generation_id)
+            job.error = ApiError(500, "internal_error", "An unexpected error occurred.")
+            job.emit("failed", job.envelope(job.error))
+        finally:
+            job.finished = True
+            job._changed.set()
+            asyncio.get_running_loop().call_later(
+                RETAIN_FINISHED_S, self.jobs.pop, job.generation_id, None
+            )
+        if self.on_finish is not None:
+            try:
+                await self.on_finish(job)
+            except Exception:
+                log.exception("after-finish hook failed for %s", job.generation_id)
+
+    def get(self, generation_id: str) -> Job | None:
+        return self.jobs.get(generation_id)
+
+    async def cancel(self, job: Job) -> None:
+        """Cancels the job's task: its RPC is cancelled, the server stops at the next step."""
+        if job.task is not None and not job.finished:
+            job.task.cancel()
+        await job.wait()
+
+    async def close(self) -> None:
+        for job in list(self.jobs.values()):
+            if not job.finished and job.task is not None:
+                job.task.cancel()
+        for job in list(self.jobs.values()):
+            await job.wait()

@@ -1,0 +1,37 @@
+"""GET /api/v1/account: the caller's plan, points and this hour's rate-limit state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlmodel import Session
+
+from rest_bridge.auth import CurrentCaller, StateDep
+from rest_bridge.errors import ApiError
+from rest_bridge.ratelimit import Window
+from storage.models import Account
+
+router = APIRouter(prefix="/api/v1", tags=["account"])
+
+
+@router.get("/account")
+async def get_account(caller: CurrentCaller, state: StateDep, request: Request) -> dict[str, Any]:
+    def load(session: Session) -> Account | None:
+        return session.get(Account, caller.account_id)
+
+    account = await state.db(load)
+    if account is None:
+        raise ApiError(404, "not_found", "The account no longer exists.")
+    window: Window = request.scope["state"]["ratelimit"]
+    return {
+        "success": True,
+        "data": {
+            "email": account.email,
+            "plan": account.plan,
+            "points": account.points,
+            "limit": window.limit,
+            "remaining": window.remaining,
+            "reset": window.reset,
+        },
+    }

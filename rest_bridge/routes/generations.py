@@ -1,0 +1,152 @@
+"""One generation: its status and answer, its event stream (resumable), and cancelling it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+
+from rest_bridge.auth import CurrentCaller, StateDep
+from rest_bridge.dispatch import SSE_HEADERS, jobs_of, sse
+from rest_bridge.errors import ApiError
+from rest_bridge.jobs import Event
+from rest_bridge.routes.projects import iso
+from rest_bridge.state import BridgeState
+from storage import generations, points
+from storage.models import Generation
+
+router = APIRouter(prefix="/api/v1/generations", tags=["generations"])
+
+LIVE = ("pending", "running")
+POLL_S = 1.0
+
+
+async def _owned(state: BridgeState, generation_id: str, account_id: int) -> Generation:
+    gen = await state.db(generations.get_owned, generation_id, account_id)
+    if gen is None:
+        raise ApiError(404, "not_found", "No generation with that id.")
+    return gen
+
+
+def _final_event(gen: Generation, result: dict[str, Any] | None) -> Event:
+    if gen.status == "completed" and result is not None:
+        return Event(0, "completed", result)
+    code = gen.error_code or "generation_failed"
+    if gen.status == "cancelled":
+        code = "generation_cancelled"
+    return Event(
+        0,
+        "failed",
+        {
+            "success": False,
+            "error": gen.error_message or "The generation failed.",
+            "code": code,
+            "request_id": gen.request_id,
+        },
+    )
+
+
+@router.get("/{generation_id}")
+async def get_generation(
+    generation_id: str, request: Request, caller: CurrentCaller, state: StateDep
+) -> dict[str, Any]:
+    gen = await _owned(state, generation_id, caller.account_id)
+    data: dict[str, Any] = {}
+    if gen.status == "completed":
+        stored = await state.db(generations.result_of, gen.id)
+        data.update(stored or {})
+    data.update(
+        generation_id=gen.id,
+        type=gen.kind,
+        model=gen.model,
+        status=gen.status,
+        created_at=iso(gen.created_at),
+        completed_at=iso(gen.completed_at) if gen.completed_at else None,
+    )
+    job = jobs_of(request).get(gen.id)
+    if gen.status in LIVE and job is not None:
+        latest = next((e for e in reversed(job.events) if e.name in ("progress", "queued")), None)
+        data["progress"] = {"event": latest.name, **latest.data} if latest else None
+    if gen.status in ("failed", "cancelled"):
+        data["error"] = {"code": gen.error_code, "message": gen.error_message}
+    return {"success": True, "data": data}
+
+
+@router.get("/{generation_id}/events")
+async def generation_events(
+    generation_id: str,
+    request: Request,
+    caller: CurrentCaller,
+    state: StateDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Server-Sent Events; ``Last-Event-ID`` resumes after the event it names."""
+    gen = await _owned(state, generation_id, caller.account_id)
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    job = jobs_of(request).get(gen.id)
+    heartbeat = state.settings.sse_heartbeat_s
+
+    async def from_job() -> AsyncIterator[bytes]:
+        assert job is not None
+        async for event in job.follow(after, heartbeat):
+            yield sse(event)
+
+    async def from_database() -> AsyncIterator[bytes]:
+        """Another process runs it (or ran it): follow its row until it ends."""
+        current = gen
+        waited = 0.0
+        while current.status in LIVE:
+            await asyncio.sleep(POLL_S)
+            waited += POLL_S
+            if waited >= heartbeat:
+                waited = 0.0
+                yield sse(None)
+            current = await _owned(state, generation_id, caller.account_id)
+        if last_event_id == "final":
+            return
+        result = await state.db(generations.result_of, current.id)
+        event = _final_event(current, result)
+        payload = sse(event).replace(b"id: 0\n", b"id: final\n")
+        yield payload
+
+    stream = from_job() if job is not None else from_database()
+    return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+@router.post("/{generation_id}/cancel")
+async def cancel_generation(
+    generation_id: str, request: Request, caller: CurrentCaller, state: StateDep
+) -> dict[str, Any]:
+    gen = await _owned(state, generation_id, caller.account_id)
+    if gen.status not in LIVE:
+        raise ApiError(
+            409, "generation_finished", f"The generation has already ended ({gen.status})."
+        )
+    job = jobs_of(request).get(gen.id)
+    step_at_cancel = None
+    if job is not None:
+        step_at_cancel = job.last_step()
+        await jobs_of(request).cancel(job)
+    else:
+        # Running in another bridge process: end and refund it here; that process
+        # discards its output when it finds the row no longer live.
+        await state.db(
+            points.finish_unsuccessfully,
+            gen.id,
+            status="cancelled",
+            code="cancelled",
+            message="The generation was cancelled.",
+        )
+    final = await _owned(state, generation_id, caller.account_id)
+    return {
+        "success": True,
+        "data": {
+            "generation_id": final.id,
+            "status": final.status,
+            "refunded_points": final.points_cost if final.status == "cancelled" else 0,
+            "step_at_cancel": step_at_cancel,
+        },
+    }

@@ -1,0 +1,391 @@
+"""Sign-up, log-in, log-out and Settings → API Keys."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from rest_bridge.auth import StateDep, client_address
+from rest_bridge.ratelimit import RateLimiterUnavailable
+from rest_bridge.state import BridgeState
+from rest_bridge.web import pages
+from rest_bridge.web.security import (
+    FORM_COOKIE,
+    SESSION_COOKIE,
+    clear_session_cookie,
+    form_csrf,
+    form_nonce,
+    page_headers,
+    same_origin,
+    session_csrf,
+    set_form_cookie,
+    set_session_cookie,
+    tokens_match,
+)
+from storage import sessions
+from storage.accounts import (
+    PLANS,
+    EmailTaken,
+    account_by_email,
+    api_key_of,
+    create_account,
+    create_api_key,
+    list_api_keys,
+    normalise_email,
+    revoke_api_key,
+    set_password,
+)
+from storage.models import Account
+from storage.passwords import hash_password, needs_rehash, password_problem, verify_password
+
+router = APIRouter(tags=["web"], include_in_schema=False)
+
+KEYS_PATH = "/settings/api-keys"
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+CREDENTIAL_FIELDS = frozenset({"csrf", "email", "password"})
+MAX_FORM_FIELDS = 10
+
+
+def _html(content: str, nonce: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(content, status_code=status, headers=page_headers(nonce))
+
+
+def _nonce() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def _message(title: str, message: str, status: int, link: tuple[str, str]) -> HTMLResponse:
+    nonce = _nonce()
+    page = pages.message_page(title=title, message=message, nonce=nonce, link=link)
+    return _html(page, nonce, status)
+
+
+def _forbidden() -> HTMLResponse:
+    return _message(
+        "Form expired",
+        "This form could not be verified; reload the page and submit it again.",
+        403,
+        ("/", "Back"),
+    )
+
+
+def _unknown_fields(form: Mapping[str, object], allowed: frozenset[str]) -> list[str]:
+    return sorted(set(form.keys()) - allowed)
+
+
+def _refused_fields(names: list[str], back: str) -> HTMLResponse:
+    return _message(
+        "Refused",
+        f"These fields cannot be set here: {', '.join(names)}. Nothing was changed.",
+        422,
+        (back, "Back"),
+    )
+
+
+def _field(form: Mapping[str, object], name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+@dataclass
+class SignedIn:
+    account: Account
+    token: str
+    csrf: str
+
+
+async def _signed_in(request: Request, state: BridgeState) -> SignedIn | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or len(token) > 128:
+        return None
+    account = await state.db(sessions.session_account, token)
+    if account is None:
+        return None
+    return SignedIn(account=account, token=token, csrf=session_csrf(state.secret, token))
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+async def _start_session(state: BridgeState, account_id: int, target: str) -> RedirectResponse:
+    lifetime = timedelta(days=state.settings.session_days)
+    token = await state.db(sessions.create_session, account_id=account_id, lifetime=lifetime)
+    response = RedirectResponse(target, status_code=303)
+    set_session_cookie(response, token, state.settings, int(lifetime.total_seconds()))
+    return response
+
+
+def _credentials_form(
+    request: Request,
+    state: BridgeState,
+    mode: str,
+    *,
+    email: str = "",
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    form_value, fresh = form_nonce(request)
+    nonce = _nonce()
+    page = pages.credentials_page(
+        mode=mode,
+        csrf=form_csrf(state.secret, form_value),
+        nonce=nonce,
+        email=email,
+        error=error,
+    )
+    response = _html(page, nonce, status)
+    if fresh:
+        set_form_cookie(response, form_value, state.settings)
+    return response
+
+
+async def _credentials_post(
+    request: Request, state: BridgeState, mode: str
+) -> tuple[str, str] | Response:
+    """The checked email and password of a sign-up or log-in form, or the page refusing it."""
+    if not same_origin(request, state.settings):
+        return _forbidden()
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    form_value = request.cookies.get(FORM_COOKIE)
+    if form_value is None or not tokens_match(
+        form_csrf(state.secret, form_value), _field(form, "csrf")
+    ):
+        return _forbidden()
+    unknown = _unknown_fields(form, CREDENTIAL_FIELDS)
+    if unknown:
+        return _refused_fields(unknown, f"/{mode}")
+    return normalise_email(_field(form, "email")), _field(form, "password")
+
+
+@router.get("/")
+async def home(request: Request, state: StateDep) -> Response:
+    signed = await _signed_in(request, state)
+    return RedirectResponse(KEYS_PATH if signed else "/login", status_code=303)
+
+
+@router.get("/signup")
+async def signup_form(request: Request, state: StateDep) -> Response:
+    return _credentials_form(request, state, "signup")
+
+
+@router.post("/signup")
+async def signup(request: Request, state: StateDep) -> Response:
+    checked = await _credentials_post(request, state, "signup")
+    if isinstance(checked, Response):
+        return checked
+    email, password = checked
+    problem = None if EMAIL.match(email) and len(email) <= 320 else "Enter a valid email address."
+    problem = problem or password_problem(password)
+    if problem:
+        return _credentials_form(request, state, "signup", email=email, error=problem, status=422)
+    password_hash = await run_in_threadpool(hash_password, password)
+    try:
+        account = await state.db(
+            create_account,
+            email=email,
+            password_hash=password_hash,
+            plan="free",
+            points=state.settings.signup_points,
+        )
+    except EmailTaken:
+        return _credentials_form(
+            request,
+            state,
+            "signup",
+            email=email,
+            error="An account with this email already exists; log in instead.",
+            status=409,
+        )
+    assert account.id is not None
+    return await _start_session(state, account.id, KEYS_PATH)
+
+
+@router.get("/login")
+async def login_form(request: Request, state: StateDep) -> Response:
+    return _credentials_form(request, state, "login")
+
+
+@router.post("/login")
+async def login(request: Request, state: StateDep) -> Response:
+    address = client_address(request)
+    try:
+        blocked = await state.ratelimits.address_blocked(address)
+    except RateLimiterUnavailable:
+        return _message("Unavailable", "Try again shortly.", 503, ("/login", "Back"))
+    if blocked is not None:
+        return _message(
+            "Too many attempts",
+            f"Too many failed attempts from this address; try again in {blocked} s.",
+            429,
+            ("/login", "Back"),
+        )
+    checked = await _credentials_post(request, state, "login")
+    if isinstance(checked, Response):
+        return checked
+    email, password = checked
+
+    account = await state.db(account_by_email, email)
+    stored = account.password_hash if account is not None else None
+    if account is None or not await run_in_threadpool(verify_password, stored, password):
+        try:
+            await state.ratelimits.address_failed(address)
+        except RateLimiterUnavailable:
+            pass
+        return _credentials_form(
+            request,
+            state,
+            "login",
+            email=email,
+            error="The email or the password is not right.",
+            status=401,
+        )
+    assert account.id is not None and stored is not None
+    if needs_rehash(stored):
+        new_hash = await run_in_threadpool(hash_password, password)
+        await state.db(set_password, account_id=account.id, password_hash=new_hash)
+    return await _start_session(state, account.id, KEYS_PATH)
+
+
+@router.post("/logout")
+async def logout(request: Request, state: StateDep) -> Response:
+    signed = await _signed_in(request, state)
+    if signed is None:
+        return _to_login()
+    if not same_origin(request, state.settings):
+        return _forbidden()
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    if not tokens_match(signed.csrf, _field(form, "csrf")):
+        return _forbidden()
+    await state.db(sessions.end_session, signed.token)
+    response = _to_login()
+    clear_session_cookie(response, state.settings)
+    return response
+
+
+@router.get("/settings")
+async def settings_home() -> Response:
+    return RedirectResponse(KEYS_PATH, status_code=303)
+
+
+async def _keys_page(
+    state: BridgeState,
+    signed: SignedIn,
+    *,
+    new_key: tuple[str, str] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HTMLResponse:
+    account_id = signed.account.id
+    assert account_id is not None
+
+    def load(session: Session) -> tuple[Account | None, list[pages.KeyRow]]:
+        account = session.get(Account, account_id)
+        keys = [k for k in list_api_keys(session, account_id) if k.revoked_at is None]
+        rows = [
+            pages.KeyRow(
+                id=k.id or 0,
+                name=k.name,
+                prefix=k.prefix,
+                last_four=k.last_four,
+                created_at=k.created_at,
+                last_used_at=k.last_used_at,
+                used=None,
+                limit=0,
+            )
+            for k in keys
+        ]
+        return account, rows
+
+    account, rows = await state.db(load)
+    if account is None:
+        return _message("Signed out", "This account no longer exists.", 404, ("/signup", "Sign up"))
+    limit = PLANS.get(account.plan, PLANS["free"])
+    for row in rows:
+        row.limit = limit
+        try:
+            window = await state.ratelimits.peek_key(row.id, limit)
+        except RateLimiterUnavailable:
+            continue
+        row.used = limit - window.remaining
+    nonce = _nonce()
+    page = pages.keys_page(
+        email=account.email or "",
+        plan=account.plan,
+        points=account.points,
+        hourly_limit=limit,
+        keys=rows,
+        csrf=signed.csrf,
+        nonce=nonce,
+        new_key=new_key,
+        error=error,
+    )
+    return _html(page, nonce, status)
+
+
+@router.get(KEYS_PATH)
+async def keys_settings(request: Request, state: StateDep) -> Response:
+    signed = await _signed_in(request, state)
+    if signed is None:
+        return _to_login()
+    return await _keys_page(state, signed)
+
+
+@router.post(KEYS_PATH)
+async def create_key(request: Request, state: StateDep) -> Response:
+    """Shows the new key in this response only: it is never stored, so never shown again."""
+    signed = await _signed_in(request, state)
+    if signed is None:
+        return _to_login()
+    if not same_origin(request, state.settings):
+        return _forbidden()
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    if not tokens_match(signed.csrf, _field(form, "csrf")):
+        return _forbidden()
+    unknown = _unknown_fields(form, frozenset({"csrf", "name"}))
+    if unknown:
+        return _refused_fields(unknown, KEYS_PATH)
+    name = _field(form, "name").strip() or "default"
+    if len(name) > 100 or not name.isprintable():
+        return await _keys_page(
+            state, signed, error="A key name is at most 100 printable characters.", status=422
+        )
+    assert signed.account.id is not None
+    new = await state.db(
+        create_api_key, account_id=signed.account.id, secret=state.secret, name=name
+    )
+    return await _keys_page(state, signed, new_key=(name, new.plaintext))
+
+
+@router.post(KEYS_PATH + "/{key_id}/revoke")
+async def revoke_key(key_id: str, request: Request, state: StateDep) -> Response:
+    signed = await _signed_in(request, state)
+    if signed is None:
+        return _to_login()
+    if not same_origin(request, state.settings):
+        return _forbidden()
+    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+    if not tokens_match(signed.csrf, _field(form, "csrf")):
+        return _forbidden()
+    account_id = signed.account.id
+    assert account_id is not None
+
+    def revoke(session: Session) -> bool:
+        if not key_id.isdigit() or len(key_id) > 18:
+            return False
+        if api_key_of(session, key_id=int(key_id), account_id=account_id) is None:
+            return False
+        revoke_api_key(session, key_id=int(key_id), account_id=account_id)
+        return True
+
+    if not await state.db(revoke):
+        return _message("Not found", "No such key.", 404, (KEYS_PATH, "Back to API Keys"))
+    return RedirectResponse(KEYS_PATH, status_code=303)

@@ -1,0 +1,115 @@
+"""Delivers completion webhooks: signed, retried with backoff, claimed so each is sent once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+from genserve.webhooks import HEADER, sign
+from rest_bridge.address_policy import AddressPolicy
+from rest_bridge.errors import ApiError
+from rest_bridge.jobs import Job
+from rest_bridge.safe_fetch import post_json
+from rest_bridge.state import BridgeState
+from storage import webhooks as store
+
+log = logging.getLogger(__name__)
+
+
+def payload_for(job: Job) -> tuple[str, dict[str, Any]]:
+    if job.error is None:
+        event = "generation.completed"
+        body: dict[str, Any] = {"success": True, "data": job.data}
+    else:
+        event = "generation.failed"
+        body = job.envelope(job.error)
+    return event, {"event": event, "generation_id": job.generation_id, **body}
+
+
+class WebhookSender:
+    """One per bridge process; sends what is due, wakes early when a job finishes."""
+
+    def __init__(self, state: BridgeState, policy: AddressPolicy) -> None:
+        self.state = state
+        self.policy = policy
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def job_finished(self, job: Job) -> None:
+        if not job.webhook_url:
+            return
+        event, payload = payload_for(job)
+        await self.state.db(
+            store.enqueue,
+            generation_id=job.generation_id,
+            account_id=job.account_id,
+            url=job.webhook_url,
+            event=event,
+            payload=payload,
+        )
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="webhooks")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                due = await self.state.db(store.claim_due)
+                await asyncio.gather(*(self._send(d, secret) for d, secret in due))
+            except Exception:
+                log.exception("webhook round failed")
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+    async def _send(self, delivery: Any, secret: str) -> None:
+        settings = self.state.settings
+        body = json.dumps(delivery.payload, separators=(",", ":")).encode()
+        headers = [
+            (HEADER, sign(secret, body)),
+            ("X-Genserve-Event", delivery.event),
+            ("X-Genserve-Delivery", str(delivery.id)),
+        ]
+        status: int | None = None
+        error: str | None = None
+        try:
+            status = await post_json(
+                delivery.url,
+                body,
+                headers,
+                policy=self.policy,
+                timeout_s=settings.webhook_timeout_s,
+            )
+        except ApiError as exc:
+            error = exc.message
+        delivered = status is not None and 200 <= status < 300
+        if not delivered and error is None:
+            error = f"HTTP {status}"
+        attempt = delivery.attempts + 1
+        retry = None
+        if not delivered and attempt < settings.webhook_max_attempts:
+            retry = timedelta(seconds=settings.webhook_backoff_s * 2 ** (attempt - 1))
+        await self.state.db(
+            store.record_attempt,
+            delivery.id,
+            delivered=delivered,
+            status_code=status,
+            error=error,
+            retry_in=retry,
+        )
+        if not delivered:
+            log.info("webhook %s attempt %d failed: %s", delivery.id, attempt, error)

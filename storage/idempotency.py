@@ -1,0 +1,102 @@
+"""Idempotency records: the first request with a key claims it; retries get its answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from storage.job_models import IdempotencyRecord
+from storage.models import utcnow
+
+TTL = timedelta(hours=24)
+
+
+@dataclass
+class Claim:
+    """``record`` is ours to fill when ``fresh``; otherwise it is the earlier request's."""
+
+    fresh: bool
+    record: IdempotencyRecord
+
+
+def _aware(dt: datetime) -> datetime:
+    from datetime import UTC
+
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def claim(session: Session, *, account_id: int, key: str, request_hash: str) -> Claim:
+    """Inserts an in-progress record, or returns the live one already there.
+
+    The unique constraint decides between two simultaneous first requests:
+    exactly one insert wins.
+    """
+    for _ in range(3):
+        record = IdempotencyRecord(
+            account_id=account_id,
+            key=key,
+            request_hash=request_hash,
+            expires_at=utcnow() + TTL,
+        )
+        session.add(record)
+        try:
+            session.commit()
+            session.refresh(record)
+            return Claim(fresh=True, record=record)
+        except IntegrityError:
+            session.rollback()
+        existing = session.exec(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.account_id == account_id, IdempotencyRecord.key == key
+            )
+        ).first()
+        if existing is None:
+            continue
+        if _aware(existing.expires_at) <= utcnow():
+            session.execute(
+                delete(IdempotencyRecord).where(col(IdempotencyRecord.id) == existing.id)
+            )
+            session.commit()
+            continue
+        return Claim(fresh=False, record=existing)
+    raise RuntimeError("could not claim an idempotency key")
+
+
+def finish(
+    session: Session,
+    record_id: int,
+    *,
+    status_code: int,
+    body: dict[str, Any],
+    generation_id: str | None,
+) -> None:
+    session.execute(
+        update(IdempotencyRecord)
+        .where(col(IdempotencyRecord.id) == record_id)
+        .values(
+            status="completed",
+            response_status=status_code,
+            response_body=body,
+            generation_id=generation_id,
+        )
+    )
+    session.commit()
+
+
+def release(session: Session, record_id: int) -> None:
+    """Forgets a claim whose request failed, so the client's retry runs again."""
+    session.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.id) == record_id))
+    session.commit()
+
+
+def purge_expired(session: Session) -> int:
+    result = session.execute(
+        delete(IdempotencyRecord).where(col(IdempotencyRecord.expires_at) <= utcnow())
+    )
+    session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,108 @@
+"""Webhook deliveries: queued in the database, claimed by one bridge at a time, retried."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlmodel import Session, col, select
+
+from storage.job_models import WebhookDelivery
+from storage.models import Account, utcnow
+
+CLAIM_FOR = timedelta(seconds=60)
+
+
+def enqueue(
+    session: Session,
+    *,
+    generation_id: str,
+    account_id: int,
+    url: str,
+    event: str,
+    payload: dict[str, Any],
+) -> int:
+    delivery = WebhookDelivery(
+        generation_id=generation_id, account_id=account_id, url=url, event=event, payload=payload
+    )
+    session.add(delivery)
+    session.commit()
+    session.refresh(delivery)
+    assert delivery.id is not None
+    return delivery.id
+
+
+def claim_due(session: Session, limit: int = 10) -> list[tuple[WebhookDelivery, str]]:
+    """Due deliveries this caller now owns for a while, with their account's signing secret."""
+    now = utcnow()
+    candidates = session.exec(
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.status == "pending",
+            col(WebhookDelivery.next_attempt_at) <= now,
+            or_(
+                col(WebhookDelivery.claimed_until).is_(None),
+                col(WebhookDelivery.claimed_until) <= now,
+            ),
+        )
+        .order_by(col(WebhookDelivery.next_attempt_at))
+        .limit(limit)
+    ).all()
+    owned: list[tuple[WebhookDelivery, str]] = []
+    for delivery_id in candidates:
+        result = session.execute(
+            update(WebhookDelivery)
+            .where(
+                col(WebhookDelivery.id) == delivery_id,
+                col(WebhookDelivery.status) == "pending",
+                or_(
+                    col(WebhookDelivery.claimed_until).is_(None),
+                    col(WebhookDelivery.claimed_until) <= now,
+                ),
+            )
+            .values(claimed_until=now + CLAIM_FOR)
+        )
+        session.commit()
+        if result.rowcount:  # type: ignore[attr-defined]
+            delivery = session.get(WebhookDelivery, delivery_id)
+            assert delivery is not None
+            account = session.get(Account, delivery.account_id)
+            assert account is not None
+            owned.append((delivery, account.webhook_secret))
+    return owned
+
+
+def record_attempt(
+    session: Session,
+    delivery_id: int,
+    *,
+    delivered: bool,
+    status_code: int | None,
+    error: str | None,
+    retry_in: timedelta | None,
+) -> None:
+    """One attempt's outcome; ``retry_in`` None with no success means it is given up."""
+    delivery = session.get(WebhookDelivery, delivery_id)
+    assert delivery is not None
+    delivery.attempts += 1
+    delivery.last_status_code = status_code
+    delivery.last_error = error[:500] if error else None
+    delivery.claimed_until = None
+    if delivered:
+        delivery.status = "delivered"
+        delivery.delivered_at = utcnow()
+    elif retry_in is None:
+        delivery.status = "failed"
+    else:
+        delivery.next_attempt_at = utcnow() + retry_in
+    session.add(delivery)
+    session.commit()
+
+
+def deliveries_of(session: Session, generation_id: str) -> list[WebhookDelivery]:
+    return list(
+        session.exec(
+            select(WebhookDelivery).where(WebhookDelivery.generation_id == generation_id)
+        ).all()
+    )
