@@ -48,7 +48,10 @@ class DeviceQueue:
         self._pending: collections.deque[Job] = collections.deque()
         self._wakeup = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"device-{device}"
+            max_workers=1,
+            thread_name_prefix=f"device-{device}",
+            initializer=_set_torch_threads,
+            initargs=(_torch_threads(),),
         )
         self._worker: asyncio.Task[None] | None = None
         self.running: Job | None = None
@@ -137,6 +140,25 @@ class DeviceQueue:
                 _free_device_memory()
                 raise OutOfDeviceMemory(f"out of memory on {self.device}") from exc
             raise
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _set_torch_threads(threads: int) -> None:
+    """Gives the device thread the intra-op thread count the main thread has.
+
+    PyTorch sets its OpenMP thread count for the thread that initialised it;
+    another thread falls back to OpenMP's own default, and the two teams
+    fight for the cores: a 4-step 128x128 image took 86 ms instead of 54 ms
+    on a 2-core machine before this.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _drop_unread(future: asyncio.Future[Any]) -> None:
