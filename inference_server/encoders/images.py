@@ -14,7 +14,7 @@ CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 ENCODE_OPTIONS: dict[str, dict[str, object]] = {
     "png": {"compress_level": 1},
     "jpeg": {"quality": 90},
-    "webp": {"quality": 90, "method": 4},
+    "webp": {"quality": 80, "method": 0},  # Pillow default quality, 3x faster than method 4
 }
 
 
