@@ -76,6 +76,17 @@ class ModelTable(BaseModel):
         return [m.name for m in self.models if m.kind == kind]
 
 
+_TINY_VIDEO: dict[str, object] = {
+    "kind": "video",
+    "steps": 2,
+    "guidance": 3.0,
+    "size_factor": 32,
+    "frame_rate": 8.0,
+    "temporal_factor": 8,
+    "min_duration": 1,
+    "max_duration": 10,
+}
+
 EMBEDDED_MODELS: dict[str, dict[str, object]] = {
     "nano-banana": {
         "kind": "image",
@@ -108,30 +119,12 @@ EMBEDDED_MODELS: dict[str, dict[str, object]] = {
     # real models' 24 keeps a default 4 s 720p clip (33 frames) quick on a CPU;
     # a production file sets the checkpoint's own frame rate.
     "vidu-q2": {
-        "kind": "video",
+        **_TINY_VIDEO,
         "source": "builtin:tiny-ltx-video",
         "pipeline": "LTXPipeline",
         "default": True,
-        "steps": 2,
-        "guidance": 3.0,
-        "size_factor": 32,
-        "frame_rate": 8.0,
-        "temporal_factor": 8,
-        "min_duration": 1,
-        "max_duration": 10,
     },
-    "ltx-2": {
-        "kind": "video",
-        "source": "builtin:tiny-ltx2",
-        "pipeline": "LTX2Pipeline",
-        "steps": 2,
-        "guidance": 3.0,
-        "size_factor": 32,
-        "frame_rate": 8.0,
-        "temporal_factor": 8,
-        "min_duration": 1,
-        "max_duration": 10,
-    },
+    "ltx-2": {**_TINY_VIDEO, "source": "builtin:tiny-ltx2", "pipeline": "LTX2Pipeline"},
 }
 
 

@@ -148,7 +148,11 @@ async def execute(
         seed=result.completion.seed,
     )
     if build is not None:
-        outcome.data = build(outcome)
+        try:
+            outcome.data = build(outcome)
+        except ApiError as err:  # the stream lacked what the answer needs
+            await _end(state, gen.id, "failed", err.code, err.message)
+            raise
     await _store(state, outcome, result.files)
     return outcome
 

@@ -156,6 +156,17 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+def _pinned(target: _Target, addresses: Sequence[IPAddress]) -> tuple[_PinnedBackend, httpcore.URL]:
+    """The backend that may only reach ``addresses``, and the URL to ask it for."""
+    url = httpcore.URL(
+        scheme=target.scheme.encode("ascii"),
+        host=target.host.encode("ascii"),
+        port=target.port,
+        target=target.path.encode("ascii"),
+    )
+    return _PinnedBackend(target.host, target.port, addresses), url
+
+
 @dataclass(frozen=True)
 class _Redirect:
     location: str
@@ -177,13 +188,7 @@ async def _get_once(
     ssl_context: ssl.SSLContext | None,
 ) -> bytes | _Redirect:
     """One GET on a pinned connection: the body, or where a redirect points."""
-    backend = _PinnedBackend(target.host, target.port, addresses)
-    url = httpcore.URL(
-        scheme=target.scheme.encode("ascii"),
-        host=target.host.encode("ascii"),
-        port=target.port,
-        target=target.path.encode("ascii"),
-    )
+    backend, url = _pinned(target, addresses)
     headers = [
         (b"Host", target.host_header.encode("ascii")),
         (b"User-Agent", b"genserve-image-fetch"),
@@ -314,13 +319,7 @@ async def post_json(
     """
     target = _parse_target(url, field)
     addresses = await resolve_and_check(target.host, target.port, policy, resolver, field=field)
-    backend = _PinnedBackend(target.host, target.port, addresses)
-    core_url = httpcore.URL(
-        scheme=target.scheme.encode("ascii"),
-        host=target.host.encode("ascii"),
-        port=target.port,
-        target=target.path.encode("ascii"),
-    )
+    backend, core_url = _pinned(target, addresses)
     all_headers = [
         (b"Host", target.host_header.encode("ascii")),
         (b"User-Agent", b"genserve-webhook"),

@@ -12,10 +12,11 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, func, select
 
 from storage.accounts import create_account, create_api_key
 from storage.db import make_engine, migrate
+from storage.models import Asset, Generation
 from tests.utils.procs import ROOT, Proc, free_port, start_bridge, start_inference
 
 KEY_SECRET = "test-secret-" + "x" * 40
@@ -99,6 +100,17 @@ class Bridge:
             return create_api_key(
                 session, account_id=account.id, secret=KEY_SECRET.encode(), name="test"
             ).plaintext
+
+    def row_counts(self) -> tuple[int, int]:
+        """Generations and assets in the bridge's database."""
+        with Session(self.engine) as s:
+            gens = s.exec(select(func.count()).select_from(Generation)).one()
+            assets = s.exec(select(func.count()).select_from(Asset)).one()
+        return int(gens), int(assets)
+
+    def blob_files(self) -> int:
+        root = self.data_dir / "blobs"
+        return sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}

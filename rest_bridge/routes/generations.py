@@ -13,8 +13,8 @@ from rest_bridge.auth import CurrentCaller, StateDep
 from rest_bridge.dispatch import SSE_HEADERS, jobs_of, sse
 from rest_bridge.errors import ApiError
 from rest_bridge.jobs import Event
-from rest_bridge.routes.projects import iso
 from rest_bridge.state import BridgeState
+from rest_bridge.views import iso
 from storage import generations, points
 from storage.models import Generation
 

@@ -15,6 +15,7 @@ from rest_bridge.errors import validation_error
 from rest_bridge.generate import GenerationOrder, GenerationOutcome
 from rest_bridge.pricing import image_price
 from rest_bridge.schemas import ImageRequest
+from rest_bridge.views import file_view
 
 router = APIRouter(prefix="/api/v1", tags=["images"])
 
@@ -56,16 +57,7 @@ async def create_images(
 
     def build(outcome: GenerationOutcome) -> dict[str, Any]:
         images = [
-            {
-                "url": state.file_url(a.token, a.file_name),
-                "content_type": a.content_type,
-                "file_name": a.file_name,
-                "file_size": a.file_size,
-                "width": a.width,
-                "height": a.height,
-                "aspect_ratio": body.aspect_ratio,
-            }
-            for a in outcome.primaries()
+            {**file_view(state, a), "aspect_ratio": body.aspect_ratio} for a in outcome.primaries()
         ]
         return {
             "images": images,

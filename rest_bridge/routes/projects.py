@@ -9,16 +9,13 @@ from fastapi import APIRouter, Query
 
 from rest_bridge.auth import CurrentCaller, StateDep
 from rest_bridge.state import BridgeState
+from rest_bridge.views import file_view, iso
 from storage import generations
 from storage.models import Asset, Generation
 
 router = APIRouter(prefix="/api/v1", tags=["projects"])
 
 TYPE_FILTER: dict[str, str | None] = {"all": None, "images": "image", "videos": "video", "3d": "3d"}
-
-
-def iso(dt: Any) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> dict[str, Any]:
@@ -53,17 +50,7 @@ def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> di
         "thumbnail": state.file_url(thumb.token, thumb.file_name) if thumb else None,
         "metadata": metadata,
         "model": gen.model,
-        "outputs": [
-            {
-                "url": state.file_url(a.token, a.file_name),
-                "content_type": a.content_type,
-                "file_name": a.file_name,
-                "file_size": a.file_size,
-                "width": a.width,
-                "height": a.height,
-            }
-            for a in primaries
-        ],
+        "outputs": [file_view(state, a) for a in primaries],
     }
 
 

@@ -30,7 +30,6 @@ from storage.models import Account, Generation
 from tests.conftest import Bridge, InferenceProc, bridge_env
 from tests.rest_bridge import test_safe_fetch as fetch_tests
 from tests.rest_bridge.test_image_input import png_with_header, zero_bomb
-from tests.rest_bridge.test_images_api import blob_files, counts
 from tests.rest_bridge.test_safe_fetch import (
     SECRET,
     LoopbackServer,
@@ -364,7 +363,7 @@ class NoWork:
         self.before = self._now()
 
     def _now(self) -> tuple[tuple[int, int], int, float]:
-        return counts(self.bridge), blob_files(self.bridge), self.inference.rpc_count()
+        return self.bridge.row_counts(), self.bridge.blob_files(), self.inference.rpc_count()
 
     def check(self) -> None:
         assert self._now() == self.before
@@ -553,7 +552,7 @@ def test_a_failed_generation_is_refunded(
         assert generation.kind == "3d"
         assert generation.status == "failed"
         assert account is not None and account.points == 100
-        assert blob_files(bridge) == 0
+        assert bridge.blob_files() == 0
     finally:
         proc.stop()
         engine.dispose()

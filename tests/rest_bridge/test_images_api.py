@@ -10,22 +10,10 @@ import pytest
 from PIL import Image
 from sqlmodel import Session, func, select
 
-from storage.models import Account, Asset, Generation, PointsLedger
+from storage.models import Account, PointsLedger
 from tests.conftest import Bridge, InferenceProc
 
 PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
-
-
-def counts(bridge: Bridge) -> tuple[int, int]:
-    with Session(bridge.engine) as s:
-        gens = s.exec(select(func.count()).select_from(Generation)).one()
-        assets = s.exec(select(func.count()).select_from(Asset)).one()
-    return int(gens), int(assets)
-
-
-def blob_files(bridge: Bridge) -> int:
-    root = bridge.data_dir / "blobs"
-    return sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
 
 
 @pytest.mark.parametrize(
@@ -122,8 +110,8 @@ def test_bad_input_is_refused_before_any_work(
 ) -> None:
     key = bridge.new_key(points=100)
     before_rows, before_files, before_rpcs = (
-        counts(bridge),
-        blob_files(bridge),
+        bridge.row_counts(),
+        bridge.blob_files(),
         inference.rpc_count(),
     )
     with bridge.client(key) as c:
@@ -134,8 +122,8 @@ def test_bad_input_is_refused_before_any_work(
     assert body["code"] == "validation_error"
     assert body["request_id"] == r.headers["x-request-id"]
     assert any(d["field"] == field for d in body["details"]), body
-    assert counts(bridge) == before_rows
-    assert blob_files(bridge) == before_files
+    assert bridge.row_counts() == before_rows
+    assert bridge.blob_files() == before_files
     assert inference.rpc_count() == before_rpcs
 
 

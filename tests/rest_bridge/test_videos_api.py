@@ -15,13 +15,13 @@ import av
 import httpx
 import pytest
 from PIL import Image
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from inference_server.encoders.video import mp4_box_order
 from inference_server.model_config import load_model_table
 from rest_bridge.pricing import RESOLUTION_SCALE
 from storage.db import make_engine, migrate
-from storage.models import Account, Asset, Generation
+from storage.models import Account, Generation
 from tests.conftest import Bridge, InferenceProc, bridge_env
 from tests.utils.procs import start_bridge
 
@@ -32,18 +32,6 @@ DOCUMENT_PROMPT = "A spaceship flying through a colorful nebula with stars in ba
 
 def price(duration: int, resolution: str) -> int:
     return max(1, round(PRICE_4S_720P * duration / 4 * RESOLUTION_SCALE[resolution]))
-
-
-def counts(bridge: Bridge) -> tuple[int, int]:
-    with Session(bridge.engine) as s:
-        gens = s.exec(select(func.count()).select_from(Generation)).one()
-        assets = s.exec(select(func.count()).select_from(Asset)).one()
-    return int(gens), int(assets)
-
-
-def blob_files(bridge: Bridge) -> int:
-    root = bridge.data_dir / "blobs"
-    return sum(1 for p in root.rglob("*") if p.is_file()) if root.exists() else 0
 
 
 def probe(data: bytes) -> dict[str, Any]:
@@ -208,7 +196,7 @@ def test_bad_input_is_refused_before_any_work(
     bridge: Bridge, inference: InferenceProc, payload: dict[str, Any], field: str
 ) -> None:
     key = bridge.new_key(points=100)
-    before = counts(bridge), blob_files(bridge), inference.rpc_count()
+    before = bridge.row_counts(), bridge.blob_files(), inference.rpc_count()
     with bridge.client(key) as c:
         r = c.post("/api/v1/videos", json=payload)
     assert r.status_code == 422, r.text
@@ -218,19 +206,19 @@ def test_bad_input_is_refused_before_any_work(
     assert body["request_id"] == r.headers["x-request-id"]
     assert any(d["field"] == field for d in body["details"]), body
     # No generation row means no debit: the two are written in one transaction.
-    assert (counts(bridge), blob_files(bridge), inference.rpc_count()) == before
+    assert (bridge.row_counts(), bridge.blob_files(), inference.rpc_count()) == before
 
 
 def test_insufficient_points_is_refused_before_the_rpc(
     bridge: Bridge, inference: InferenceProc
 ) -> None:
     key = bridge.new_key(points=price(4, "1080p") - 1)
-    before = counts(bridge), inference.rpc_count()
+    before = bridge.row_counts(), inference.rpc_count()
     with bridge.client(key) as c:
         r = c.post("/api/v1/videos", json={"prompt": "a", "resolution": "1080p"})
     assert r.status_code == 402, r.text
     assert r.json()["code"] == "insufficient_points"
-    assert (counts(bridge), inference.rpc_count()) == before
+    assert (bridge.row_counts(), inference.rpc_count()) == before
 
 
 def test_timeout_refunds_the_points(tmp_path: Path, logs: Path, inference: InferenceProc) -> None:
@@ -251,7 +239,7 @@ def test_timeout_refunds_the_points(tmp_path: Path, logs: Path, inference: Infer
             account = s.get(Account, gen.account_id)
             assert gen.status == "failed" and gen.kind == "video"
             assert account is not None and account.points == 100
-        assert blob_files(bridge) == 0
+        assert bridge.blob_files() == 0
     finally:
         proc.stop()
         engine.dispose()
