@@ -14,6 +14,7 @@ from rest_bridge.auth import install_key_redaction
 from rest_bridge.dispatch import fetch_policy
 from rest_bridge.inference_client import InferenceClient
 from rest_bridge.jobs import JobManager
+from rest_bridge.maintenance import Maintenance
 from rest_bridge.ratelimit import RateLimits, redacted_url
 from rest_bridge.routes import (
     account,
@@ -74,6 +75,8 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         sender = WebhookSender(state, fetch_policy(state))
         app.state.jobs = JobManager(state, on_finish=sender.job_finished)
         sender.start()
+        maintenance = Maintenance(state)
+        maintenance.start()
         log.info(
             "bridge ready: inference at %s, public URL %s", cfg.inference_targets, cfg.base_url
         )
@@ -81,6 +84,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.jobs.close()
+            await maintenance.stop()
             await sender.stop()
             await client.close()
             engine.dispose()

@@ -34,6 +34,7 @@ class BridgeSettings(BaseSettings):
     price_video: int = 10
     price_3d: int = 20
     sse_heartbeat_s: float = 15.0
+    maintenance_interval_s: float = 60.0
     webhook_timeout_s: float = 10.0
     webhook_max_attempts: int = 6
     webhook_backoff_s: float = 2.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
@@ -102,3 +103,16 @@ def list_projects(
 def result_of(session: Session, generation_id: str) -> dict[str, Any] | None:
     row = session.get(GenerationResult, generation_id)
     return row.data if row is not None else None
+
+
+def live_before(session: Session, kind: str, cutoff: datetime) -> list[str]:
+    """Generations of ``kind`` still pending or running although started before ``cutoff``."""
+    return list(
+        session.exec(
+            select(Generation.id).where(
+                col(Generation.kind) == kind,
+                col(Generation.status).in_(("pending", "running")),
+                col(Generation.created_at) < cutoff,
+            )
+        ).all()
+    )

@@ -147,6 +147,7 @@ def keys_page(
     keys: list[KeyRow],
     csrf: str,
     nonce: str,
+    webhook_secret: str = "",
     new_key: tuple[str, str] | None = None,
     error: str | None = None,
 ) -> str:
@@ -208,6 +209,13 @@ Revoking a key ends it at once.</p>
 <p><button type="submit" id="create-key">Create New Key</button></p>
 </form>
 {table}
+</section>
+<section>
+<h2>Webhooks</h2>
+<p class="muted">Deliveries to a generation's <code>webhook_url</code> carry
+<code>X-Genserve-Signature: t=&lt;unix&gt;,v1=&lt;hex&gt;</code>: HMAC-SHA256 of
+<code>t.</code> followed by the body, under this secret.</p>
+<p>Signing secret <code id="webhook-secret">{escape(webhook_secret)}</code></p>
 </section>"""
     script = _COPY_SCRIPT.substitute(nonce=nonce) if new_key is not None else ""
     return layout("API Keys", body, nonce, nav=nav, script=script)

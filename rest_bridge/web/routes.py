@@ -325,6 +325,7 @@ async def _keys_page(
         keys=rows,
         csrf=signed.csrf,
         nonce=nonce,
+        webhook_secret=account.webhook_secret,
         new_key=new_key,
         error=error,
     )

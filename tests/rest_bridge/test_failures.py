@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -69,3 +70,45 @@ def test_health_ok_with_serving_inference(bridge: Bridge, path: str) -> None:
     r = httpx.get(bridge.base + path)
     assert r.status_code == 200
     assert r.headers["x-request-id"].startswith("req_")
+
+
+def test_generations_abandoned_by_a_dead_bridge_are_refunded(tmp_path: Path, logs: Path) -> None:
+    """A row left pending past its deadline (its bridge died) is failed and refunded at start."""
+    from datetime import timedelta
+
+    from storage import points
+    from storage.accounts import create_account
+    from storage.models import utcnow
+
+    db_url = f"sqlite:///{tmp_path / 'genserve.db'}"
+    engine = make_engine(db_url)
+    migrate(engine)
+    with Session(engine, expire_on_commit=False) as s:
+        account = create_account(s, email=None, points=100)
+        assert account.id is not None
+        old = Generation(account_id=account.id, kind="image", model="nano-banana", points_cost=8)
+        fresh = Generation(account_id=account.id, kind="image", model="nano-banana", points_cost=4)
+        points.start_generation(s, old)
+        points.start_generation(s, fresh)
+        old.created_at = utcnow() - timedelta(hours=2)
+        s.add(old)
+        s.commit()
+        assert points.balance(s, account.id) == 88
+    bridge = _bridge(tmp_path, logs, f"127.0.0.1:{free_port()}")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with Session(engine) as s:
+                if s.get(Generation, old.id).status == "failed":  # type: ignore[union-attr]
+                    break
+            time.sleep(0.1)
+        with Session(engine) as s:
+            ended = s.get(Generation, old.id)
+            live = s.get(Generation, fresh.id)
+            assert ended is not None and live is not None
+            assert ended.status == "failed" and ended.error_code == "generation_abandoned"
+            assert live.status == "pending"  # within its deadline: it may still be running
+            assert points.balance(s, account.id) == 96 == points.ledger_sum(s, account.id)
+    finally:
+        bridge.proc.stop()
+        engine.dispose()

@@ -239,3 +239,17 @@ def test_failed_log_ins_share_the_brake_with_bad_keys(redis_bridges: BridgePair)
         blocked = again.login()  # the right password, but the address is blocked
         assert blocked.status_code == 429
         assert "Too many failed attempts" in blocked.text
+
+
+def test_the_settings_page_shows_the_accounts_webhook_secret(bridge: Bridge) -> None:
+    with WebUser(bridge.base) as user:
+        user.signup()
+        page = user.keys_page().text
+    account = _account(bridge, user.email)
+    assert account is not None
+    assert f'<code id="webhook-secret">{account.webhook_secret}</code>' in page
+    other = bridge.new_key()
+    assert other  # another account's secret differs and is not on this page
+    with Session(bridge.engine) as s:
+        secrets_ = [a.webhook_secret for a in s.exec(select(Account)).all()]
+    assert len(set(secrets_)) == len(secrets_)

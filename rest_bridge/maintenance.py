@@ -1,0 +1,70 @@
+"""Housekeeping that keeps points and records right after crashes: one loop per bridge.
+
+A generation still pending long after its deadline cannot be running anywhere
+(its RPC would have timed out), so its bridge died with it: it is failed and
+refunded here, exactly once even with several bridges sweeping. Expired
+idempotency records are purged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from rest_bridge.state import BridgeState
+from storage import generations, idempotency, points
+from storage.models import utcnow
+
+log = logging.getLogger(__name__)
+
+GRACE = timedelta(seconds=60)
+
+
+class Maintenance:
+    def __init__(self, state: BridgeState) -> None:
+        self.state = state
+        self._task: asyncio.Task[None] | None = None
+
+    def deadlines(self) -> dict[str, float]:
+        s = self.state.settings
+        return {"image": s.image_timeout_s, "video": s.video_timeout_s, "3d": s.mesh_timeout_s}
+
+    async def sweep(self) -> int:
+        """Ends and refunds abandoned generations; returns how many this call ended."""
+        ended = 0
+        for kind, timeout_s in self.deadlines().items():
+            cutoff = utcnow() - timedelta(seconds=timeout_s) - GRACE
+            for generation_id in await self.state.db(generations.live_before, kind, cutoff):
+                if await self.state.db(
+                    points.finish_unsuccessfully,
+                    generation_id,
+                    status="failed",
+                    code="generation_abandoned",
+                    message="The server stopped before this generation finished; "
+                    "its points were refunded.",
+                ):
+                    ended += 1
+        if ended:
+            log.warning("refunded %d abandoned generations", ended)
+        await self.state.db(idempotency.purge_expired)
+        return ended
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="maintenance")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("maintenance sweep failed")
+            await asyncio.sleep(self.state.settings.maintenance_interval_s)
