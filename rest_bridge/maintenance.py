@@ -8,10 +8,10 @@ idempotency records are purged.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import timedelta
 
+from rest_bridge.background import Periodic
 from rest_bridge.state import BridgeState
 from storage import generations, idempotency, points
 from storage.models import utcnow
@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 GRACE = timedelta(seconds=60)
 
 
-class Maintenance:
+class Maintenance(Periodic):
+    name = "maintenance"
+
     def __init__(self, state: BridgeState) -> None:
+        super().__init__(interval_s=state.settings.maintenance_interval_s)
         self.state = state
-        self._task: asyncio.Task[None] | None = None
 
     def deadlines(self) -> dict[str, float]:
         s = self.state.settings
@@ -50,21 +52,5 @@ class Maintenance:
         await self.state.db(idempotency.purge_expired)
         return ended
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="maintenance")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("maintenance sweep failed")
-            await asyncio.sleep(self.state.settings.maintenance_interval_s)
+    async def run_once(self) -> None:
+        await self.sweep()

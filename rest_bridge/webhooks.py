@@ -10,6 +10,7 @@ from typing import Any
 
 from genserve.webhooks import HEADER, sign
 from rest_bridge.address_policy import AddressPolicy
+from rest_bridge.background import Periodic
 from rest_bridge.errors import ApiError
 from rest_bridge.jobs import Job
 from rest_bridge.safe_fetch import post_json
@@ -29,14 +30,15 @@ def payload_for(job: Job) -> tuple[str, dict[str, Any]]:
     return event, {"event": event, "generation_id": job.generation_id, **body}
 
 
-class WebhookSender:
-    """One per bridge process; sends what is due, wakes early when a job finishes."""
+class WebhookSender(Periodic):
+    """One per bridge process; sends what is due, woken early when a job finishes."""
+
+    name = "webhooks"
 
     def __init__(self, state: BridgeState, policy: AddressPolicy) -> None:
+        super().__init__(interval_s=1.0)
         self.state = state
         self.policy = policy
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     async def job_finished(self, job: Job) -> None:
         if not job.webhook_url:
@@ -50,31 +52,11 @@ class WebhookSender:
             event=event,
             payload=payload,
         )
-        self._wake.set()
+        self.wake()
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="webhooks")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                due = await self.state.db(store.claim_due)
-                await asyncio.gather(*(self._send(d, secret) for d, secret in due))
-            except Exception:
-                log.exception("webhook round failed")
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), 1.0)
-            except TimeoutError:
-                pass
+    async def run_once(self) -> None:
+        due = await self.state.db(store.claim_due)
+        await asyncio.gather(*(self._send(d, secret) for d, secret in due))
 
     async def _send(self, delivery: Any, secret: str) -> None:
         settings = self.state.settings

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from rest_bridge.auth import StateDep, client_address
 from rest_bridge.ratelimit import RateLimiterUnavailable
@@ -255,8 +256,10 @@ async def login(request: Request, state: StateDep) -> Response:
     return await _start_session(state, account.id, KEYS_PATH)
 
 
-@router.post("/logout")
-async def logout(request: Request, state: StateDep) -> Response:
+async def _signed_form(
+    request: Request, state: BridgeState
+) -> tuple[SignedIn, FormData] | Response:
+    """A signed-in session's form from this origin with its CSRF token, or the refusal."""
     signed = await _signed_in(request, state)
     if signed is None:
         return _to_login()
@@ -265,6 +268,15 @@ async def logout(request: Request, state: StateDep) -> Response:
     form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
     if not tokens_match(signed.csrf, _field(form, "csrf")):
         return _forbidden()
+    return signed, form
+
+
+@router.post("/logout")
+async def logout(request: Request, state: StateDep) -> Response:
+    checked = await _signed_form(request, state)
+    if isinstance(checked, Response):
+        return checked
+    signed, _form = checked
     await state.db(sessions.end_session, signed.token)
     response = _to_login()
     clear_session_cookie(response, state.settings)
@@ -343,14 +355,10 @@ async def keys_settings(request: Request, state: StateDep) -> Response:
 @router.post(KEYS_PATH)
 async def create_key(request: Request, state: StateDep) -> Response:
     """Shows the new key in this response only: it is never stored, so never shown again."""
-    signed = await _signed_in(request, state)
-    if signed is None:
-        return _to_login()
-    if not same_origin(request, state.settings):
-        return _forbidden()
-    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
-    if not tokens_match(signed.csrf, _field(form, "csrf")):
-        return _forbidden()
+    checked = await _signed_form(request, state)
+    if isinstance(checked, Response):
+        return checked
+    signed, form = checked
     unknown = _unknown_fields(form, frozenset({"csrf", "name"}))
     if unknown:
         return _refused_fields(unknown, KEYS_PATH)
@@ -368,14 +376,10 @@ async def create_key(request: Request, state: StateDep) -> Response:
 
 @router.post(KEYS_PATH + "/{key_id}/revoke")
 async def revoke_key(key_id: str, request: Request, state: StateDep) -> Response:
-    signed = await _signed_in(request, state)
-    if signed is None:
-        return _to_login()
-    if not same_origin(request, state.settings):
-        return _forbidden()
-    form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
-    if not tokens_match(signed.csrf, _field(form, "csrf")):
-        return _forbidden()
+    checked = await _signed_form(request, state)
+    if isinstance(checked, Response):
+        return checked
+    signed, _form = checked
     account_id = signed.account.id
     assert account_id is not None
 
