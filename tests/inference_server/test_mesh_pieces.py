@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import json
 import math
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +19,10 @@ from inference_server.errors import GenerationCancelled, InvalidArgument
 from inference_server.pipelines.mesh import run_shap_e
 from inference_server.relief import build_relief_mesh, subject_box
 from inference_server.tiny import shap_e
+from tests.utils.glb import glb_json, primitive_attributes
+from tests.utils.steps import Recorder
 
 SIZE = 512
-
-
-class Recorder:
-    """A step callback that remembers every call and can cancel at a chosen step."""
-
-    def __init__(self, cancel_at: int | None = None) -> None:
-        self.calls: list[tuple[int, int, str]] = []
-        self.cancel_at = cancel_at
-
-    def __call__(self, step: int, total: int, stage: str) -> None:
-        self.calls.append((step, total, stage))
-        if stage == "denoising" and step == self.cancel_at:
-            raise GenerationCancelled("client went away")
 
 
 def transparent_disc() -> Image.Image:
@@ -57,27 +44,6 @@ def photo() -> Image.Image:
     pixels[inside, 2] = 120
     pixels += rng.integers(-6, 7, pixels.shape)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-
-
-def glb_json(data: bytes) -> dict[str, Any]:
-    """The JSON chunk of a GLB, after checking the 12-byte header."""
-    magic, version, length = struct.unpack_from("<4sII", data, 0)
-    assert magic == b"glTF"
-    assert version == 2
-    assert length == len(data)
-    chunk_length, chunk_type = struct.unpack_from("<I4s", data, 12)
-    assert chunk_type == b"JSON"
-    document: dict[str, Any] = json.loads(data[20 : 20 + chunk_length])
-    return document
-
-
-def primitive_attributes(document: dict[str, Any]) -> set[str]:
-    return {
-        name
-        for mesh in document["meshes"]
-        for primitive in mesh["primitives"]
-        for name in primitive["attributes"]
-    }
 
 
 def load_glb(data: bytes) -> trimesh.Trimesh:

@@ -16,23 +16,11 @@ from inference_server.errors import GenerationCancelled, InvalidArgument
 from inference_server.pipelines.video import VideoResult, run_video
 from inference_server.tiny import ltx2, ltx_video
 from inference_server.video_geometry import encoded_frame_count, frame_count, video_size
+from tests.utils.steps import Recorder
 
 SIZE = 64
 FRAMES = 9
 FPS = 24.0
-
-
-class Recorder:
-    """A step callback that remembers every call and can cancel at a chosen step."""
-
-    def __init__(self, cancel_at: int | None = None) -> None:
-        self.calls: list[tuple[int, int, str]] = []
-        self.cancel_at = cancel_at
-
-    def __call__(self, step: int, total: int, stage: str) -> None:
-        self.calls.append((step, total, stage))
-        if stage == "denoising" and step == self.cancel_at:
-            raise GenerationCancelled("client went away")
 
 
 @pytest.fixture(scope="session")

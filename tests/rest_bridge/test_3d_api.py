@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import re
-import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from tests.rest_bridge.test_safe_fetch import (
     body_route,
     redirect_route,
 )
+from tests.utils.glb import glb_json, primitive_attributes
 from tests.utils.procs import free_port, start_bridge
 
 serve = fetch_tests.serve
@@ -62,28 +61,6 @@ def subject_photo(image_format: str = "PNG") -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def glb_json(data: bytes) -> dict[str, Any]:
-    """The JSON chunk of a GLB after checking its header: magic, version 2, length."""
-    magic, version, length = struct.unpack_from("<4sII", data, 0)
-    assert magic == b"glTF"
-    assert version == 2
-    assert length == len(data)
-    chunk_length, chunk_type = struct.unpack_from("<I4s", data, 12)
-    assert chunk_type == b"JSON"
-    document: dict[str, Any] = json.loads(data[20 : 20 + chunk_length])
-    assert document["asset"]["version"] == "2.0"
-    return document
-
-
-def attributes(document: dict[str, Any]) -> set[str]:
-    return {
-        name
-        for mesh in document["meshes"]
-        for primitive in mesh["primitives"]
-        for name in primitive["attributes"]
-    }
 
 
 def load_mesh(data: bytes) -> trimesh.Trimesh:
@@ -196,11 +173,11 @@ def test_relief_glb_carries_what_the_options_ask(
     width, height, depth = mesh.extents
     assert width / height == pytest.approx(2.0, rel=0.1)
     assert 0.05 < depth < width
-    assert "COLOR_0" not in attributes(document)
+    assert "COLOR_0" not in primitive_attributes(document)
     preview = check_preview(model["preview_image"], source)
     if quality == "no":
         assert "images" not in document and "textures" not in document
-        assert "TEXCOORD_0" not in attributes(document)
+        assert "TEXCOORD_0" not in primitive_attributes(document)
         assert getattr(mesh.visual, "kind", "missing") is None
         # Plain grey shading: no colour anywhere on the object.
         assert np.abs(preview.max(axis=1) - preview.min(axis=1)).mean() < 12
@@ -208,7 +185,7 @@ def test_relief_glb_carries_what_the_options_ask(
         assert document["images"] and document["textures"]
         material = document["materials"][0]["pbrMetallicRoughness"]
         assert "baseColorTexture" in material
-        assert "TEXCOORD_0" in attributes(document)
+        assert "TEXCOORD_0" in primitive_attributes(document)
         assert isinstance(mesh.visual, trimesh.visual.TextureVisuals)
         texture = mesh.visual.material.baseColorTexture
         assert isinstance(texture, Image.Image)
@@ -229,7 +206,9 @@ def test_data_url_jpeg_with_the_documents_defaults_is_a_3d_project(bridge: Bridg
         model = data["model"]
         listing = c.get("/api/v1/projects", params={"type": "3d"})
         images_only = c.get("/api/v1/projects", params={"type": "images"})
-    assert "TEXCOORD_0" in attributes(glb_json(download(model["url"], "model/gltf-binary")))
+    assert "TEXCOORD_0" in primitive_attributes(
+        glb_json(download(model["url"], "model/gltf-binary"))
+    )
 
     assert listing.status_code == 200, listing.text
     projects = listing.json()["data"]["projects"]
@@ -287,7 +266,7 @@ def test_shap_e_colours_follow_the_options(
     document = glb_json(glb)
     mesh = load_mesh(glb)
     assert len(mesh.faces) > 100
-    found = attributes(document) & {"COLOR_0", "TEXCOORD_0"}
+    found = primitive_attributes(document) & {"COLOR_0", "TEXCOORD_0"}
     assert found == ({expected} if expected else set())
     if expected == "COLOR_0":
         assert "images" not in document
