@@ -26,7 +26,7 @@ from rest_bridge.jobs import Event, Job, JobManager
 from rest_bridge.safe_fetch import check_url
 from rest_bridge.state import BridgeState
 from storage import idempotency
-from storage.job_models import IdempotencyRecord
+from storage.models import IdempotencyRecord
 
 MAX_IDEMPOTENCY_KEY = 255
 

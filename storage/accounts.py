@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from storage.keys import display_prefix, generate_key, hash_key, last_four
-from storage.models import Account, ApiKey, PointsLedger, utcnow
+from storage.models import Account, ApiKey, PointsLedger, aware, utcnow
 
 # Requests per API key per hour.
 PLANS = {"free": 100, "pro": 500, "enterprise": 1000}
@@ -25,11 +25,6 @@ class EmailTaken(Exception):
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite hands timestamps back without their zone; every stored one is UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def create_account(

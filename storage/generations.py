@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
-from storage.job_models import GenerationResult
-from storage.models import Asset, Generation, utcnow
+from storage.models import Asset, Generation, GenerationResult, utcnow
 
 
 def complete(

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from storage.job_models import IdempotencyRecord
-from storage.models import utcnow
+from storage.models import IdempotencyRecord, aware, utcnow
 
 TTL = timedelta(hours=24)
 
@@ -22,12 +21,6 @@ class Claim:
 
     fresh: bool
     record: IdempotencyRecord
-
-
-def _aware(dt: datetime) -> datetime:
-    from datetime import UTC
-
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 def claim(session: Session, *, account_id: int, key: str, request_hash: str) -> Claim:
@@ -57,7 +50,7 @@ def claim(session: Session, *, account_id: int, key: str, request_hash: str) -> 
         ).first()
         if existing is None:
             continue
-        if _aware(existing.expires_at) <= utcnow():
+        if aware(existing.expires_at) <= utcnow():
             session.execute(
                 delete(IdempotencyRecord).where(col(IdempotencyRecord.id) == existing.id)
             )

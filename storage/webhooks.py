@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
-from storage.job_models import WebhookDelivery
-from storage.models import Account, utcnow
+from storage.models import Account, WebhookDelivery, utcnow
 
 CLAIM_FOR = timedelta(seconds=60)
 

@@ -32,7 +32,7 @@ def _fail(message: str) -> int:
 
 
 def _when(value: datetime | None) -> str:
-    from storage.accounts import aware
+    from storage.models import aware
 
     return aware(value).strftime("%Y-%m-%d %H:%M UTC") if value is not None else "never"
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from html import escape
 from string import Template
 
-from storage.accounts import aware
+from storage.models import aware
 
 _LAYOUT = Template("""<!doctype html>
 <html lang="en">

@@ -6,7 +6,6 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-import storage.job_models  # registers the tables on SQLModel.metadata
 import storage.models  # noqa: F401
 
 target_metadata = SQLModel.metadata
