@@ -23,7 +23,7 @@ from bench.stats import percentile, summary_ms
 from inference_server.encoders.images import ENCODE_OPTIONS, encode_image
 from inference_server.loader import load_pipeline
 from inference_server.model_config import ModelSpec
-from inference_server.pipelines.image import ImageJob, run_image
+from inference_server.pipelines.image import ImageRun, run_image
 from storage.accounts import create_account, create_api_key
 from storage.db import make_engine, migrate
 from tests.utils.procs import start_bridge, start_inference
@@ -69,7 +69,7 @@ def bridge_overhead(requests: int, device: str, steps: int, cache: Path) -> None
                 steps=steps, width=128, height=128,
             )  # fmt: skip
             pipe = load_pipeline(spec, cache)
-            job = ImageJob("a lighthouse at dawn", "", 128, 128, 1, steps, 5.0, 1)
+            run = ImageRun("a lighthouse at dawn", "", 128, 128, 1, steps, 5.0, 1)
             body = {"prompt": "a lighthouse at dawn", "aspect_ratio": "1:1", "output_format": "png"}
             rest: list[float] = []
             direct: list[float] = []
@@ -80,7 +80,7 @@ def bridge_overhead(requests: int, device: str, steps: int, cache: Path) -> None
                     t1 = time.perf_counter()
                     r.raise_for_status()
                     t2 = time.perf_counter()
-                    run_image(pipe, job, lambda *_: None)
+                    run_image(pipe, run, lambda *_: None)
                     t3 = time.perf_counter()
                     if i >= 3:  # warm-up excluded
                         rest.append(t1 - t0)

@@ -1,7 +1,8 @@
 """Domain errors of the inference server.
 
-The servicer's interceptor maps each class to one gRPC status code (see
-``status_codes.py``); pipeline code raises these and never touches gRPC.
+One table in ``status_codes.py`` maps each class to a gRPC status code, applied
+by the ``streaming_errors`` decorator on the servicer's generating handlers;
+pipeline code raises these and never touches gRPC.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "genserve_inference_queue_depth",
-            "Jobs waiting in a device's queue.",
+            "Requests waiting in a device's queue.",
             ["device"],
             registry=self.registry,
         )

@@ -1,8 +1,8 @@
 """One bounded queue and one worker thread per device.
 
-Every job for a device runs on that device's single thread, so two pipelines
-never compete for one GPU's memory; a full queue refuses new work at once
-instead of letting memory run out. (Merging compatible requests into batches
+Every piece of work for a device runs on that device's single thread, so two
+pipelines never compete for one GPU's memory; a full queue refuses new work at
+once instead of letting memory run out. (Merging compatible requests into batches
 is a later step; the queue is where it will happen.)
 """
 
@@ -28,7 +28,13 @@ Work = Callable[[StepCallback], Any]
 
 
 @dataclass(eq=False)
-class Job:
+class QueuedWork:
+    """One submitted piece of device work: its outcome, cancel flag and start time.
+
+    ``future`` resolves on the event loop with what ``work`` returned (or
+    raised); ``started_at`` is set on the device thread when it begins.
+    """
+
     work: Work
     on_progress: ProgressSink
     future: asyncio.Future[Any]
@@ -40,12 +46,12 @@ class Job:
 
 
 class DeviceQueue:
-    """Runs jobs for one device in arrival order, at most ``maxsize`` waiting."""
+    """Runs work for one device in arrival order, at most ``maxsize`` waiting."""
 
     def __init__(self, device: str, maxsize: int) -> None:
         self.device = device
         self.maxsize = maxsize
-        self._pending: collections.deque[Job] = collections.deque()
+        self._pending: collections.deque[QueuedWork] = collections.deque()
         self._wakeup = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1,
@@ -54,7 +60,7 @@ class DeviceQueue:
             initargs=(_torch_threads(),),
         )
         self._worker: asyncio.Task[None] | None = None
-        self.running: Job | None = None
+        self.running: QueuedWork | None = None
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(
@@ -62,8 +68,8 @@ class DeviceQueue:
         )
 
     async def stop(self) -> None:
-        for job in list(self._pending):
-            job.cancel()
+        for queued in list(self._pending):
+            queued.cancel()
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -76,29 +82,29 @@ class DeviceQueue:
     def depth(self) -> int:
         return len(self._pending)
 
-    def submit(self, work: Work, on_progress: ProgressSink) -> Job:
+    def submit(self, work: Work, on_progress: ProgressSink) -> QueuedWork:
         if len(self._pending) >= self.maxsize:
             raise QueueFull(f"the queue for {self.device} is full ({self.maxsize} waiting)")
-        job = Job(
+        queued = QueuedWork(
             work=work, on_progress=on_progress, future=asyncio.get_running_loop().create_future()
         )
-        self._pending.append(job)
+        self._pending.append(queued)
         on_progress("queued", 0, 0, len(self._pending) - 1 + (1 if self.running else 0))
         self._wakeup.set()
-        return job
+        return queued
 
-    def withdraw(self, job: Job) -> None:
-        """Cancels ``job``: dropped if still waiting, stopped at its next step if running."""
-        job.cancel()
-        if job in self._pending:
-            self._pending.remove(job)
-            if not job.future.done():
-                job.future.set_exception(GenerationCancelled("cancelled while queued"))
+    def withdraw(self, queued: QueuedWork) -> None:
+        """Cancels ``queued``: dropped if still waiting, stopped at its next step if running."""
+        queued.cancel()
+        if queued in self._pending:
+            self._pending.remove(queued)
+            if not queued.future.done():
+                queued.future.set_exception(GenerationCancelled("cancelled while queued"))
             self._announce_positions()
 
     def _announce_positions(self) -> None:
-        for position, job in enumerate(self._pending):
-            job.on_progress("queued", 0, 0, position + (1 if self.running else 0))
+        for position, queued in enumerate(self._pending):
+            queued.on_progress("queued", 0, 0, position + (1 if self.running else 0))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -107,34 +113,34 @@ class DeviceQueue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            job = self._pending.popleft()
-            self.running = job
+            queued = self._pending.popleft()
+            self.running = queued
             self._announce_positions()
             try:
-                result = await loop.run_in_executor(self._executor, self._execute, job, loop)
+                result = await loop.run_in_executor(self._executor, self._execute, queued, loop)
             except BaseException as exc:  # delivered to the waiting RPC, never lost
-                if not job.future.done():
-                    job.future.set_exception(exc)
+                if not queued.future.done():
+                    queued.future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
             else:
-                if not job.future.done():
-                    job.future.set_result(result)
+                if not queued.future.done():
+                    queued.future.set_result(result)
             finally:
                 self.running = None
 
-    def _execute(self, job: Job, loop: asyncio.AbstractEventLoop) -> Any:
-        if job.cancelled.is_set():
+    def _execute(self, queued: QueuedWork, loop: asyncio.AbstractEventLoop) -> Any:
+        if queued.cancelled.is_set():
             raise GenerationCancelled("cancelled before it started")
-        job.started_at = time.perf_counter()
+        queued.started_at = time.perf_counter()
 
         def on_step(step: int, total: int, stage: str) -> None:
-            if job.cancelled.is_set():
+            if queued.cancelled.is_set():
                 raise GenerationCancelled(f"cancelled at {stage} step {step}")
-            loop.call_soon_threadsafe(job.on_progress, stage, step, total, 0)
+            loop.call_soon_threadsafe(queued.on_progress, stage, step, total, 0)
 
         try:
-            return job.work(on_step)
+            return queued.work(on_step)
         except Exception as exc:
             if _is_out_of_memory(exc):
                 _free_device_memory()
@@ -159,12 +165,6 @@ def _set_torch_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-
-
-def _drop_unread(future: asyncio.Future[Any]) -> None:
-    """A caller that went away never reads its job's outcome; that is not an error to log."""
-    if not future.cancelled():
-        future.exception()
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -80,8 +80,8 @@ class InferenceServer:
         for spec in self.registry.table.models:
             if spec.preload:
                 queue = self.registry.queue_for(spec)
-                job = queue.submit(partial(_load, self.registry, spec), _ignore_progress)
-                await job.future
+                queued = queue.submit(partial(_load, self.registry, spec), _ignore_progress)
+                await queued.future
                 log.info("model %s ready", spec.name)
 
     async def _set_serving(self, serving: bool) -> None:

@@ -21,7 +21,7 @@ import trimesh
 from PIL import Image
 
 from inference_server.errors import InvalidArgument
-from inference_server.relief import subject_box, subject_cutout, texture_image
+from inference_server.segmentation import subject_box, subject_cutout, texture_image
 
 TEXTURE_QUALITIES = ("no", "standard")
 TEXTURE_ALIGNMENTS = ("original_image", "geometry")

@@ -1,17 +1,20 @@
-"""MP4 encoding of generated clips with PyAV.
+"""MP4 encoding of generated clips with PyAV, and reading an encoded file back.
 
 H.264 in yuv420p with AAC audio plays in every browser and phone; ``faststart``
 puts the index (moov) before the media (mdat) so a player can start before the
-whole file has arrived from the CDN.
+whole file has arrived from the CDN. ``probe_mp4`` and ``mp4_box_order`` report
+what a written file really holds, for the response and for the tests.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import pathlib
 import struct
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import cast
 
@@ -28,6 +31,20 @@ PIXEL_FORMAT = "yuv420p"
 X264_OPTIONS = {"crf": "20", "preset": "veryfast", "profile": "high"}
 AUDIO_CODEC = "aac"
 AUDIO_BIT_RATE = 128_000
+
+
+@dataclass(frozen=True)
+class Mp4Facts:
+    """What an encoded file really holds, read back from its own index."""
+
+    width: int
+    height: int
+    frame_count: int
+    frame_rate: float
+    duration_seconds: float
+    video_codec: str
+    pixel_format: str
+    audio_codecs: tuple[str, ...]
 
 
 def _even_frames(frames: np.ndarray) -> np.ndarray:
@@ -151,3 +168,39 @@ def mp4_box_order(data: bytes) -> list[str]:
         types.append(kind.decode("latin-1"))
         offset += size
     return types
+
+
+def probe_mp4(data: bytes) -> Mp4Facts:
+    """Size, frame count, rate, duration and codecs from the file's index, not from the request.
+
+    Only the header is parsed (no frame is decoded), so this costs next to nothing
+    and the response reports the file exactly as a player will see it.
+    """
+    with av.open(io.BytesIO(data), mode="r") as container:
+        stream = container.streams.video[0]
+        rate = Fraction(stream.average_rate or stream.guessed_rate or 0)
+        frames = int(stream.frames)
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        else:
+            duration = frames / float(rate) if rate else 0.0
+        return Mp4Facts(
+            width=int(stream.codec_context.width),
+            height=int(stream.codec_context.height),
+            frame_count=frames,
+            frame_rate=float(rate),
+            duration_seconds=duration,
+            video_codec=str(stream.codec_context.name),
+            pixel_format=str(stream.codec_context.pix_fmt),
+            audio_codecs=tuple(str(s.codec_context.name) for s in container.streams.audio),
+        )
+
+
+def decoded_frame_sizes(data: bytes) -> list[tuple[int, int]]:
+    """``(width, height)`` of every video frame, decoded as a player would.
+
+    Slow next to ``probe_mp4`` (every frame is decoded): it is how a test checks
+    that the index tells the truth, not something a request should wait for.
+    """
+    with av.open(io.BytesIO(data), mode="r") as container:
+        return [(frame.width, frame.height) for frame in container.decode(video=0)]

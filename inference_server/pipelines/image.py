@@ -12,7 +12,9 @@ from inference_server.progress import StepCallback
 
 
 @dataclass
-class ImageJob:
+class ImageRun:
+    """One call of the pipeline, every default resolved: ``num_images`` images of one prompt."""
+
     prompt: str
     negative_prompt: str
     width: int
@@ -23,27 +25,27 @@ class ImageJob:
     seed: int
 
 
-def run_image(pipe: Any, job: ImageJob, on_step: StepCallback) -> list[Image.Image]:
-    """One call of the pipeline for ``job.num_images`` images.
+def run_image(pipe: Any, run: ImageRun, on_step: StepCallback) -> list[Image.Image]:
+    """One call of the pipeline for ``run.num_images`` images.
 
     ``on_step`` runs after every denoising step; an exception it raises (the
     cancellation) leaves the pipeline at that step.
     """
 
     def step_end(_pipe: Any, step: int, _timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        on_step(step + 1, job.steps, "denoising")
+        on_step(step + 1, run.steps, "denoising")
         return kwargs
 
-    generator = torch.Generator(device="cpu").manual_seed(job.seed)
+    generator = torch.Generator(device="cpu").manual_seed(run.seed)
     with torch.inference_mode():
         out = pipe(
-            prompt=job.prompt,
-            negative_prompt=job.negative_prompt or None,
-            width=job.width,
-            height=job.height,
-            num_images_per_prompt=job.num_images,
-            num_inference_steps=job.steps,
-            guidance_scale=job.guidance,
+            prompt=run.prompt,
+            negative_prompt=run.negative_prompt or None,
+            width=run.width,
+            height=run.height,
+            num_images_per_prompt=run.num_images,
+            num_inference_steps=run.steps,
+            guidance_scale=run.guidance,
             generator=generator,
             callback_on_step_end=step_end,
             output_type="pil",

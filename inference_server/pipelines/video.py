@@ -2,7 +2,7 @@
 
 Both pipelines share their call signature for the parts genserve uses; LTX-2
 adds audio and its own guidance knobs. Keeping the differences here lets the
-servicer treat every video model the same way.
+video plan treat every video model the same way.
 """
 
 from __future__ import annotations

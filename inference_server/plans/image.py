@@ -13,7 +13,7 @@ from inference_server.encoders.images import CONTENT_TYPES, encode_image, encode
 from inference_server.errors import InvalidArgument
 from inference_server.geometry import image_size
 from inference_server.model_config import ModelSpec
-from inference_server.pipelines.image import ImageJob, run_image
+from inference_server.pipelines.image import ImageRun, run_image
 from inference_server.plans.common import prompt_text, random_seed, steps_for
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
@@ -29,15 +29,15 @@ FORMATS = {
 @dataclass
 class ImagePlan:
     spec: ModelSpec
-    job: ImageJob
+    run: ImageRun
     fmt: str
     seed: int
 
     def work(self, registry: ModelRegistry) -> Any:
-        def run(on_step: StepCallback) -> list[Image.Image]:
-            return run_image(registry.pipeline(self.spec), self.job, on_step)
+        def generate(on_step: StepCallback) -> list[Image.Image]:
+            return run_image(registry.pipeline(self.spec), self.run, on_step)
 
-        return run
+        return generate
 
     def encode(self, raw: list[Image.Image], on_step: StepCallback) -> list[Artifact]:
         artifacts = []
@@ -83,7 +83,7 @@ def plan_image(spec: ModelSpec, request: pb.GenerateImageRequest) -> ImagePlan:
         request.aspect_ratio or "1:1", spec.width, spec.height, spec.size_factor
     )
     seed = random_seed(request.HasField("seed"), request.seed)
-    job = ImageJob(
+    run = ImageRun(
         prompt=prompt_text(request.prompt),
         negative_prompt=request.negative_prompt or spec.negative_prompt,
         width=width,
@@ -93,4 +93,4 @@ def plan_image(spec: ModelSpec, request: pb.GenerateImageRequest) -> ImagePlan:
         guidance=request.guidance_scale if request.HasField("guidance_scale") else spec.guidance,
         seed=seed,
     )
-    return ImagePlan(spec=spec, job=job, fmt=fmt, seed=seed)
+    return ImagePlan(spec=spec, run=run, fmt=fmt, seed=seed)

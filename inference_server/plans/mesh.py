@@ -23,10 +23,11 @@ from inference_server.errors import InvalidArgument
 from inference_server.loader import builtin_name
 from inference_server.model_config import ModelSpec
 from inference_server.pipelines.mesh import run_shap_e
+from inference_server.pipelines.relief import build_relief_mesh
 from inference_server.plans.common import decode_input_image, random_seed, steps_for
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
-from inference_server.relief import build_relief_mesh, subject_cutout
+from inference_server.segmentation import subject_cutout
 
 GLB_CONTENT_TYPE = "model/gltf-binary"
 
@@ -79,7 +80,7 @@ class MeshPlan:
     seed: int
 
     def work(self, registry: ModelRegistry) -> Callable[[StepCallback], trimesh.Trimesh]:
-        def run(on_step: StepCallback) -> trimesh.Trimesh:
+        def generate(on_step: StepCallback) -> trimesh.Trimesh:
             builtin = builtin_name(self.spec)
             if builtin == "relief":
                 return build_relief_mesh(self.image, resolution=RELIEF_RESOLUTION, on_step=on_step)
@@ -93,7 +94,7 @@ class MeshPlan:
                 grid_size=TINY_GRID_SIZE if builtin is not None else CHECKPOINT_GRID_SIZE,
             )
 
-        return run
+        return generate
 
     def encode(self, raw: trimesh.Trimesh, on_step: StepCallback) -> list[Artifact]:
         # Both models colour their own surface: the relief with the picture as

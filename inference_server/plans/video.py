@@ -1,24 +1,21 @@
 """Text to video: the plan of one GenerateVideo request.
 
 Everything the request can get wrong (model range, resolution, aspect ratio,
-prompt, steps) is checked here, before the job is queued; the frame counts
+prompt, steps) is checked here, before anything is queued; the frame counts
 come from ``video_geometry`` so the bridge prices the same clip the server makes.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 
-import av
 import numpy as np
 
 from genserve.inference.v1 import inference_pb2 as pb
 from inference_server.artifacts import Artifact
 from inference_server.encoders.images import CONTENT_TYPES, encode_image
-from inference_server.encoders.video import encode_mp4, poster_frame
+from inference_server.encoders.video import encode_mp4, poster_frame, probe_mp4
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelSpec
 from inference_server.pipelines.video import VideoResult, run_video
@@ -34,8 +31,8 @@ POSTER_FORMAT = "jpeg"
 
 
 @dataclass(frozen=True)
-class VideoJob:
-    """The pipeline call, with every default resolved."""
+class VideoRun:
+    """One call of the pipeline, every default resolved."""
 
     prompt: str
     negative_prompt: str
@@ -48,43 +45,32 @@ class VideoJob:
     seed: int
 
 
-@dataclass(frozen=True)
-class Mp4Facts:
-    """What an encoded file really holds, read back from its own index."""
-
-    width: int
-    height: int
-    frame_count: int
-    frame_rate: float
-    duration_seconds: float
-
-
 @dataclass
 class VideoPlan:
     spec: ModelSpec
-    job: VideoJob
+    run: VideoRun
     encoded_frames: int
     seed: int
 
     def work(self, registry: ModelRegistry) -> Callable[[StepCallback], VideoResult]:
-        def run(on_step: StepCallback) -> VideoResult:
+        def generate(on_step: StepCallback) -> VideoResult:
             pipe = registry.pipeline(self.spec)
-            job = self.job
+            run = self.run
             return run_video(
                 pipe,
-                prompt=job.prompt,
-                negative_prompt=job.negative_prompt,
-                width=job.width,
-                height=job.height,
-                num_frames=job.num_frames,
-                frame_rate=job.frame_rate,
-                steps=job.steps,
-                guidance=job.guidance,
-                seed=job.seed,
+                prompt=run.prompt,
+                negative_prompt=run.negative_prompt,
+                width=run.width,
+                height=run.height,
+                num_frames=run.num_frames,
+                frame_rate=run.frame_rate,
+                steps=run.steps,
+                guidance=run.guidance,
+                seed=run.seed,
                 on_step=on_step,
             )
 
-        return run
+        return generate
 
     def encode(self, raw: VideoResult, on_step: StepCallback) -> list[Artifact]:
         """The MP4 (the first ``encoded_frames`` frames) and a poster from the same frames.
@@ -133,29 +119,6 @@ class VideoPlan:
         ]
 
 
-def probe_mp4(data: bytes) -> Mp4Facts:
-    """Size, frame count, rate and duration from the file's index, not from the request.
-
-    Only the header is parsed (no frame is decoded), so this costs next to nothing
-    and the response reports the file exactly as a player will see it.
-    """
-    with av.open(io.BytesIO(data), mode="r") as container:
-        stream = container.streams.video[0]
-        rate = Fraction(stream.average_rate or stream.guessed_rate or 0)
-        frames = int(stream.frames)
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        else:
-            duration = frames / float(rate) if rate else 0.0
-        return Mp4Facts(
-            width=int(stream.codec_context.width),
-            height=int(stream.codec_context.height),
-            frame_count=frames,
-            frame_rate=float(rate),
-            duration_seconds=duration,
-        )
-
-
 def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
     """Resolves defaults and refuses what the model cannot make, before any queueing."""
     duration = request.duration_seconds or DEFAULT_DURATION
@@ -170,7 +133,7 @@ def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
         spec.size_factor,
     )
     seed = random_seed(request.HasField("seed"), request.seed)
-    job = VideoJob(
+    run = VideoRun(
         prompt=prompt_text(request.prompt),
         negative_prompt=request.negative_prompt or spec.negative_prompt,
         width=width,
@@ -183,7 +146,7 @@ def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
     )
     return VideoPlan(
         spec=spec,
-        job=job,
+        run=run,
         encoded_frames=encoded_frame_count(duration, spec.frame_rate),
         seed=seed,
     )

@@ -17,7 +17,8 @@ from PIL import Image, ImageDraw
 from inference_server.encoders.mesh import apply_options, export_glb, render_preview
 from inference_server.errors import GenerationCancelled, InvalidArgument
 from inference_server.pipelines.mesh import run_shap_e
-from inference_server.relief import build_relief_mesh, subject_box
+from inference_server.pipelines.relief import build_relief_mesh
+from inference_server.segmentation import subject_box
 from inference_server.tiny import shap_e
 from tests.utils.glb import glb_json, primitive_attributes
 from tests.utils.steps import Recorder

@@ -10,8 +10,8 @@ import pytest
 from inference_server.errors import GenerationCancelled, QueueFull
 from inference_server.loader import load_pipeline
 from inference_server.model_config import ModelSpec
-from inference_server.pipelines.image import ImageJob, run_image
-from inference_server.scheduler import DeviceQueue
+from inference_server.pipelines.image import ImageRun, run_image
+from inference_server.scheduler import DeviceQueue, QueuedWork
 
 SPEC = ModelSpec(name="nano-banana", kind="image", source="builtin:tiny-sdxl", width=64, height=64)
 
@@ -26,17 +26,17 @@ async def test_cancel_stops_at_the_next_step(pipe: object) -> None:
     queue.start()
     steps_seen: list[int] = []
     cancel_at = 3
-    job_ref: list[object] = []
+    queued_ref: list[QueuedWork] = []
 
     def on_progress(stage: str, step: int, total: int, position: int) -> None:
         if stage == "denoising":
             steps_seen.append(step)
             if step == cancel_at:
-                queue.withdraw(job_ref[0])  # type: ignore[arg-type]
+                queue.withdraw(queued_ref[0])
 
-    job = ImageJob("a", "", 64, 64, 1, 50, 5.0, 1)
-    handle = queue.submit(lambda on_step: run_image(pipe, job, on_step), on_progress)
-    job_ref.append(handle)
+    run = ImageRun("a", "", 64, 64, 1, 50, 5.0, 1)
+    handle = queue.submit(lambda on_step: run_image(pipe, run, on_step), on_progress)
+    queued_ref.append(handle)
     with pytest.raises(GenerationCancelled):
         await handle.future
     await asyncio.sleep(0.05)
@@ -48,14 +48,14 @@ async def test_cancel_stops_at_the_next_step(pipe: object) -> None:
 async def test_full_queue_refuses_at_once(pipe: object) -> None:
     queue = DeviceQueue("cpu", maxsize=2)
     queue.start()
-    job = ImageJob("a", "", 64, 64, 1, 20, 5.0, 1)
-    handles = [queue.submit(lambda on_step: run_image(pipe, job, on_step), lambda *a: None)]
+    run = ImageRun("a", "", 64, 64, 1, 20, 5.0, 1)
+    handles = [queue.submit(lambda on_step: run_image(pipe, run, on_step), lambda *a: None)]
     while queue.running is None:
         await asyncio.sleep(0.01)
     for _ in range(2):
-        handles.append(queue.submit(lambda on_step: run_image(pipe, job, on_step), lambda *a: None))
+        handles.append(queue.submit(lambda on_step: run_image(pipe, run, on_step), lambda *a: None))
     with pytest.raises(QueueFull):
-        queue.submit(lambda on_step: run_image(pipe, job, on_step), lambda *a: None)
+        queue.submit(lambda on_step: run_image(pipe, run, on_step), lambda *a: None)
     for h in handles:
         queue.withdraw(h)
     await asyncio.gather(*(h.future for h in handles), return_exceptions=True)
@@ -66,12 +66,12 @@ async def test_queue_positions_are_reported(pipe: object) -> None:
     queue = DeviceQueue("cpu", maxsize=8)
     queue.start()
     positions: dict[int, list[int]] = {0: [], 1: [], 2: []}
-    job = ImageJob("a", "", 64, 64, 1, 4, 5.0, 1)
+    run = ImageRun("a", "", 64, 64, 1, 4, 5.0, 1)
     handles = []
     for i in range(3):
         handles.append(
             queue.submit(
-                lambda on_step: run_image(pipe, job, on_step),
+                lambda on_step: run_image(pipe, run, on_step),
                 lambda stage, step, total, pos, i=i: (
                     positions[i].append(pos) if stage == "queued" else None
                 ),
@@ -80,5 +80,5 @@ async def test_queue_positions_are_reported(pipe: object) -> None:
     await asyncio.gather(*(h.future for h in handles))
     assert positions[2][0] == 2
     assert positions[2] == sorted(positions[2], reverse=True)
-    assert positions[2][-1] == 1  # one job (the running one) ahead of it, then it runs
+    assert positions[2][-1] == 1  # one request (the running one) ahead of it, then it runs
     await queue.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import av
 import grpc
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from PIL import Image
 
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
-from inference_server.encoders.video import mp4_box_order
+from inference_server.encoders.video import decoded_frame_sizes, mp4_box_order, probe_mp4
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelTable, load_model_table
 from inference_server.plans.video import plan_video
@@ -72,10 +71,9 @@ def test_video_stream_reports_every_stage(stub: pb_grpc.InferenceServiceStub) ->
     assert (meta.frame_count, meta.frame_rate, meta.duration_seconds) == (8, 8.0, 1.0)
     order = mp4_box_order(primary)
     assert order.index("moov") < order.index("mdat")
-    with av.open(io.BytesIO(primary), mode="r") as container:
-        frames = list(container.decode(video=0))
-    assert len(frames) == meta.frame_count
-    assert (frames[0].width, frames[0].height) == (meta.width, meta.height)
+    facts = probe_mp4(primary)
+    assert (facts.width, facts.height, facts.frame_count) == (meta.width, meta.height, 8)
+    assert decoded_frame_sizes(primary) == [(meta.width, meta.height)] * meta.frame_count
     image = Image.open(io.BytesIO(poster))
     assert image.format == "JPEG" and image.size == (352, 352)
     completion = events[-1].completion
@@ -105,9 +103,9 @@ def test_plan_resolves_the_defaults() -> None:
     spec = EMBEDDED.get("vidu-q2", "video")
     assert spec is not None
     plan = plan_video(spec, pb.GenerateVideoRequest(prompt="a"))
-    assert (plan.job.width, plan.job.height) == (1280, 736)
-    assert plan.job.num_frames == 33 and plan.encoded_frames == 32  # 4 s at 8 fps
-    assert plan.job.steps == spec.steps and plan.job.guidance == spec.guidance
+    assert (plan.run.width, plan.run.height) == (1280, 736)
+    assert plan.run.num_frames == 33 and plan.encoded_frames == 32  # 4 s at 8 fps
+    assert plan.run.steps == spec.steps and plan.run.guidance == spec.guidance
     with pytest.raises(InvalidArgument):
         plan_video(spec, pb.GenerateVideoRequest(prompt="a", duration_seconds=11))
 

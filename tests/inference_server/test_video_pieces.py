@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 from diffusers import DiffusionPipeline, LTX2Pipeline, LTXPipeline
 
-from inference_server.encoders.video import encode_mp4, mp4_box_order, poster_frame
+from inference_server.encoders.video import (
+    decoded_frame_sizes,
+    encode_mp4,
+    mp4_box_order,
+    poster_frame,
+    probe_mp4,
+)
 from inference_server.errors import GenerationCancelled, InvalidArgument
 from inference_server.pipelines.video import VideoResult, run_video
 from inference_server.tiny import ltx2, ltx_video
@@ -71,21 +75,6 @@ def transformer_calls(request: pytest.FixtureRequest) -> Iterator[list[int]]:
     handle = pipe.transformer.register_forward_hook(hook)
     yield calls
     handle.remove()
-
-
-def decode_streams(data: bytes) -> dict[str, Any]:
-    with av.open(io.BytesIO(data), mode="r") as container:
-        video = container.streams.video[0]
-        info: dict[str, Any] = {
-            "codec": video.codec_context.name,
-            "pix_fmt": video.codec_context.pix_fmt,
-            "width": video.codec_context.width,
-            "height": video.codec_context.height,
-            "audio": [s.codec_context.name for s in container.streams.audio],
-            "duration": (container.duration or 0) / av.time_base,
-        }
-        info["frames"] = len(list(container.decode(video=0)))
-    return info
 
 
 def gradient_frames(count: int, height: int, width: int) -> np.ndarray:
@@ -258,28 +247,30 @@ def test_encode_mp4_is_streamable_h264() -> None:
     data = encode_mp4(frames, 24.0, on_frame=lambda done, total: progress.append((done, total)))
     order = mp4_box_order(data)
     assert order[0] == "ftyp" and order.index("moov") < order.index("mdat")
-    info = decode_streams(data)
-    assert (info["codec"], info["pix_fmt"]) == ("h264", "yuv420p")
-    assert (info["width"], info["height"]) == (160, 96)
-    assert info["frames"] == 48
-    assert abs(info["duration"] - 2.0) <= 1 / 24
-    assert info["audio"] == []
+    facts = probe_mp4(data)
+    assert (facts.video_codec, facts.pixel_format) == ("h264", "yuv420p")
+    assert (facts.width, facts.height) == (160, 96)
+    assert facts.frame_count == 48 and facts.frame_rate == 24.0
+    assert decoded_frame_sizes(data) == [(160, 96)] * 48
+    assert abs(facts.duration_seconds - 2.0) <= 1 / 24
+    assert facts.audio_codecs == ()
     assert progress[-1] == (48, 48) and len(progress) == 48
 
 
 def test_encode_mp4_muxes_audio_to_the_video_length() -> None:
     audio = np.sin(np.linspace(0, 2000, 3 * 24000, dtype=np.float32))[None].repeat(2, axis=0)
     data = encode_mp4(gradient_frames(24, 64, 64), 24.0, audio=audio, sample_rate=24000)
-    info = decode_streams(data)
-    assert info["audio"] == ["aac"]
-    assert abs(info["duration"] - 1.0) <= 1 / 24
+    facts = probe_mp4(data)
+    assert facts.audio_codecs == ("aac",)
+    assert abs(facts.duration_seconds - 1.0) <= 1 / 24
     assert mp4_box_order(data).index("moov") < mp4_box_order(data).index("mdat")
 
 
 def test_encode_mp4_pads_odd_sizes() -> None:
-    info = decode_streams(encode_mp4(gradient_frames(5, 33, 65), 24.0))
-    assert (info["width"], info["height"]) == (66, 34)
-    assert info["frames"] == 5
+    data = encode_mp4(gradient_frames(5, 33, 65), 24.0)
+    facts = probe_mp4(data)
+    assert (facts.width, facts.height) == (66, 34)
+    assert decoded_frame_sizes(data) == [(66, 34)] * 5
 
 
 def test_encode_mp4_rejects_float_frames() -> None:
@@ -298,6 +289,7 @@ def test_ltx2_clip_to_mp4(ltx2_pipe: DiffusionPipeline) -> None:
     result = generate(ltx2_pipe, Recorder(), steps=2)
     keep = encoded_frame_count(FRAMES / FPS, FPS)
     data = encode_mp4(result.frames[:keep], result.fps, result.audio, result.sample_rate)
-    info = decode_streams(data)
-    assert info["audio"] == ["aac"]
-    assert (info["width"], info["height"], info["frames"]) == (SIZE, SIZE, keep)
+    facts = probe_mp4(data)
+    assert facts.audio_codecs == ("aac",)
+    assert (facts.width, facts.height, facts.frame_count) == (SIZE, SIZE, keep)
+    assert len(decoded_frame_sizes(data)) == keep

@@ -1,7 +1,7 @@
 """The built-in ``relief`` image-to-3D model: no weights, a second to run.
 
 It lifts the subject of a picture into a closed, pillow-like solid: the
-subject is separated from its background, a height field rises from the
+subject is separated from its background (``segmentation``), a height field rises from the
 silhouette (round like an inflated cushion, with a little relief from the
 image's brightness), and the front surface is closed by a mirrored back and a
 thin wall along the silhouette. The picture is the texture of the front. It
@@ -22,13 +22,11 @@ from scipy import ndimage
 
 from inference_server.errors import InvalidArgument
 from inference_server.progress import StepCallback
+from inference_server.segmentation import largest_region, subject_mask, texture_image, working_copy
 
 MIN_RESOLUTION = 8
 MAX_RESOLUTION = 1024
 """Bounds of the working grid's longer side, in vertices."""
-
-TEXTURE_MAX_SIDE = 1024
-"""Longer side of the texture written into the mesh; larger inputs shrink."""
 
 _BULGE = 0.5
 """Height of the cushion relative to a sphere of the same silhouette."""
@@ -50,13 +48,6 @@ _RIM_SMOOTHING_PASSES = 3
 _LUMINANCE_RELIEF = 0.25
 """How far brightness raises (or darkness lowers) the front, as a fraction."""
 
-_MIN_SUBJECT_SHARE = 0.002
-"""Masks smaller than this share of the image are noise, not a subject."""
-
-_ALPHA_THRESHOLD = 0.5
-_MIN_COLOUR_DISTANCE = 0.1
-"""Colour distance (RGB in 0..1) under which a pixel is always background."""
-
 _STAGES = 3
 
 
@@ -76,8 +67,8 @@ def build_relief_mesh(
         raise InvalidArgument(
             f"resolution must be between {MIN_RESOLUTION} and {MAX_RESOLUTION}, not {resolution}"
         )
-    rgba = _working_copy(image, resolution)
-    mask = _segment(rgba)
+    rgba = working_copy(image, resolution)
+    mask = subject_mask(rgba)
     cells = _cells(mask)
     _report(on_step, 1)
 
@@ -89,123 +80,9 @@ def build_relief_mesh(
     return mesh
 
 
-def subject_box(image: Image.Image, *, resolution: int = 128) -> tuple[float, float, float, float]:
-    """The subject's bounding box as ``(left, top, right, bottom)`` in 0..1.
-
-    Found the way the relief model finds its subject (alpha, or else the
-    colour of the border), so that other models can crop an input picture to
-    what they will show. The whole picture when no subject stands out.
-    """
-    return _box(_segment(_working_copy(image, resolution)))
-
-
-def subject_cutout(image: Image.Image, *, resolution: int = 128) -> Image.Image:
-    """The picture cropped to ``subject_box``, its background made transparent.
-
-    Textures projected from it carry no background colour into the mesh:
-    ``texture_image`` fills the transparent part from the nearest subject
-    pixels.
-    """
-    subject = _segment(_working_copy(image, resolution))
-    mask = Image.fromarray(subject.astype(np.uint8) * 255).resize(
-        image.size, Image.Resampling.BILINEAR
-    )
-    cutout = image.convert("RGBA")
-    alpha = np.minimum(np.asarray(cutout)[..., 3], np.asarray(mask))
-    cutout.putalpha(Image.fromarray(np.ascontiguousarray(alpha)))
-    left, top, right, bottom = _box(subject)
-    return cutout.crop(
-        (
-            round(left * image.width),
-            round(top * image.height),
-            max(round(right * image.width), round(left * image.width) + 1),
-            max(round(bottom * image.height), round(top * image.height) + 1),
-        )
-    )
-
-
-def _box(mask: npt.NDArray[np.bool_]) -> tuple[float, float, float, float]:
-    rows = np.flatnonzero(mask.any(axis=1))
-    columns = np.flatnonzero(mask.any(axis=0))
-    height, width = mask.shape
-    return (
-        float(columns[0]) / width,
-        float(rows[0]) / height,
-        float(columns[-1] + 1) / width,
-        float(rows[-1] + 1) / height,
-    )
-
-
 def _report(on_step: StepCallback | None, step: int) -> None:
     if on_step is not None:
         on_step(step, _STAGES, "denoising")
-
-
-def _working_copy(image: Image.Image, resolution: int) -> npt.NDArray[np.float32]:
-    """RGBA in 0..1, shrunk so that its longer side is ``resolution``."""
-    rgba = image.convert("RGBA")
-    scale = resolution / max(rgba.size)
-    size = (max(2, round(rgba.width * scale)), max(2, round(rgba.height * scale)))
-    if size != rgba.size:
-        resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-        rgba = rgba.resize(size, resample)
-    return np.asarray(rgba, dtype=np.float32) / 255.0
-
-
-def _segment(rgba: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
-    """The subject's pixels: one solid, hole-free region.
-
-    Alpha decides when some pixels are transparent and some opaque. Otherwise
-    the background is taken to be the border's median colour, and a pixel
-    belongs to the subject when its colour is further from it than a
-    threshold that Otsu's method picks from the distances themselves (never
-    below what the border's own spread would allow). Only the largest region
-    is kept, with its holes filled; the whole picture when nothing is left.
-    """
-    alpha = rgba[..., 3]
-    opaque = alpha >= _ALPHA_THRESHOLD
-    if 0 < opaque.sum() < opaque.size and (alpha < _ALPHA_THRESHOLD).mean() > _MIN_SUBJECT_SHARE:
-        mask = opaque
-    else:
-        rgb = rgba[..., :3]
-        border = np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]])
-        background = np.median(border, axis=0)
-        distance = np.linalg.norm(rgb - background, axis=-1)
-        border_spread = float(np.percentile(np.linalg.norm(border - background, axis=-1), 95))
-        threshold = max(_otsu(distance), border_spread, _MIN_COLOUR_DISTANCE)
-        mask = distance > threshold
-        mask = ndimage.binary_opening(mask)
-    mask = ndimage.binary_fill_holes(mask)
-    mask = _largest_region(mask)
-    if mask.sum() < max(16, _MIN_SUBJECT_SHARE * mask.size):
-        return np.ones_like(mask)
-    return mask
-
-
-def _otsu(values: npt.NDArray[np.float32]) -> float:
-    """Otsu's threshold: the cut that best separates two classes of values."""
-    top = float(values.max())
-    if top <= 0:
-        return 0.0
-    counts, edges = np.histogram(values, bins=256, range=(0.0, top))
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight_low = np.cumsum(counts)
-    weight_high = weight_low[-1] - weight_low
-    sum_low = np.cumsum(counts * centres)
-    mean_low = sum_low / np.maximum(weight_low, 1)
-    mean_high = (sum_low[-1] - sum_low) / np.maximum(weight_high, 1)
-    between = weight_low * weight_high * (mean_low - mean_high) ** 2
-    return float(edges[int(np.argmax(between)) + 1])
-
-
-def _largest_region(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    labels, count = ndimage.label(mask)
-    if count <= 1:
-        return mask.astype(bool)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    result: npt.NDArray[np.bool_] = labels == int(np.argmax(sizes))
-    return result
 
 
 def _cells(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
@@ -226,7 +103,7 @@ def _cells(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
             break
         cells[:-1, 1:] |= falling
         cells[:-1, :-1] |= rising
-    cells = _largest_region(cells)
+    cells = largest_region(cells)
     if not cells.any():
         cells = np.ones_like(cells)
     return cells
@@ -341,21 +218,3 @@ def _smooth_rim(
         row = (row[preceding] + 2.0 * row + row[following]) / 4.0
         column = (column[preceding] + 2.0 * column + column[following]) / 4.0
     return row, column
-
-
-def texture_image(image: Image.Image) -> Image.Image:
-    """The picture as an RGB texture no larger than ``TEXTURE_MAX_SIDE``.
-
-    Transparent pixels take the colour of the nearest opaque one, so that
-    filtering along the silhouette never blends in whatever colour hides
-    behind the transparency (often black).
-    """
-    rgba = image.convert("RGBA")
-    if max(rgba.size) > TEXTURE_MAX_SIDE:
-        rgba.thumbnail((TEXTURE_MAX_SIDE, TEXTURE_MAX_SIDE), Image.Resampling.LANCZOS)
-    pixels = np.asarray(rgba)
-    transparent = pixels[..., 3] < 128
-    if transparent.any() and not transparent.all():
-        _, (near_i, near_j) = ndimage.distance_transform_edt(transparent, return_indices=True)
-        return Image.fromarray(np.ascontiguousarray(pixels[near_i, near_j, :3]))
-    return rgba.convert("RGB")
