@@ -1,301 +1,138 @@
-"""The ``genserve`` command: operator tasks and the servers."""
+"""The ``genserve`` command.
+
+The client subcommands need only this package. The operator subcommands (``up``,
+``inference``, ``bridge``, ``accounts``, ``keys``) come with the server install,
+which declares them in the ``genserve.commands`` entry-point group.
+
+The protocol of that group: each entry point names a function
+``register(subparsers: Subparsers) -> None``. It adds its subcommand with
+``subparsers.add_parser(name, help=...)`` and sets ``func`` as a default: a
+``Callable[[argparse.Namespace], int]`` returning the exit status. It imports
+nothing heavy itself (the handler does), so ``genserve --help`` stays quick.
+A subcommand that also sets ``pass_through=True`` is handed every argument
+after its name untouched, as ``args.rest``, without parsing them.
+Handlers refuse with ``fail(message)``: one line on standard error, status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-    from sqlmodel import Session
+    from typing import TypeAlias
 
-    from rest_bridge.settings import BridgeSettings
-    from storage.models import Account
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
+ENTRY_POINT_GROUP = "genserve.commands"
+OPERATOR_COMMANDS = ("up", "inference", "bridge", "accounts", "keys")
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
-def _bridge_state() -> tuple[Engine, bytes, BridgeSettings]:
-    from rest_bridge.settings import BridgeSettings
-    from storage.db import make_engine, migrate
-
-    settings = BridgeSettings()
-    engine = make_engine(settings.db_url)
-    migrate(engine)
-    return engine, settings.secret_bytes(), settings
+Handler = Callable[[argparse.Namespace], int]
 
 
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
+    """Says why on standard error, without a traceback; the exit status to return."""
     print(f"genserve: {message}", file=sys.stderr)
     return 1
 
 
-def _when(value: datetime | None) -> str:
-    from storage.models import aware
+def cmd_models(args: argparse.Namespace) -> int:
+    import httpx
 
-    return aware(value).strftime("%Y-%m-%d %H:%M UTC") if value is not None else "never"
+    base = (args.base_url or os.environ.get("GENSERVE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+    key = os.environ.get("GENSERVE_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    try:
+        response = httpx.get(f"{base}/api/v1/models", headers=headers, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        return fail(f"cannot reach {base}: {exc}")
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return fail(f"{base} answered {response.status_code} without JSON")
+    if not isinstance(body, dict) or body.get("success") is not True:
+        if isinstance(body, dict) and "error" in body:
+            return fail(f"{body.get('code', 'error')}: {body['error']}")
+        return fail(f"{base} answered {response.status_code} with no model list")
+    rows = [
+        (str(m.get("name", "")), str(m.get("kind", "")), "yes" if m.get("default") else "")
+        for m in body.get("data", {}).get("models", [])
+    ]
+    table = [("name", "kind", "default"), *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    for row in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    return 0
 
 
-def _read_password() -> str:
-    """One line from standard input: never an argument, which other users could see."""
-    return sys.stdin.readline().rstrip("\r\n")
+def _register_client_commands(sub: Subparsers) -> None:
+    models = sub.add_parser("models", help="list the models a genserve bridge serves")
+    models.add_argument(
+        "--base-url",
+        help=f"the bridge (default: $GENSERVE_BASE_URL, else {DEFAULT_BASE_URL}); "
+        "the key comes from $GENSERVE_API_KEY",
+    )
+    models.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+    models.set_defaults(func=cmd_models)
 
 
-def cmd_accounts_create(args: argparse.Namespace) -> int:
-    from sqlmodel import Session
-
-    from storage.accounts import EmailTaken, create_account, normalise_email
-    from storage.passwords import hash_password, password_problem
-
-    engine, _, settings = _bridge_state()
-    password_hash = None
-    if args.password_stdin:
-        password = _read_password()
-        problem = password_problem(password)
-        if problem:
-            return _fail(problem)
-        password_hash = hash_password(password)
-    opening = settings.signup_points if args.points is None else args.points
-    with Session(engine, expire_on_commit=False) as session:
+def _register_operator_commands(sub: Subparsers) -> None:
+    """The server install's subcommands; one that fails to load is reported, not fatal."""
+    seen: set[str] = set()
+    for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
+        if point.name in seen:  # the same distribution found twice on the path
+            continue
+        seen.add(point.name)
         try:
-            account = create_account(
-                session,
-                email=normalise_email(args.email),
-                password_hash=password_hash,
-                plan=args.plan,
-                points=opening,
+            register: Callable[[Subparsers], None] = point.load()
+            register(sub)
+        except Exception as exc:
+            print(
+                f"genserve: the operator command {point.name!r} ({point.value}) "
+                f"did not load: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
             )
-        except EmailTaken:
-            return _fail(f"an account with the email {args.email} already exists")
-    print(f"account {account.id} {account.email} plan={account.plan} points={account.points}")
-    return 0
 
 
-def _account_or_none(session: Session, email: str) -> Account | None:
-    from storage.accounts import account_by_email, normalise_email
-
-    return account_by_email(session, normalise_email(email))
-
-
-def cmd_accounts_list(args: argparse.Namespace) -> int:
-    from sqlmodel import Session
-
-    from storage.accounts import list_accounts
-
-    engine, _, _ = _bridge_state()
-    with Session(engine, expire_on_commit=False) as session:
-        rows = list_accounts(session)
-    print(f"{'id':>5}  {'email':<40} {'plan':<10} {'points':>8} {'keys':>4}  created")
-    for row in rows:
-        a = row.account
-        print(
-            f"{a.id:>5}  {a.email or '-':<40} {a.plan:<10} {a.points:>8} "
-            f"{row.active_keys:>4}  {_when(a.created_at)}"
-        )
-    return 0
-
-
-def cmd_accounts_set_plan(args: argparse.Namespace) -> int:
-    from sqlmodel import Session
-
-    from storage.accounts import PLANS, set_plan
-
-    engine, _, _ = _bridge_state()
-    with Session(engine, expire_on_commit=False) as session:
-        account = _account_or_none(session, args.email)
-        if account is None or account.id is None:
-            return _fail(f"no account with the email {args.email}")
-        set_plan(session, account_id=account.id, plan=args.plan)
-    print(f"account {account.id} is now on {args.plan} ({PLANS[args.plan]} requests/hour per key)")
-    return 0
-
-
-def cmd_accounts_grant(args: argparse.Namespace) -> int:
-    from sqlmodel import Session
-
-    from storage import points
-
-    engine, _, _ = _bridge_state()
-    with Session(engine, expire_on_commit=False) as session:
-        account = _account_or_none(session, args.email)
-        if account is None or account.id is None:
-            return _fail(f"no account with the email {args.email}")
-        balance = points.grant(session, account.id, args.amount)
-    print(f"granted {args.amount} points to account {account.id}; balance {balance}")
-    return 0
-
-
-def cmd_keys_create(args: argparse.Namespace) -> int:
-    from sqlmodel import Session
-
-    from storage.accounts import create_account, create_api_key, normalise_email
-
-    engine, secret, settings = _bridge_state()
-    with Session(engine, expire_on_commit=False) as session:
-        account = _account_or_none(session, args.email)
-        if account is None:
-            account = create_account(
-                session,
-                email=normalise_email(args.email),
-                plan=args.plan,
-                points=settings.signup_points,
-            )
-        assert account.id is not None
-        new = create_api_key(session, account_id=account.id, secret=secret, name=args.name)
-    print(new.plaintext)
-    return 0
-
-
-def cmd_keys_list(args: argparse.Namespace) -> int:
-    from sqlmodel import Session
-
-    from storage.accounts import list_api_keys
-
-    engine, _, _ = _bridge_state()
-    with Session(engine, expire_on_commit=False) as session:
-        account = _account_or_none(session, args.email)
-        if account is None or account.id is None:
-            return _fail(f"no account with the email {args.email}")
-        keys = list_api_keys(session, account.id)
-    print(f"{'id':>5}  {'name':<24} {'key':<16} {'created':<20} {'last used':<20} status")
-    for k in keys:
-        status = f"revoked {_when(k.revoked_at)}" if k.revoked_at else "active"
-        print(
-            f"{k.id:>5}  {k.name:<24} {k.prefix + '…' + k.last_four:<16} "
-            f"{_when(k.created_at):<20} {_when(k.last_used_at):<20} {status}"
-        )
-    return 0
-
-
-def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    """By id (from ``keys list``) or by the key itself, as when one has leaked."""
-    from sqlmodel import Session, select
-
-    from storage.accounts import revoke_api_key
-    from storage.keys import hash_key, is_well_formed
-    from storage.models import ApiKey
-
-    engine, secret, _ = _bridge_state()
-    with Session(engine, expire_on_commit=False) as session:
-        if args.key.isdigit():
-            key = session.get(ApiKey, int(args.key))
-        elif is_well_formed(args.key):
-            key = session.exec(
-                select(ApiKey).where(ApiKey.key_hash == hash_key(args.key, secret))
-            ).first()
-        else:
-            return _fail("give a key id (see `genserve keys list`) or the whole key")
-        if key is None or key.id is None:
-            return _fail("no such key")
-        if not revoke_api_key(session, key_id=key.id):
-            return _fail(f"key {key.id} was already revoked")
-    print(f"revoked key {key.id} ({key.prefix}…{key.last_four})")
-    return 0
-
-
-def cmd_inference(args: argparse.Namespace) -> int:
-    from inference_server.server import main
-
-    main(args.rest)
-    return 0
-
-
-def cmd_bridge(args: argparse.Namespace) -> int:
-    from rest_bridge.__main__ import main
-
-    main(args.rest)
-    return 0
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    from genserve.launcher import up
-
-    return up(args.host, args.port, args.grpc_port, args.email)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive whole number")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
+def _build() -> tuple[argparse.ArgumentParser, Subparsers]:
+    parser = argparse.ArgumentParser(
+        prog="genserve",
+        description="The client subcommands; a server install adds the operator ones.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _register_client_commands(sub)
+    _register_operator_commands(sub)
+    return parser, sub
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genserve", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    plans = ["free", "pro", "enterprise"]
-    accounts = sub.add_parser("accounts", help="accounts, plans and points").add_subparsers(
-        dest="accounts_command", required=True
-    )
-    acreate = accounts.add_parser("create", help="create an account")
-    acreate.add_argument("--email", required=True)
-    acreate.add_argument("--plan", default="free", choices=plans)
-    acreate.add_argument(
-        "--points", type=_non_negative, help="opening balance (default: the sign-up grant)"
-    )
-    acreate.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read a password for the web pages from one line of standard input",
-    )
-    acreate.set_defaults(func=cmd_accounts_create)
-    alist = accounts.add_parser("list", help="list accounts")
-    alist.set_defaults(func=cmd_accounts_list)
-    aplan = accounts.add_parser("set-plan", help="move an account to another plan")
-    aplan.add_argument("email")
-    aplan.add_argument("plan", choices=plans)
-    aplan.set_defaults(func=cmd_accounts_set_plan)
-    agrant = accounts.add_parser("grant", help="add points to an account (recorded in the ledger)")
-    agrant.add_argument("email")
-    agrant.add_argument("amount", type=_positive)
-    agrant.set_defaults(func=cmd_accounts_grant)
-
-    keys = sub.add_parser("keys", help="API keys").add_subparsers(
-        dest="keys_command", required=True
-    )
-    create = keys.add_parser("create", help="create a key and print it (shown once)")
-    create.add_argument("--email", default="operator@localhost", help="owning account")
-    create.add_argument("--name", default="default", help="a label for the key")
-    create.add_argument("--plan", default="free", choices=plans, help="for a new account")
-    create.set_defaults(func=cmd_keys_create)
-    klist = keys.add_parser("list", help="an account's keys (never the keys themselves)")
-    klist.add_argument("--email", required=True)
-    klist.set_defaults(func=cmd_keys_list)
-    revoke = keys.add_parser("revoke", help="end a key at once")
-    revoke.add_argument("key", help="the key's id, or the whole key")
-    revoke.set_defaults(func=cmd_keys_revoke)
-
-    upp = sub.add_parser("up", help="start the inference server and the bridge, print a key")
-    upp.add_argument("--host", default="127.0.0.1")
-    upp.add_argument("--port", type=int, default=8000)
-    upp.add_argument("--grpc-port", type=int, default=50051)
-    upp.add_argument("--email", default="operator@localhost")
-    upp.set_defaults(func=cmd_up)
-
-    inf = sub.add_parser("inference", help="run the gRPC inference server")
-    inf.add_argument("rest", nargs=argparse.REMAINDER)
-    inf.set_defaults(func=cmd_inference)
-    br = sub.add_parser("bridge", help="run the REST bridge")
-    br.add_argument("rest", nargs=argparse.REMAINDER)
-    br.set_defaults(func=cmd_bridge)
-    return parser
+    return _build()[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("inference", "bridge"):
-        ns = argparse.Namespace(rest=argv[1:])
-        return cmd_inference(ns) if argv[0] == "inference" else cmd_bridge(ns)
-    args = build_parser().parse_args(argv)
+    parser, sub = _build()
+    name = argv[0] if argv else ""
+    chosen = sub.choices.get(name)
+    if chosen is None and name in OPERATOR_COMMANDS:
+        print(
+            f"genserve: {name!r} is an operator command, and operator commands come with "
+            "the server install (the genserve package: `make install` in a checkout); "
+            "this environment has only genserve-client",
+            file=sys.stderr,
+        )
+        return 2
+    if chosen is not None and chosen.get_default("pass_through"):
+        handler: Handler = chosen.get_default("func")
+        return handler(argparse.Namespace(command=name, rest=argv[1:]))
+    args = parser.parse_args(argv)
     result: int = args.func(args)
     return result
 

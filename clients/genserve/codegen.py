@@ -1,7 +1,9 @@
 """Generates the Python stubs and type stubs of ``proto/`` into ``clients/``.
 
 Run ``python -m genserve.codegen`` after editing a ``.proto`` file;
-``tests/test_codegen.py`` fails while the committed stubs are stale.
+``tests/test_codegen.py`` fails while the committed stubs are stale. It works from
+a checkout (genserve-client installed editable, as ``make install`` does): the
+paths below are the checkout's, found from this file's place in ``clients/genserve/``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ def proto_files() -> list[Path]:
 
 def generate(out_root: Path = OUT_ROOT) -> list[Path]:
     """Writes ``*_pb2.py``, ``*_pb2_grpc.py`` and their ``.pyi`` under ``out_root``."""
+    if not PROTO_ROOT.is_dir():
+        raise RuntimeError(
+            f"no proto/ at {PROTO_ROOT}: generate from a checkout, with genserve-client "
+            "installed editable (pip install -e ./clients)"
+        )
     from grpc_tools import protoc  # build-time tool, imported only when generating
 
     files = [str(p.relative_to(PROTO_ROOT)) for p in proto_files()]

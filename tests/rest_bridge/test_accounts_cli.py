@@ -1,4 +1,8 @@
-"""Operator commands (`genserve accounts`, `genserve keys`) against a serving bridge's database."""
+"""Operator commands (`genserve accounts`, `genserve keys`) against a serving bridge's database.
+
+They live in `rest_bridge.commands` and join the client's `genserve` command through the
+`genserve.commands` entry-point group, so these runs go through `genserve.cli` as an operator's do.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +22,14 @@ from tests.utils.web import WebUser, new_email
 
 
 def genserve(
-    db_url: str, data_dir: Path, *args: str, stdin: str = ""
+    db_url: str, data_dir: Path, *args: str, stdin: str = "", **extra_env: str
 ) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": "/usr/bin:/bin",
         "DATABASE_URL": db_url,
         "GENSERVE_DATA_DIR": str(data_dir),
         "GENSERVE_KEY_SECRET": KEY_SECRET,
+        **extra_env,
     }
     return subprocess.run(
         [sys.executable, "-m", "genserve.cli", *args],
@@ -56,6 +61,10 @@ def test_an_operator_runs_an_account_from_creation_to_revocation(bridge: Bridge)
         "accounts", "create", "--email", email.upper(), "--password-stdin", stdin=password + "\n"
     )
     key = run("keys", "create", "--email", email, "--name", "ops").strip()
+    models = genserve(db, data, "models", GENSERVE_BASE_URL=bridge.base, GENSERVE_API_KEY=key)
+    assert models.returncode == 0, models.stderr
+    header, *rows = [line.split() for line in models.stdout.splitlines()]
+    assert header == ["name", "kind", "default"] and any(row[-1] == "yes" for row in rows)
     api = httpx.Client(base_url=bridge.base, headers={"Authorization": f"Bearer {key}"})
     with api:
         r = api.get("/api/v1/account")
@@ -110,3 +119,13 @@ def test_operator_mistakes_are_refused_plainly(tmp_path: Path) -> None:
     assert twice.returncode == 1 and "already revoked" in twice.stderr
     for output in (created.stdout, created.stderr, twice.stdout, twice.stderr):
         assert "Traceback" not in output
+
+
+def test_one_genserve_command_carries_the_operator_subcommands(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'ops.db'}"
+    helped = genserve(db, tmp_path, "--help")
+    assert helped.returncode == 0 and helped.stderr == "", helped.stderr
+    for name in ("models", "up", "inference", "bridge", "accounts", "keys"):
+        assert f"    {name}" in helped.stdout, name
+    passed = genserve(db, tmp_path, "bridge", "--help")  # the bridge's own flags, untouched
+    assert passed.returncode == 0 and "--port" in passed.stdout, passed.stderr

@@ -1,18 +1,27 @@
-"""``genserve up``: the inference server and the bridge on the embedded defaults, one command."""
+"""``genserve up``: the inference server and the bridge on the embedded defaults, one command.
+
+Both servers run as subprocesses (``python -m inference_server.server``,
+``python -m rest_bridge``): the bridge never imports the inference server.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    from genserve.cli import Subparsers
 
 
 def _wait_healthy(base: str, procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    import httpx  # here, not at the top: `genserve --help` loads this module
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for proc in procs:
@@ -71,7 +80,7 @@ def up(host: str, port: int, grpc_port: int, email: str) -> int:
     try:
         print(f"starting genserve (logs in {logs}) ...", flush=True)
         _wait_healthy(base, procs, timeout=600)
-        key = subprocess.run(
+        key = subprocess.run(  # through the genserve command, as an operator would
             [
                 sys.executable,
                 "-m",
@@ -103,3 +112,18 @@ def up(host: str, port: int, grpc_port: int, email: str) -> int:
         return 0
     finally:
         stop()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    return up(args.host, args.port, args.grpc_port, args.email)
+
+
+def register(subparsers: Subparsers) -> None:
+    command = subparsers.add_parser(
+        "up", help="start the inference server and the bridge, print a key"
+    )
+    command.add_argument("--host", default="127.0.0.1")
+    command.add_argument("--port", type=int, default=8000)
+    command.add_argument("--grpc-port", type=int, default=50051)
+    command.add_argument("--email", default="operator@localhost")
+    command.set_defaults(func=cmd_up)
