@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import math
 
+from genserve.vocabulary import IMAGE_ASPECT_RATIOS, ratio_parts
 from inference_server.errors import InvalidArgument
-
-IMAGE_ASPECT_RATIOS = (
-    "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "9:21", "5:4", "4:5",
-)  # fmt: skip
 
 
 def parse_ratio(aspect_ratio: str, allowed: tuple[str, ...] = IMAGE_ASPECT_RATIOS) -> float:
     if aspect_ratio not in allowed:
         raise InvalidArgument(f"unknown aspect ratio {aspect_ratio!r}; use one of {allowed}")
-    w, h = aspect_ratio.split(":")
-    return int(w) / int(h)
+    w, h = ratio_parts(aspect_ratio)
+    return w / h
 
 
 def size_for_ratio(ratio: float, native_pixels: int, factor: int) -> tuple[int, int]:

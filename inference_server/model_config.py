@@ -1,19 +1,21 @@
 """The model registry's configuration: public names bound to pipelines.
 
-Read from a TOML file (``[models.<public-name>]`` tables). This module imports
-no torch, so the REST bridge reads the same file to validate model names and
-sizes before it sends anything.
+Read from a TOML file (``[models.<public-name>]`` tables). What a model
+accepts (aspect ratios, resolutions, durations, mesh options) is part of its
+entry, defaulting to the shared vocabulary; the REST bridge learns all of it
+through ``ListModels`` and never reads this file.
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ModelKind = Literal["image", "video", "mesh"]
+from genserve import vocabulary as vocab
+from genserve.vocabulary import Kind
 
 
 class ModelSpec(BaseModel):
@@ -22,7 +24,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    kind: ModelKind
+    kind: Kind
     source: str = Field(
         description="repository id, local folder, or 'builtin:<name>' for a small built-in model"
     )
@@ -37,8 +39,24 @@ class ModelSpec(BaseModel):
     size_factor: int = Field(8, ge=1)
     frame_rate: float = Field(24.0, gt=0)
     temporal_factor: int = Field(8, ge=1)
-    min_duration: int = Field(1, ge=1)
-    max_duration: int = Field(10, ge=1)
+    min_duration: int = Field(vocab.MIN_DURATION_S, ge=vocab.MIN_DURATION_S)
+    max_duration: int = Field(vocab.MAX_DURATION_S, ge=vocab.MIN_DURATION_S)
+    default_duration: int = Field(vocab.DEFAULT_DURATION_S, ge=vocab.MIN_DURATION_S)
+    aspect_ratios: list[str] | None = Field(
+        None, description="accepted aspect ratios; unset means every ratio of the vocabulary"
+    )
+    resolutions: list[vocab.Resolution] = Field(default_factory=lambda: list(vocab.RESOLUTIONS))
+    output_formats: list[vocab.OutputFormat] = Field(
+        default_factory=lambda: list(vocab.OUTPUT_FORMATS)
+    )
+    max_images: int = Field(vocab.MAX_IMAGES, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
+    texture_qualities: list[vocab.TextureQuality] = Field(
+        default_factory=lambda: list(vocab.TEXTURE_QUALITIES)
+    )
+    texture_alignments: list[vocab.TextureAlignment] = Field(
+        default_factory=lambda: list(vocab.TEXTURE_ALIGNMENTS)
+    )
+    orientations: list[vocab.Orientation] = Field(default_factory=lambda: list(vocab.ORIENTATIONS))
     negative_prompt: str = ""
     vae_tiling: bool = False
     cpu_offload: bool = False
@@ -47,11 +65,29 @@ class ModelSpec(BaseModel):
     compile: bool = False
     preload: bool = True
 
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_alias(cls, value: Any) -> Any:
+        """Model files written before the kinds had one name said ``mesh`` for 3D."""
+        return "3d" if value == "mesh" else value
+
     @model_validator(mode="after")
     def _durations(self) -> ModelSpec:
         if self.min_duration > self.max_duration:
             raise ValueError("min_duration is above max_duration")
+        if not self.min_duration <= self.default_duration <= self.max_duration:
+            raise ValueError("default_duration is outside min_duration..max_duration")
+        allowed = vocab.VIDEO_ASPECT_RATIOS if self.kind == "video" else vocab.IMAGE_ASPECT_RATIOS
+        if self.aspect_ratios is None:
+            self.aspect_ratios = list(allowed)
+        unknown = [r for r in self.aspect_ratios if r not in allowed]
+        if unknown:
+            raise ValueError(f"aspect_ratios {unknown} are not among {', '.join(allowed)}")
         return self
+
+    @property
+    def allowed_aspect_ratios(self) -> list[str]:
+        return list(self.aspect_ratios or ())
 
 
 class ModelTable(BaseModel):
@@ -59,20 +95,20 @@ class ModelTable(BaseModel):
 
     models: list[ModelSpec]
 
-    def get(self, name: str, kind: ModelKind) -> ModelSpec | None:
+    def get(self, name: str, kind: Kind) -> ModelSpec | None:
         for spec in self.models:
             if spec.name == name and spec.kind == kind:
                 return spec
         return None
 
-    def default(self, kind: ModelKind) -> ModelSpec | None:
+    def default(self, kind: Kind) -> ModelSpec | None:
         of_kind = [m for m in self.models if m.kind == kind]
         for spec in of_kind:
             if spec.default:
                 return spec
         return of_kind[0] if of_kind else None
 
-    def names(self, kind: ModelKind) -> list[str]:
+    def names(self, kind: Kind) -> list[str]:
         return [m.name for m in self.models if m.kind == kind]
 
 
@@ -102,13 +138,13 @@ EMBEDDED_MODELS: dict[str, dict[str, object]] = {
     # the tiny Shap-E (random weights, built locally) is the learned pipeline's
     # stand-in, loaded on first use so it costs nothing at start-up.
     "relief": {
-        "kind": "mesh",
+        "kind": "3d",
         "source": "builtin:relief",
         "default": True,
         "steps": 3,
     },
     "shap-e": {
-        "kind": "mesh",
+        "kind": "3d",
         "source": "builtin:tiny-shap-e",
         "pipeline": "ShapEImg2ImgPipeline",
         "steps": 4,

@@ -6,9 +6,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from genserve.vocabulary import Kind
 from inference_server.errors import ModelNotFound
 from inference_server.loader import load_pipeline
-from inference_server.model_config import ModelKind, ModelSpec, ModelTable
+from inference_server.model_config import ModelSpec, ModelTable
 from inference_server.scheduler import DeviceQueue
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class ModelRegistry:
             if spec.device not in self.queues:
                 self.queues[spec.device] = DeviceQueue(spec.device, queue_size)
 
-    def spec(self, name: str, kind: ModelKind) -> ModelSpec:
+    def spec(self, name: str, kind: Kind) -> ModelSpec:
         spec = self.table.get(name, kind) if name else self.table.default(kind)
         if spec is None:
             known = ", ".join(self.table.names(kind)) or "none"

@@ -1,4 +1,4 @@
-"""The gRPC servicer: proto in, proto out; the work itself lives in ``generation.py``."""
+"""The gRPC servicer: proto in, proto out; the work lives in the plans and the device queues."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from typing import Any
 
 import grpc
 
+from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 from inference_server.artifacts import to_chunks
 from inference_server.metrics import Metrics
-from inference_server.model_config import ModelKind, ModelSpec
+from inference_server.model_config import ModelSpec
 from inference_server.plans.common import Plan
 from inference_server.plans.image import plan_image
 from inference_server.plans.mesh import plan_mesh
@@ -28,11 +29,6 @@ STAGES = {
     "denoising": pb.STAGE_DENOISING,
     "decoding": pb.STAGE_DECODING,
     "encoding": pb.STAGE_ENCODING,
-}
-KINDS: dict[ModelKind, int] = {
-    "image": pb.MODEL_KIND_IMAGE,
-    "video": pb.MODEL_KIND_VIDEO,
-    "mesh": pb.MODEL_KIND_MESH,
 }
 
 _DONE = object()
@@ -73,7 +69,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     async def GenerateMesh(
         self, request: pb.GenerateMeshRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GenerateMeshResponse]:
-        spec = self.registry.spec(request.model, "mesh")
+        spec = self.registry.spec(request.model, "3d")
         # Decoding an image of up to 50 megapixels takes a while: not on the loop.
         plan = await asyncio.get_running_loop().run_in_executor(
             self.encode_pool, plan_mesh, spec, request
@@ -84,28 +80,12 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListModelsResponse:
-        models = []
-        for spec in self.registry.table.models:
-            kind = KINDS[spec.kind]
-            if request.kind not in (pb.MODEL_KIND_UNSPECIFIED, kind):
-                continue
-            default = self.registry.table.default(spec.kind)
-            models.append(
-                pb.ModelInfo(
-                    name=spec.name,
-                    kind=kind,  # type: ignore[arg-type]
-                    is_default=default is not None and default.name == spec.name,
-                    source=spec.source,
-                    default_steps=spec.steps,
-                    native_width=spec.width,
-                    native_height=spec.height,
-                    size_factor=spec.size_factor,
-                    frame_rate=spec.frame_rate,
-                    min_duration_seconds=spec.min_duration,
-                    max_duration_seconds=spec.max_duration,
-                    loaded=self.registry.is_loaded(spec),
-                )
-            )
+        table = self.registry.table
+        models = [
+            model_info(spec, table.default(spec.kind) is spec, self.registry.is_loaded(spec))
+            for spec in table.models
+            if request.kind in (pb.MODEL_KIND_UNSPECIFIED, vocab.KIND_TO_PB[spec.kind])
+        ]
         return pb.ListModelsResponse(models=models)
 
     async def _generate(
@@ -167,3 +147,38 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             }
         finally:
             queue.withdraw(job)
+
+
+def model_info(spec: ModelSpec, is_default: bool, loaded: bool) -> pb.ModelInfo:
+    """What a bridge needs to validate, price and route a request for this model."""
+    info = pb.ModelInfo(
+        name=spec.name,
+        kind=vocab.KIND_TO_PB[spec.kind],
+        is_default=is_default,
+        source=spec.source,
+        default_steps=spec.steps,
+        default_guidance=spec.guidance,
+        loaded=loaded,
+    )
+    if spec.kind in ("image", "video"):
+        info.native_width, info.native_height = spec.width, spec.height
+        info.size_factor = spec.size_factor
+        info.aspect_ratios.extend(spec.allowed_aspect_ratios)
+    if spec.kind == "image":
+        info.output_formats.extend(vocab.OUTPUT_FORMAT_TO_PB[f] for f in spec.output_formats)
+        info.max_images = spec.max_images
+    elif spec.kind == "video":
+        info.frame_rate = spec.frame_rate
+        info.resolutions.extend(spec.resolutions)
+        info.min_duration_seconds = spec.min_duration
+        info.max_duration_seconds = spec.max_duration
+        info.default_duration_seconds = spec.default_duration
+    else:
+        info.texture_qualities.extend(
+            vocab.TEXTURE_QUALITY_TO_PB[q] for q in spec.texture_qualities
+        )
+        info.texture_alignments.extend(
+            vocab.TEXTURE_ALIGNMENT_TO_PB[a] for a in spec.texture_alignments
+        )
+        info.orientations.extend(vocab.ORIENTATION_TO_PB[o] for o in spec.orientations)
+    return info

@@ -10,16 +10,8 @@ from __future__ import annotations
 
 import math
 
+from genserve.vocabulary import RESOLUTIONS, VIDEO_ASPECT_RATIOS, ratio_parts, short_side
 from inference_server.errors import InvalidArgument
-
-SHORT_SIDES: dict[str, int] = {"360p": 360, "520p": 520, "720p": 720, "1080p": 1080}
-ASPECT_RATIOS: dict[str, tuple[int, int]] = {
-    "16:9": (16, 9),
-    "9:16": (9, 16),
-    "1:1": (1, 1),
-    "4:3": (4, 3),
-    "3:4": (3, 4),
-}
 
 
 def _multiples_near(value: float, factor: int) -> list[int]:
@@ -37,18 +29,18 @@ def video_size(resolution: str, aspect_ratio: str, factor: int) -> tuple[int, in
     candidates the one whose ratio is closest to the requested one wins, then the
     one whose area is closest, so 720p 16:9 with factor 32 gives 1280x736.
     """
-    if resolution not in SHORT_SIDES:
+    if resolution not in RESOLUTIONS:
         raise InvalidArgument(
-            f"resolution must be one of {', '.join(SHORT_SIDES)}; got {resolution!r}"
+            f"resolution must be one of {', '.join(RESOLUTIONS)}; got {resolution!r}"
         )
-    if aspect_ratio not in ASPECT_RATIOS:
+    if aspect_ratio not in VIDEO_ASPECT_RATIOS:
         raise InvalidArgument(
-            f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}; got {aspect_ratio!r}"
+            f"aspect_ratio must be one of {', '.join(VIDEO_ASPECT_RATIOS)}; got {aspect_ratio!r}"
         )
     if factor < 1:
         raise InvalidArgument(f"size factor must be a positive integer; got {factor}")
-    ratio_w, ratio_h = ASPECT_RATIOS[aspect_ratio]
-    short = SHORT_SIDES[resolution]
+    ratio_w, ratio_h = ratio_parts(aspect_ratio)
+    short = short_side(resolution)
     if ratio_w >= ratio_h:
         exact_w, exact_h = short * ratio_w / ratio_h, float(short)
     else:

@@ -8,12 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from inference_server.model_config import load_model_table
 from rest_bridge import envelope
 from rest_bridge.auth import install_key_redaction
-from rest_bridge.dispatch import fetch_policy
-from rest_bridge.inference_client import InferenceClient
-from rest_bridge.jobs import JobManager
+from rest_bridge.generation.live import LiveGenerations
+from rest_bridge.inference_client import CatalogueWatch, InferenceClient
 from rest_bridge.maintenance import Maintenance
 from rest_bridge.ratelimit import RateLimits, redacted_url
 from rest_bridge.routes import (
@@ -61,20 +59,22 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         engine = make_engine(cfg.db_url)
         migrate(engine)
         client = InferenceClient(cfg.inference_targets)
+        await client.refresh()
         ratelimits = await start_ratelimits(cfg)
         app.state.bridge = BridgeState(
             settings=cfg,
             engine=engine,
             blobs=LocalBlobStore(cfg.blob_dir),
             client=client,
-            models=load_model_table(cfg.models_file),
             secret=cfg.secret_bytes(),
             ratelimits=ratelimits,
         )
         state = app.state.bridge
-        sender = WebhookSender(state, fetch_policy(state))
-        app.state.jobs = JobManager(state, on_finish=sender.job_finished)
+        sender = WebhookSender(state, cfg.fetch_policy())
+        app.state.live = LiveGenerations(state, on_finish=sender.job_finished)
         sender.start()
+        watch = CatalogueWatch(client, cfg.catalogue_refresh_s)
+        watch.start()
         maintenance = Maintenance(state)
         maintenance.start()
         log.info(
@@ -83,7 +83,8 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await app.state.jobs.close()
+            await app.state.live.close()
+            await watch.stop()
             await maintenance.stop()
             await sender.stop()
             await client.close()

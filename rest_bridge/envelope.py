@@ -86,12 +86,18 @@ class JsonByDefault:
         await self.app(scope, receive, send)
 
 
-def error_body(request: Request, err: ApiError) -> dict[str, Any]:
+def ok(data: Any) -> dict[str, Any]:
+    """The success envelope: ``{"success": true, "data": ...}``, as in the document."""
+    return {"success": True, "data": data}
+
+
+def error_body(err: ApiError, rid: str) -> dict[str, Any]:
+    """The error envelope, for HTTP answers, job events and stored final events alike."""
     body: dict[str, Any] = {
         "success": False,
         "error": err.message,
         "code": err.code,
-        "request_id": request_id(request),
+        "request_id": rid,
     }
     if err.details:
         body["details"] = err.details
@@ -102,7 +108,9 @@ def error_response(request: Request, err: ApiError) -> JSONResponse:
     """The envelope; headers repeated here reach the client even past the middleware (a 500)."""
     headers = {"X-Request-ID": request_id(request), **err.headers}
     headers.update(request.scope.get("state", {}).get("extra_headers", {}))
-    return JSONResponse(error_body(request, err), status_code=err.status, headers=headers)
+    return JSONResponse(
+        error_body(err, request_id(request)), status_code=err.status, headers=headers
+    )
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:

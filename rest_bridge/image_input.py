@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from genserve.vocabulary import MAX_INPUT_PIXELS
 from rest_bridge.address_policy import AddressPolicy, Resolver
 from rest_bridge.errors import ApiError, validation_error
 from rest_bridge.safe_fetch import (
@@ -31,7 +32,7 @@ from rest_bridge.safe_fetch import (
     payload_too_large,
 )
 
-DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_PIXELS = MAX_INPUT_PIXELS
 
 _FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
 _MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}

@@ -1,8 +1,11 @@
-"""The bridge's gRPC channel to the inference servers, and the one status-to-REST table."""
+"""The bridge's gRPC channels to the inference servers, and the one status-to-REST table."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +15,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
+from rest_bridge.background import Periodic
+from rest_bridge.catalogue import Catalogue, ModelEntry
 from rest_bridge.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 SERVICE = "genserve.inference.v1.InferenceService"
 
@@ -45,7 +52,6 @@ def rest_error(err: grpc.aio.AioRpcError | grpc.RpcError, retry_after: int) -> A
 def _service_config() -> str:
     return json.dumps(
         {
-            "loadBalancingConfig": [{"round_robin": {}}],
             "healthCheckConfig": {"serviceName": SERVICE},
             "methodConfig": [
                 {
@@ -63,12 +69,12 @@ def _service_config() -> str:
     )
 
 
-def channel_target(targets: str) -> str:
-    """One target as given; several comma-separated ``host:port`` as a static address list."""
+def parse_targets(targets: str) -> list[str]:
+    """Comma-separated gRPC targets, each as gRPC reads it (``host:port``, ``dns:///...``)."""
     parts = [t.strip() for t in targets.split(",") if t.strip()]
-    if len(parts) == 1:
-        return parts[0]
-    return "ipv4:" + ",".join(parts)
+    if not parts:
+        raise ValueError("GENSERVE_INFERENCE_TARGETS names no inference server")
+    return list(dict.fromkeys(parts))
 
 
 @dataclass
@@ -93,12 +99,13 @@ class StreamResult:
     completion: pb.Completion
 
 
-class InferenceClient:
-    """Long-lived: one channel per bridge process, created in the app's lifespan."""
+class TargetLink:
+    """One inference server: its own channel, so the bridge knows who serves what."""
 
-    def __init__(self, targets: str, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, target: str, max_message_bytes: int) -> None:
+        self.target = target
         self.channel = grpc.aio.insecure_channel(
-            channel_target(targets),
+            target,
             options=[
                 ("grpc.service_config", _service_config()),
                 ("grpc.enable_retries", 1),
@@ -109,11 +116,9 @@ class InferenceClient:
         )
         self.stub = pb_grpc.InferenceServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.serving = False
 
-    async def close(self) -> None:
-        await self.channel.close(None)
-
-    async def serving(self, deadline_s: float = 2.0) -> bool:
+    async def check(self, deadline_s: float) -> bool:
         try:
             reply = await self.health.Check(
                 health_pb2.HealthCheckRequest(service=SERVICE), timeout=deadline_s
@@ -122,15 +127,85 @@ class InferenceClient:
             return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
-    async def list_models(self, deadline_s: float = 5.0) -> pb.ListModelsResponse:
+    async def list_models(self, deadline_s: float) -> list[ModelEntry]:
         reply: pb.ListModelsResponse = await self.stub.ListModels(
             pb.ListModelsRequest(), timeout=deadline_s
         )
-        return reply
+        entries = (ModelEntry.from_pb(info) for info in reply.models)
+        return [e for e in entries if e is not None]
 
-    def stream(self, method: str, request: Any, timeout: float) -> Any:
+
+class InferenceClient:
+    """Long-lived: one channel per target, created in the app's lifespan.
+
+    ``refresh`` (run at start-up and then periodically) checks each target's
+    health and asks a target that has come (back) for its models, so the
+    catalogue follows the servers as they come and go.
+    """
+
+    def __init__(self, targets: str, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.links = {t: TargetLink(t, max_message_bytes) for t in parse_targets(targets)}
+        self.catalogue = Catalogue(targets=list(self.links))
+        self._turn = itertools.count()
+        self._refreshing: asyncio.Lock | None = None
+
+    async def close(self) -> None:
+        for link in self.links.values():
+            await link.channel.close(None)
+
+    async def serving(self, deadline_s: float = 2.0) -> bool:
+        """Whether any target is serving now."""
+        answers = await asyncio.gather(*(link.check(deadline_s) for link in self.links.values()))
+        return any(answers)
+
+    async def refresh(self, deadline_s: float = 2.0) -> None:
+        """Health of every target; the models of each one that is serving and was not."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        async with self._refreshing:
+            await asyncio.gather(
+                *(self._refresh_one(link, deadline_s) for link in self.links.values())
+            )
+
+    async def _refresh_one(self, link: TargetLink, deadline_s: float) -> None:
+        serving = await link.check(deadline_s)
+        came = serving and (not link.serving or link.target not in self.catalogue.listed)
+        if came:
+            try:
+                entries = await link.list_models(deadline_s)
+            except grpc.RpcError as exc:
+                log.warning("ListModels on %s failed: %s", link.target, exc.code())
+                serving = False
+            else:
+                self.catalogue.update(link.target, entries)
+                log.info("inference %s serves %s", link.target, ", ".join(e.name for e in entries))
+        elif link.serving and not serving:
+            log.warning("inference %s stopped serving", link.target)
+        link.serving = serving
+
+    def route(self, model: ModelEntry) -> TargetLink:
+        """A target for this model: serving ones in turn, else any that listed it."""
+        targets = self.catalogue.targets_for(model.name, model.kind) or list(self.links)
+        links = [self.links[t] for t in targets]
+        live = [link for link in links if link.serving] or links
+        return live[next(self._turn) % len(live)]
+
+    def stream(self, model: ModelEntry, method: str, request: Any, timeout: float) -> Any:
         """Starts a server-streaming generation RPC; the caller iterates and may cancel it."""
-        return getattr(self.stub, method)(request, timeout=timeout)
+        return getattr(self.route(model).stub, method)(request, timeout=timeout)
+
+
+class CatalogueWatch(Periodic):
+    """Follows the targets: their health every few seconds, their models when they come."""
+
+    name = "catalogue"
+
+    def __init__(self, client: InferenceClient, interval_s: float) -> None:
+        super().__init__(interval_s=interval_s)
+        self.client = client
+
+    async def run_once(self) -> None:
+        await self.client.refresh()
 
 
 async def collect(call: AsyncIterator[Any], on_progress: Any = None) -> StreamResult:

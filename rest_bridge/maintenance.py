@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 
 from rest_bridge.background import Periodic
+from rest_bridge.generation.kinds import KINDS
 from rest_bridge.state import BridgeState
 from storage import generations, idempotency, points
 from storage.models import utcnow
@@ -29,8 +30,7 @@ class Maintenance(Periodic):
         self.state = state
 
     def deadlines(self) -> dict[str, float]:
-        s = self.state.settings
-        return {"image": s.image_timeout_s, "video": s.video_timeout_s, "3d": s.mesh_timeout_s}
+        return {kind: unit.timeout_s(self.state.settings) for kind, unit in KINDS.items()}
 
     async def sweep(self) -> int:
         """Ends and refunds abandoned generations; returns how many this call ended."""

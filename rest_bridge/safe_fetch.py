@@ -27,10 +27,11 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpcore
 
+from genserve.vocabulary import MAX_INPUT_BYTES
 from rest_bridge.address_policy import AddressPolicy, IPAddress, Resolver, resolve_and_check
 from rest_bridge.errors import ApiError, validation_error
 
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_BYTES = MAX_INPUT_BYTES
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_REDIRECTS = 3
 

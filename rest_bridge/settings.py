@@ -11,6 +11,9 @@ from limits import parse_many
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from genserve.vocabulary import MAX_INPUT_BYTES
+from rest_bridge.address_policy import AddressPolicy
+
 
 class BridgeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENSERVE_", extra="ignore")
@@ -25,7 +28,6 @@ class BridgeSettings(BaseSettings):
     )
     inference_targets: str = "127.0.0.1:50051"
     public_base_url: str = "http://127.0.0.1:8000"
-    models_file: Path | None = None
     key_secret: str | None = None
     image_timeout_s: float = 300.0
     video_timeout_s: float = 1800.0
@@ -34,6 +36,9 @@ class BridgeSettings(BaseSettings):
     price_video: int = 10
     price_3d: int = 20
     sse_heartbeat_s: float = 15.0
+    # How often each inference target's health is checked; a target that comes (back)
+    # is asked for its models with ListModels.
+    catalogue_refresh_s: float = 5.0
     maintenance_interval_s: float = 60.0
     webhook_timeout_s: float = 10.0
     webhook_max_attempts: int = 6
@@ -42,7 +47,7 @@ class BridgeSettings(BaseSettings):
     retry_after_s: int = 10
     fetch_allow_loopback: bool = False
     fetch_allow_private: bool = False
-    max_upload_bytes: int = 20 * 1024 * 1024
+    max_upload_bytes: int = MAX_INPUT_BYTES
     # Failed authentications (bad API keys, wrong passwords) allowed per client address.
     auth_failure_limits: str = "20/minute;100/hour"
     # Prefix of the rate-limit counters in Redis (several deployments may share one Redis).
@@ -62,6 +67,12 @@ class BridgeSettings(BaseSettings):
     def _limits_parse(cls, value: str) -> str:
         parse_many(value)
         return value
+
+    def fetch_policy(self) -> AddressPolicy:
+        """Where the bridge may fetch from (input images, webhooks): public addresses by default."""
+        return AddressPolicy(
+            allow_loopback=self.fetch_allow_loopback, allow_private=self.fetch_allow_private
+        )
 
     @property
     def secure_cookies(self) -> bool:

@@ -11,7 +11,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from inference_server.model_config import ModelTable
 from rest_bridge.inference_client import InferenceClient
 from rest_bridge.ratelimit import RateLimits
 from rest_bridge.settings import BridgeSettings
@@ -26,7 +25,6 @@ class BridgeState:
     engine: Engine
     blobs: BlobStore
     client: InferenceClient
-    models: ModelTable
     secret: bytes
     ratelimits: RateLimits = field(default_factory=RateLimits.in_process)
 

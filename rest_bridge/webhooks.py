@@ -11,8 +11,9 @@ from typing import Any
 from genserve.webhooks import HEADER, sign
 from rest_bridge.address_policy import AddressPolicy
 from rest_bridge.background import Periodic
+from rest_bridge.envelope import error_body, ok
 from rest_bridge.errors import ApiError
-from rest_bridge.jobs import Job
+from rest_bridge.generation.live import LiveGeneration
 from rest_bridge.safe_fetch import post_json
 from rest_bridge.state import BridgeState
 from storage import webhooks as store
@@ -20,13 +21,13 @@ from storage import webhooks as store
 log = logging.getLogger(__name__)
 
 
-def payload_for(job: Job) -> tuple[str, dict[str, Any]]:
+def payload_for(job: LiveGeneration) -> tuple[str, dict[str, Any]]:
     if job.error is None:
         event = "generation.completed"
-        body: dict[str, Any] = {"success": True, "data": job.data}
+        body = ok(job.data)
     else:
         event = "generation.failed"
-        body = job.envelope(job.error)
+        body = error_body(job.error, job.request_id)
     return event, {"event": event, "generation_id": job.generation_id, **body}
 
 
@@ -40,7 +41,7 @@ class WebhookSender(Periodic):
         self.state = state
         self.policy = policy
 
-    async def job_finished(self, job: Job) -> None:
+    async def job_finished(self, job: LiveGeneration) -> None:
         if not job.webhook_url:
             return
         event, payload = payload_for(job)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from PIL import Image
 
+from genserve.vocabulary import MAX_PROMPT_CHARS
 from inference_server.artifacts import Artifact
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelSpec
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
-
-MAX_PROMPT = 4000
 
 
 class Plan(Protocol):
@@ -37,9 +37,16 @@ def prompt_text(prompt: str) -> str:
     text = prompt.strip()
     if not text:
         raise InvalidArgument("prompt is empty")
-    if len(text) > MAX_PROMPT:
-        raise InvalidArgument(f"prompt is longer than {MAX_PROMPT} characters")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InvalidArgument(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
     return text
+
+
+def accepted(field: str, value: str, choices: Sequence[str], spec: ModelSpec) -> str:
+    """``value`` when this model accepts it (its file may narrow the vocabulary)."""
+    if value not in choices:
+        raise InvalidArgument(f"{spec.name} accepts {field} {', '.join(choices)}; got {value!r}")
+    return value
 
 
 def steps_for(requested: int, spec: ModelSpec) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 from PIL import Image
 
+from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
 from inference_server.artifacts import Artifact
 from inference_server.encoders.images import CONTENT_TYPES, encode_image, encode_thumbnail
@@ -14,16 +15,9 @@ from inference_server.errors import InvalidArgument
 from inference_server.geometry import image_size
 from inference_server.model_config import ModelSpec
 from inference_server.pipelines.image import ImageRun, run_image
-from inference_server.plans.common import prompt_text, random_seed, steps_for
+from inference_server.plans.common import accepted, prompt_text, random_seed, steps_for
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
-
-FORMATS = {
-    pb.IMAGE_FORMAT_UNSPECIFIED: "png",
-    pb.IMAGE_FORMAT_PNG: "png",
-    pb.IMAGE_FORMAT_JPEG: "jpeg",
-    pb.IMAGE_FORMAT_WEBP: "webp",
-}
 
 
 @dataclass
@@ -74,14 +68,25 @@ def thumbnail_artifact(image: Image.Image, index: int, max_side: int = 256) -> A
 
 
 def plan_image(spec: ModelSpec, request: pb.GenerateImageRequest) -> ImagePlan:
-    if not 1 <= request.num_images <= 4:
-        raise InvalidArgument("num_images must be between 1 and 4")
-    fmt = FORMATS.get(request.format)
-    if fmt is None:
+    if not vocab.MIN_IMAGES <= request.num_images <= spec.max_images:
+        raise InvalidArgument(
+            f"num_images must be between {vocab.MIN_IMAGES} and {spec.max_images} for {spec.name}"
+        )
+    if request.format == pb.IMAGE_FORMAT_UNSPECIFIED:
+        fmt: str = vocab.DEFAULT_OUTPUT_FORMAT
+    elif request.format in vocab.OUTPUT_FORMAT_FROM_PB:
+        fmt = accepted(
+            "output_format", vocab.OUTPUT_FORMAT_FROM_PB[request.format], spec.output_formats, spec
+        )
+    else:
         raise InvalidArgument("unknown image format")
-    width, height = image_size(
-        request.aspect_ratio or "1:1", spec.width, spec.height, spec.size_factor
+    ratio = accepted(
+        "aspect_ratio",
+        request.aspect_ratio or vocab.DEFAULT_IMAGE_ASPECT_RATIO,
+        spec.allowed_aspect_ratios,
+        spec,
     )
+    width, height = image_size(ratio, spec.width, spec.height, spec.size_factor)
     seed = random_seed(request.HasField("seed"), request.seed)
     run = ImageRun(
         prompt=prompt_text(request.prompt),

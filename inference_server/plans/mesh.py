@@ -9,12 +9,14 @@ preview are the same code for either.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import trimesh
 from PIL import Image
 
+from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
 from inference_server.artifacts import Artifact
 from inference_server.encoders.images import encode_image
@@ -24,7 +26,7 @@ from inference_server.loader import builtin_name
 from inference_server.model_config import ModelSpec
 from inference_server.pipelines.mesh import run_shap_e
 from inference_server.pipelines.relief import build_relief_mesh
-from inference_server.plans.common import decode_input_image, random_seed, steps_for
+from inference_server.plans.common import accepted, decode_input_image, random_seed, steps_for
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
 from inference_server.segmentation import subject_cutout
@@ -46,21 +48,12 @@ _SUBJECT_MARGIN = 0.1
 """Space left around the subject when it is framed for Shap-E, per side."""
 
 # The document's defaults stand in for unset enums: standard, original_image, default.
-TEXTURE_QUALITIES: dict[int, str] = {
-    pb.TEXTURE_QUALITY_UNSPECIFIED: "standard",
-    pb.TEXTURE_QUALITY_NO: "no",
-    pb.TEXTURE_QUALITY_STANDARD: "standard",
-}
-TEXTURE_ALIGNMENTS: dict[int, str] = {
+TEXTURE_QUALITIES = {pb.TEXTURE_QUALITY_UNSPECIFIED: "standard", **vocab.TEXTURE_QUALITY_FROM_PB}
+TEXTURE_ALIGNMENTS = {
     pb.TEXTURE_ALIGNMENT_UNSPECIFIED: "original_image",
-    pb.TEXTURE_ALIGNMENT_ORIGINAL_IMAGE: "original_image",
-    pb.TEXTURE_ALIGNMENT_GEOMETRY: "geometry",
+    **vocab.TEXTURE_ALIGNMENT_FROM_PB,
 }
-ORIENTATIONS: dict[int, str] = {
-    pb.ORIENTATION_UNSPECIFIED: "default",
-    pb.ORIENTATION_DEFAULT: "default",
-    pb.ORIENTATION_ALIGN_IMAGE: "align_image",
-}
+ORIENTATIONS = {pb.ORIENTATION_UNSPECIFIED: "default", **vocab.ORIENTATION_FROM_PB}
 
 
 @dataclass
@@ -139,18 +132,34 @@ def framed_subject(image: Image.Image) -> Image.Image:
     return canvas
 
 
-def _option(name: str, table: dict[int, str], value: int) -> str:
+def _option(
+    name: str, table: Mapping[Any, str], value: int, choices: list[str], spec: ModelSpec
+) -> str:
     option = table.get(value)
     if option is None:
         raise InvalidArgument(f"unknown {name} value {value}")
-    return option
+    return accepted(name, option, choices, spec)
 
 
 def plan_mesh(spec: ModelSpec, request: pb.GenerateMeshRequest) -> MeshPlan:
     """Validate the request and decode its image; blocking, so run it off the event loop."""
-    texture_quality = _option("texture_quality", TEXTURE_QUALITIES, request.texture_quality)
-    texture_alignment = _option("texture_alignment", TEXTURE_ALIGNMENTS, request.texture_alignment)
-    orientation = _option("orientation", ORIENTATIONS, request.orientation)
+    texture_quality = _option(
+        "texture_quality",
+        TEXTURE_QUALITIES,
+        request.texture_quality,
+        list(spec.texture_qualities),
+        spec,
+    )
+    texture_alignment = _option(
+        "texture_alignment",
+        TEXTURE_ALIGNMENTS,
+        request.texture_alignment,
+        list(spec.texture_alignments),
+        spec,
+    )
+    orientation = _option(
+        "orientation", ORIENTATIONS, request.orientation, list(spec.orientations), spec
+    )
     steps = steps_for(request.steps, spec)
     image = decode_input_image(request.image)
     return MeshPlan(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
 from inference_server.artifacts import Artifact
 from inference_server.encoders.images import CONTENT_TYPES, encode_image
@@ -19,14 +20,11 @@ from inference_server.encoders.video import encode_mp4, poster_frame, probe_mp4
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelSpec
 from inference_server.pipelines.video import VideoResult, run_video
-from inference_server.plans.common import prompt_text, random_seed, steps_for
+from inference_server.plans.common import accepted, prompt_text, random_seed, steps_for
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
 from inference_server.video_geometry import encoded_frame_count, frame_count, video_size
 
-DEFAULT_DURATION = 4
-DEFAULT_RESOLUTION = "720p"
-DEFAULT_ASPECT_RATIO = "16:9"
 POSTER_FORMAT = "jpeg"
 
 
@@ -121,15 +119,22 @@ class VideoPlan:
 
 def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
     """Resolves defaults and refuses what the model cannot make, before any queueing."""
-    duration = request.duration_seconds or DEFAULT_DURATION
+    duration = request.duration_seconds or spec.default_duration
     if not spec.min_duration <= duration <= spec.max_duration:
         raise InvalidArgument(
             f"duration must be between {spec.min_duration} and {spec.max_duration} seconds "
             f"for {spec.name}; got {duration}"
         )
     width, height = video_size(
-        request.resolution or DEFAULT_RESOLUTION,
-        request.aspect_ratio or DEFAULT_ASPECT_RATIO,
+        accepted(
+            "resolution", request.resolution or vocab.DEFAULT_RESOLUTION, spec.resolutions, spec
+        ),
+        accepted(
+            "aspect_ratio",
+            request.aspect_ratio or vocab.DEFAULT_VIDEO_ASPECT_RATIO,
+            spec.allowed_aspect_ratios,
+            spec,
+        ),
         spec.size_factor,
     )
     seed = random_seed(request.HasField("seed"), request.seed)

@@ -7,7 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sqlmodel import Session
 
+from rest_bridge.answers import AccountAnswer, Ok, error_responses
 from rest_bridge.auth import CurrentCaller, StateDep
+from rest_bridge.envelope import ok
 from rest_bridge.errors import ApiError
 from rest_bridge.ratelimit import Window
 from storage.models import Account
@@ -15,7 +17,7 @@ from storage.models import Account
 router = APIRouter(prefix="/api/v1", tags=["account"])
 
 
-@router.get("/account")
+@router.get("/account", response_model=Ok[AccountAnswer], responses=error_responses())
 async def get_account(caller: CurrentCaller, state: StateDep, request: Request) -> dict[str, Any]:
     def load(session: Session) -> Account | None:
         return session.get(Account, caller.account_id)
@@ -24,14 +26,13 @@ async def get_account(caller: CurrentCaller, state: StateDep, request: Request) 
     if account is None:
         raise ApiError(404, "not_found", "The account no longer exists.")
     window: Window = request.scope["state"]["ratelimit"]
-    return {
-        "success": True,
-        "data": {
+    return ok(
+        {
             "email": account.email,
             "plan": account.plan,
             "points": account.points,
             "limit": window.limit,
             "remaining": window.remaining,
             "reset": window.reset,
-        },
-    }
+        }
+    )

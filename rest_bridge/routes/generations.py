@@ -9,10 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
+from rest_bridge.answers import CancelAnswer, GenerationStatus, Ok, error_responses
 from rest_bridge.auth import CurrentCaller, StateDep
-from rest_bridge.dispatch import SSE_HEADERS, jobs_of, sse
+from rest_bridge.envelope import error_body, ok
 from rest_bridge.errors import ApiError
-from rest_bridge.jobs import Event
+from rest_bridge.generation.live import SSE_HEADERS, Event, sse
+from rest_bridge.generation.respond import live_of
 from rest_bridge.state import BridgeState
 from rest_bridge.views import iso
 from storage import generations, points
@@ -37,19 +39,11 @@ def _final_event(gen: Generation, result: dict[str, Any] | None) -> Event:
     code = gen.error_code or "generation_failed"
     if gen.status == "cancelled":
         code = "generation_cancelled"
-    return Event(
-        0,
-        "failed",
-        {
-            "success": False,
-            "error": gen.error_message or "The generation failed.",
-            "code": code,
-            "request_id": gen.request_id,
-        },
-    )
+    err = ApiError(409, code, gen.error_message or "The generation failed.")
+    return Event(0, "failed", error_body(err, gen.request_id))
 
 
-@router.get("/{generation_id}")
+@router.get("/{generation_id}", response_model=Ok[GenerationStatus], responses=error_responses())
 async def get_generation(
     generation_id: str, request: Request, caller: CurrentCaller, state: StateDep
 ) -> dict[str, Any]:
@@ -66,13 +60,13 @@ async def get_generation(
         created_at=iso(gen.created_at),
         completed_at=iso(gen.completed_at) if gen.completed_at else None,
     )
-    job = jobs_of(request).get(gen.id)
+    job = live_of(request).get(gen.id)
     if gen.status in LIVE and job is not None:
         latest = next((e for e in reversed(job.events) if e.name in ("progress", "queued")), None)
         data["progress"] = {"event": latest.name, **latest.data} if latest else None
     if gen.status in ("failed", "cancelled"):
         data["error"] = {"code": gen.error_code, "message": gen.error_message}
-    return {"success": True, "data": data}
+    return ok(data)
 
 
 @router.get("/{generation_id}/events")
@@ -86,7 +80,7 @@ async def generation_events(
     """Server-Sent Events; ``Last-Event-ID`` resumes after the event it names."""
     gen = await _owned(state, generation_id, caller.account_id)
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
-    job = jobs_of(request).get(gen.id)
+    job = live_of(request).get(gen.id)
     heartbeat = state.settings.sse_heartbeat_s
 
     async def from_job() -> AsyncIterator[bytes]:
@@ -116,7 +110,9 @@ async def generation_events(
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@router.post("/{generation_id}/cancel")
+@router.post(
+    "/{generation_id}/cancel", response_model=Ok[CancelAnswer], responses=error_responses()
+)
 async def cancel_generation(
     generation_id: str, request: Request, caller: CurrentCaller, state: StateDep
 ) -> dict[str, Any]:
@@ -125,11 +121,11 @@ async def cancel_generation(
         raise ApiError(
             409, "generation_finished", f"The generation has already ended ({gen.status})."
         )
-    job = jobs_of(request).get(gen.id)
+    job = live_of(request).get(gen.id)
     step_at_cancel = None
     if job is not None:
         step_at_cancel = job.last_step()
-        await jobs_of(request).cancel(job)
+        await live_of(request).cancel(job)
     else:
         # Running in another bridge process: end and refund it here; that process
         # discards its output when it finds the row no longer live.
@@ -141,12 +137,11 @@ async def cancel_generation(
             message="The generation was cancelled.",
         )
     final = await _owned(state, generation_id, caller.account_id)
-    return {
-        "success": True,
-        "data": {
+    return ok(
+        {
             "generation_id": final.id,
             "status": final.status,
             "refunded_points": final.points_cost if final.status == "cancelled" else 0,
             "step_at_cancel": step_at_cancel,
-        },
-    }
+        }
+    )

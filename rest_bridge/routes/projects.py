@@ -7,15 +7,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
+from genserve.vocabulary import PROJECT_TYPES, ProjectType
+from rest_bridge.answers import Ok, ProjectsAnswer, error_responses
 from rest_bridge.auth import CurrentCaller, StateDep
+from rest_bridge.envelope import ok
+from rest_bridge.generation.kinds import unit_of
 from rest_bridge.state import BridgeState
 from rest_bridge.views import file_view, iso
 from storage import generations
 from storage.models import Asset, Generation
 
 router = APIRouter(prefix="/api/v1", tags=["projects"])
-
-TYPE_FILTER: dict[str, str | None] = {"all": None, "images": "image", "videos": "video", "3d": "3d"}
 
 
 def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> dict[str, Any]:
@@ -29,18 +31,9 @@ def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> di
         "file_size": first.file_size if first else 0,
         "dimensions": f"{first.width}x{first.height}" if first and first.width else None,
     }
-    if gen.kind == "video":
-        metadata.update(
-            duration=gen.params.get("duration"),
-            resolution=gen.params.get("resolution"),
-            model=gen.model,
-        )
-    if gen.kind == "3d":
-        metadata.update(
-            texture_quality=gen.params.get("texture_quality"),
-            texture_alignment=gen.params.get("texture_alignment"),
-            orientation=gen.params.get("orientation"),
-        )
+    unit = unit_of(gen.kind)
+    if unit is not None:
+        metadata.update(unit.metadata(gen))
     return {
         "id": gen.id,
         "type": gen.kind,
@@ -54,11 +47,11 @@ def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> di
     }
 
 
-@router.get("/projects")
+@router.get("/projects", response_model=Ok[ProjectsAnswer], responses=error_responses())
 async def list_projects(
     caller: CurrentCaller,
     state: StateDep,
-    type: Annotated[Literal["all", "images", "videos", "3d"], Query()] = "all",
+    type: Annotated[ProjectType, Query()] = "all",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     sort: Annotated[Literal["createdAt", "created_at"], Query()] = "createdAt",
@@ -68,7 +61,7 @@ async def list_projects(
         rows, total = generations.list_projects(
             session,
             account_id=caller.account_id,
-            kind=TYPE_FILTER[type],
+            kind=PROJECT_TYPES.get(type),
             page=page,
             limit=limit,
             descending=order == "desc",
@@ -77,9 +70,8 @@ async def list_projects(
 
     rows, total, assets = await state.db(page_of)
     pages = math.ceil(total / limit) if total else 0
-    return {
-        "success": True,
-        "data": {
+    return ok(
+        {
             "projects": [project_view(state, g, assets.get(g.id, [])) for g in rows],
             "pagination": {
                 "page": page,
@@ -88,5 +80,5 @@ async def list_projects(
                 "pages": pages,
                 "has_more": page < pages,
             },
-        },
-    }
+        }
+    )

@@ -6,51 +6,44 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from rest_bridge.answers import HealthAnswer, ModelsAnswer, Ok, error_responses
 from rest_bridge.auth import CurrentCaller, StateDep
+from rest_bridge.envelope import ok
 from rest_bridge.errors import ApiError
-from rest_bridge.pricing import price_table
+from rest_bridge.generation.kinds import KINDS
 
 router = APIRouter(tags=["service"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Ok[HealthAnswer], responses=error_responses({503: ""}))
 async def healthz(state: StateDep) -> dict[str, Any]:
-    if not await state.client.serving():
+    """200 while some inference server is serving; the catalogue follows it."""
+    await state.client.refresh()
+    if not any(link.serving for link in state.client.links.values()):
         raise ApiError(
             503,
             "inference_unavailable",
             "No inference server is serving yet.",
             headers={"Retry-After": str(state.settings.retry_after_s)},
         )
-    return {"success": True, "data": {"status": "ok"}}
+    return ok({"status": "ok"})
 
 
-@router.get("/api/v1/models")
+@router.get("/api/v1/models", response_model=Ok[ModelsAnswer], responses=error_responses())
 async def list_models(caller: CurrentCaller, state: StateDep) -> dict[str, Any]:
-    prices = price_table(state.settings)
+    """Every model the inference servers serve, as they listed it, with its price."""
+    catalogue = state.client.catalogue
     models = []
-    for spec in state.models.models:
-        default = state.models.default(spec.kind)
-        entry: dict[str, Any] = {
-            "name": spec.name,
-            "kind": "3d" if spec.kind == "mesh" else spec.kind,
-            "default": default is not None and default.name == spec.name,
-            "price": prices[spec.kind],
-        }
-        if spec.kind == "image":
-            entry["aspect_ratios"] = list(
-                ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9", "9:21", "5:4", "4:5")
-            )
-            entry["output_formats"] = ["png", "jpeg", "webp"]
-            entry["num_images"] = {"min": 1, "max": 4}
-        elif spec.kind == "video":
-            entry["resolutions"] = ["360p", "520p", "720p", "1080p"]
-            entry["aspect_ratios"] = ["16:9", "9:16", "1:1", "4:3", "3:4"]
-            entry["duration"] = {"min": spec.min_duration, "max": spec.max_duration, "default": 4}
-            entry["frame_rate"] = spec.frame_rate
-        else:
-            entry["texture_quality"] = ["no", "standard"]
-            entry["texture_alignment"] = ["original_image", "geometry"]
-            entry["orientation"] = ["default", "align_image"]
-        models.append(entry)
-    return {"success": True, "data": {"models": models}}
+    for entry in catalogue.models():
+        unit = KINDS[entry.kind]
+        default = catalogue.default(entry.kind)
+        models.append(
+            {
+                "name": entry.name,
+                "kind": entry.kind,
+                "default": default is not None and default.name == entry.name,
+                "price": unit.price_table(state.settings),
+                **unit.describe(entry),
+            }
+        )
+    return ok({"models": models})

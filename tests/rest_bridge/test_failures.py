@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from sqlmodel import Session, select
 from storage.db import make_engine, migrate
 from storage.models import Account, Generation
 from tests.conftest import Bridge, InferenceProc, bridge_env
-from tests.utils.procs import free_port, start_bridge
+from tests.utils.procs import free_port, start_bridge, start_inference
 
 
 def _bridge(tmp: Path, logs: Path, target: str, **extra: str) -> Bridge:
@@ -31,7 +32,8 @@ def _only_generation(bridge: Bridge) -> tuple[Generation, Account]:
         return gen, account
 
 
-def test_inference_down_is_503_and_refunded(tmp_path: Path, logs: Path) -> None:
+def test_inference_down_is_503_before_any_debit(tmp_path: Path, logs: Path) -> None:
+    """No server has listed its models yet: 503 before the debit, no row, no files."""
     bridge = _bridge(tmp_path, logs, f"127.0.0.1:{free_port()}")
     try:
         health = httpx.get(f"{bridge.base}/healthz")
@@ -42,11 +44,34 @@ def test_inference_down_is_503_and_refunded(tmp_path: Path, logs: Path) -> None:
         assert r.status_code == 503, r.text
         assert r.json()["code"] == "inference_unavailable"
         assert int(r.headers["retry-after"]) > 0
-        gen, account = _only_generation(bridge)
-        assert gen.status == "failed"
-        assert account.points == 100
+        with Session(bridge.engine) as s:
+            assert s.exec(select(Generation)).first() is None
+            assert s.exec(select(Account)).one().points == 100
         assert not any(p.is_file() for p in (tmp_path / "blobs").rglob("*"))
     finally:
+        bridge.proc.stop()
+
+
+def test_server_that_dies_after_listing_costs_nothing(
+    tmp_path: Path, logs: Path, model_cache: Path
+) -> None:
+    """A server the bridge knew goes away: 503, and any row it started is failed and refunded."""
+    proc, port, _ = start_inference(model_cache, logs)
+    bridge = _bridge(tmp_path, logs, f"127.0.0.1:{port}", GENSERVE_CATALOGUE_REFRESH_S="30")
+    try:
+        key = bridge.new_key(points=100)
+        with bridge.client(key) as c:
+            assert c.get("/api/v1/models").status_code == 200
+            proc.stop(signal.SIGKILL)
+            r = c.post("/api/v1/images", json={"prompt": "a", "num_images": 2})
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "inference_unavailable"
+        with Session(bridge.engine) as s:
+            assert all(g.status == "failed" for g in s.exec(select(Generation)).all())
+            assert s.exec(select(Account)).one().points == 100
+        assert not any(p.is_file() for p in (tmp_path / "blobs").rglob("*"))
+    finally:
+        proc.stop()
         bridge.proc.stop()
 
 

@@ -86,7 +86,6 @@ def rig(
         tmp,
         pg_url,
         f"127.0.0.1:{port}",
-        GENSERVE_MODELS_FILE=str(models),
         GENSERVE_FETCH_ALLOW_LOOPBACK="true",
         GENSERVE_WEBHOOK_BACKOFF_S="0.2",
         GENSERVE_SSE_HEARTBEAT_S="1",

@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from inference_server.encoders.video import mp4_box_order
 from inference_server.model_config import load_model_table
-from rest_bridge.pricing import RESOLUTION_SCALE
+from rest_bridge.generation.video import RESOLUTION_SCALE
 from storage.db import make_engine, migrate
 from storage.models import Account, Generation
 from tests.conftest import Bridge, InferenceProc, bridge_env

@@ -737,6 +737,15 @@ class ModelInfo(_message.Message):
     MIN_DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     LOADED_FIELD_NUMBER: _builtins.int
+    ASPECT_RATIOS_FIELD_NUMBER: _builtins.int
+    RESOLUTIONS_FIELD_NUMBER: _builtins.int
+    DEFAULT_DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    OUTPUT_FORMATS_FIELD_NUMBER: _builtins.int
+    MAX_IMAGES_FIELD_NUMBER: _builtins.int
+    TEXTURE_QUALITIES_FIELD_NUMBER: _builtins.int
+    TEXTURE_ALIGNMENTS_FIELD_NUMBER: _builtins.int
+    ORIENTATIONS_FIELD_NUMBER: _builtins.int
+    DEFAULT_GUIDANCE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Public name, such as "nano-banana"."""
     kind: Global___ModelKind.ValueType
@@ -761,6 +770,36 @@ class ModelInfo(_message.Message):
     """Longest video in seconds (videos)."""
     loaded: _builtins.bool
     """Whether its weights are in memory now."""
+    default_duration_seconds: _builtins.int
+    """Length of a video when the request names none, in seconds (videos)."""
+    max_images: _builtins.int
+    """Most images one request may ask for (images)."""
+    default_guidance: _builtins.float
+    """Default classifier-free guidance scale."""
+    @_builtins.property
+    def aspect_ratios(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Aspect ratios it accepts, as "W:H" (images and videos)."""
+
+    @_builtins.property
+    def resolutions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Resolution names it accepts, such as "720p" (videos)."""
+
+    @_builtins.property
+    def output_formats(self) -> _containers.RepeatedScalarFieldContainer[Global___ImageFormat.ValueType]:
+        """File formats it can encode (images)."""
+
+    @_builtins.property
+    def texture_qualities(self) -> _containers.RepeatedScalarFieldContainer[Global___TextureQuality.ValueType]:
+        """Texture qualities it accepts (3D)."""
+
+    @_builtins.property
+    def texture_alignments(self) -> _containers.RepeatedScalarFieldContainer[Global___TextureAlignment.ValueType]:
+        """Texture alignments it accepts (3D)."""
+
+    @_builtins.property
+    def orientations(self) -> _containers.RepeatedScalarFieldContainer[Global___Orientation.ValueType]:
+        """Orientations it accepts (3D)."""
+
     def __init__(
         self,
         *,
@@ -776,10 +815,19 @@ class ModelInfo(_message.Message):
         min_duration_seconds: _builtins.int = ...,
         max_duration_seconds: _builtins.int = ...,
         loaded: _builtins.bool = ...,
+        aspect_ratios: _abc.Iterable[_builtins.str] | None = ...,
+        resolutions: _abc.Iterable[_builtins.str] | None = ...,
+        default_duration_seconds: _builtins.int = ...,
+        output_formats: _abc.Iterable[Global___ImageFormat.ValueType] | None = ...,
+        max_images: _builtins.int = ...,
+        texture_qualities: _abc.Iterable[Global___TextureQuality.ValueType] | None = ...,
+        texture_alignments: _abc.Iterable[Global___TextureAlignment.ValueType] | None = ...,
+        orientations: _abc.Iterable[Global___Orientation.ValueType] | None = ...,
+        default_guidance: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_steps", b"default_steps", "frame_rate", b"frame_rate", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "max_duration_seconds", b"max_duration_seconds", "min_duration_seconds", b"min_duration_seconds", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "size_factor", b"size_factor", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "max_duration_seconds", b"max_duration_seconds", "max_images", b"max_images", "min_duration_seconds", b"min_duration_seconds", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

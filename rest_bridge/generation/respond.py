@@ -1,6 +1,6 @@
 """How a generation is answered: JSON when done, Server-Sent Events, or 202 and a status URL.
 
-Every mode runs the same job (``jobs.py``). ``Idempotency-Key`` makes a retry
+Every mode runs the same live generation (``live.py``). ``Idempotency-Key`` makes a retry
 safe in each of them: the first request claims the key; a retry with the
 same body gets the stored answer, one with another body 422, and one that
 arrives while the first still runs 409.
@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from rest_bridge.address_policy import AddressPolicy
 from rest_bridge.auth import Caller
-from rest_bridge.envelope import request_id
+from rest_bridge.envelope import ok, request_id
 from rest_bridge.errors import ApiError, validation_error
-from rest_bridge.generate import Builder, GenerationOrder, begin
-from rest_bridge.jobs import Event, Job, JobManager
+from rest_bridge.generation.base import GenerationBody, GenerationKind
+from rest_bridge.generation.live import SSE_HEADERS, LiveGeneration, LiveGenerations, sse
+from rest_bridge.generation.order import order_for
+from rest_bridge.generation.run import begin
 from rest_bridge.safe_fetch import check_url
 from rest_bridge.state import BridgeState
 from storage import idempotency
@@ -31,16 +31,9 @@ from storage.models import IdempotencyRecord
 MAX_IDEMPOTENCY_KEY = 255
 
 
-def fetch_policy(state: BridgeState) -> AddressPolicy:
-    return AddressPolicy(
-        allow_loopback=state.settings.fetch_allow_loopback,
-        allow_private=state.settings.fetch_allow_private,
-    )
-
-
-def jobs_of(request: Request) -> JobManager:
-    manager: JobManager = request.app.state.jobs
-    return manager
+def live_of(request: Request) -> LiveGenerations:
+    live: LiveGenerations = request.app.state.live
+    return live
 
 
 def wants_events(request: Request) -> bool:
@@ -50,13 +43,6 @@ def wants_events(request: Request) -> bool:
 def wants_async(request: Request) -> bool:
     prefer = request.headers.get("prefer", "")
     return any(p.strip().lower() == "respond-async" for p in prefer.split(","))
-
-
-def sse(event: Event | None) -> bytes:
-    if event is None:
-        return b": keep-alive\n\n"
-    payload = json.dumps(event.data, separators=(",", ":"))
-    return f"id: {event.id}\nevent: {event.name}\ndata: {payload}\n\n".encode()
 
 
 def status_urls(state: BridgeState, generation_id: str) -> dict[str, str]:
@@ -108,23 +94,23 @@ async def respond(
     request: Request,
     state: BridgeState,
     caller: Caller,
-    order: GenerationOrder,
-    build: Builder,
+    unit: GenerationKind[Any],
+    body: GenerationBody,
 ) -> Response:
-    """Starts the generation (debit included) and answers in the mode the client asked for."""
-    webhook_url = order.params.get("webhook_url")
-    if webhook_url:
-        await check_url(webhook_url, policy=fetch_policy(state), field="webhook_url")
+    """Validates, starts the generation (debit included) and answers in the mode asked for."""
+    if body.webhook_url:
+        await check_url(body.webhook_url, policy=state.settings.fetch_policy(), field="webhook_url")
     record, replay = await _claim_key(request, state, caller)
     if replay is not None:
         return replay
     try:
-        started = await begin(state, caller, request_id(request), order)
+        order = await order_for(state, unit, body, request_id(request))
+        started = await begin(state, caller, order)
     except BaseException:
         if record is not None:
             await asyncio.shield(state.db(idempotency.release, record.id))
         raise
-    job = jobs_of(request).launch(started, order, build)
+    job = live_of(request).launch(started, order)
     if wants_async(request):
         return await _accepted(state, job, record)
     if wants_events(request):
@@ -137,7 +123,7 @@ async def _remember(
     record: IdempotencyRecord | None,
     status: int,
     body: dict[str, Any],
-    job: Job,
+    job: LiveGeneration,
 ) -> None:
     if record is not None and record.id is not None:
         await state.db(
@@ -154,20 +140,21 @@ async def _forget(state: BridgeState, record: IdempotencyRecord | None) -> None:
         await state.db(idempotency.release, record.id)
 
 
-async def _accepted(state: BridgeState, job: Job, record: IdempotencyRecord | None) -> Response:
+async def _accepted(
+    state: BridgeState, job: LiveGeneration, record: IdempotencyRecord | None
+) -> Response:
     urls = status_urls(state, job.generation_id)
-    body = {
-        "success": True,
-        "data": {
+    answer = ok(
+        {
             "generation_id": job.generation_id,
             "status": "pending",
             **urls,
             "request_id": job.request_id,
-        },
-    }
-    await _remember(state, record, 202, body, job)
+        }
+    )
+    await _remember(state, record, 202, answer, job)
     return JSONResponse(
-        body,
+        answer,
         status_code=202,
         headers={"Location": urls["status_url"], "Preference-Applied": "respond-async"},
     )
@@ -182,7 +169,7 @@ async def _disconnected(request: Request) -> None:
 
 
 async def _when_done(
-    request: Request, state: BridgeState, job: Job, record: IdempotencyRecord | None
+    request: Request, state: BridgeState, job: LiveGeneration, record: IdempotencyRecord | None
 ) -> Response:
     """Waits for the job; a client that goes away first cancels it (and is refunded)."""
     finished = asyncio.ensure_future(job.wait())
@@ -192,21 +179,21 @@ async def _when_done(
     finally:
         gone.cancel()
     if not job.finished:
-        await jobs_of(request).cancel(job)
+        await live_of(request).cancel(job)
         await _forget(state, record)
         return Response(status_code=499)
     if job.error is not None:
         await _forget(state, record)
         raise job.error
-    body = {"success": True, "data": job.data}
-    await _remember(state, record, 200, body, job)
-    return JSONResponse(body)
+    answer = ok(job.data)
+    await _remember(state, record, 200, answer, job)
+    return JSONResponse(answer)
 
 
 def _event_stream(
-    request: Request, state: BridgeState, job: Job, record: IdempotencyRecord | None
+    request: Request, state: BridgeState, job: LiveGeneration, record: IdempotencyRecord | None
 ) -> StreamingResponse:
-    manager = jobs_of(request)
+    manager = live_of(request)
 
     async def events() -> AsyncIterator[bytes]:
         try:
@@ -218,13 +205,8 @@ def _event_stream(
                 await asyncio.shield(manager.cancel(job))
                 await asyncio.shield(_forget(state, record))
             elif job.error is None and job.data is not None:
-                await asyncio.shield(
-                    _remember(state, record, 200, {"success": True, "data": job.data}, job)
-                )
+                await asyncio.shield(_remember(state, record, 200, ok(job.data), job))
             else:
                 await asyncio.shield(_forget(state, record))
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
-
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

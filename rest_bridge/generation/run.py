@@ -1,8 +1,10 @@
 """Runs one generation for a caller: debit, RPC, store, complete or refund.
 
-Shared by every modality. The generation row is written pending together
-with the debit, and always ends completed, failed or cancelled; files are
-stored before the row says completed and removed if it cannot.
+Shared by every kind. ``begin`` writes the row pending together with the
+debit (so a 402 comes before any 202); ``execute`` runs the RPC, marks the
+row running when the model starts, stores the files and completes the row.
+The row always ends completed, failed or cancelled; files are stored before
+the row says completed and removed if it cannot.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import grpc
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from genserve.inference.v1 import inference_pb2 as pb
 from rest_bridge.auth import Caller
 from rest_bridge.errors import ApiError
+from rest_bridge.generation.base import GenerationOutcome
+from rest_bridge.generation.order import GenerationOrder
 from rest_bridge.inference_client import CollectedFile, collect, rest_error
 from rest_bridge.state import BridgeState
 from storage import generations, points
@@ -29,41 +32,6 @@ log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[pb.Progress], Awaitable[None]]
 
-
-@dataclass
-class GenerationOrder:
-    """What the route validated: everything needed to run and record the work."""
-
-    kind: str  # image | video | 3d
-    model: str
-    prompt: str
-    params: dict[str, Any]
-    cost: int
-    rpc: str
-    request: Any
-    timeout_s: float
-
-
-@dataclass
-class GenerationOutcome:
-    generation: Generation
-    assets: list[Asset]
-    remaining_points: int
-    generation_time_ms: int
-    seed: int
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def primaries(self) -> list[Asset]:
-        return [a for a in self.assets if a.role == "primary"]
-
-    def preview(self, index: int = 0) -> Asset | None:
-        for a in self.assets:
-            if a.role == "preview" and a.index == index:
-                return a
-        return None
-
-
-Builder = Callable[[GenerationOutcome], dict[str, Any]]
 
 ROLE_NAMES: dict[int, str] = {
     pb.ARTIFACT_ROLE_PRIMARY: "primary",
@@ -80,19 +48,17 @@ class Started:
     request_id: str
 
 
-async def begin(
-    state: BridgeState, caller: Caller, request_id: str, order: GenerationOrder
-) -> Started:
+async def begin(state: BridgeState, caller: Caller, order: GenerationOrder) -> Started:
     """Writes the pending row and debits it; 402 before any RPC when points are short."""
     gen = Generation(
         account_id=caller.account_id,
         api_key_id=caller.key_id,
-        kind=order.kind,
-        model=order.model,
+        kind=order.unit.kind,
+        model=order.model.name,
         prompt=order.prompt,
         params=order.params,
         points_cost=order.cost,
-        request_id=request_id,
+        request_id=order.request_id,
     )
     try:
         remaining = await state.db(points.start_generation, gen)
@@ -102,7 +68,7 @@ async def begin(
             "insufficient_points",
             f"This needs {exc.needed} points and the balance is {exc.balance}.",
         ) from exc
-    return Started(generation=gen, remaining_points=remaining, request_id=request_id)
+    return Started(generation=gen, remaining_points=remaining, request_id=order.request_id)
 
 
 CANCELLED_MESSAGE = "The generation was cancelled."
@@ -112,7 +78,6 @@ async def execute(
     state: BridgeState,
     started: Started,
     order: GenerationOrder,
-    build: Builder | None = None,
     on_progress: ProgressHook | None = None,
 ) -> GenerationOutcome:
     """Runs the RPC, stores the files and completes the row with its answer.
@@ -123,9 +88,9 @@ async def execute(
     gen = started.generation
     t0 = time.perf_counter()
     try:
-        call = state.client.stream(order.rpc, order.request, order.timeout_s)
+        call = state.client.stream(order.model, order.unit.rpc, order.request, order.timeout_s)
         try:
-            result = await collect(call, on_progress)
+            result = await collect(call, _marking_running(state, gen.id, on_progress))
         finally:
             call.cancel()
     except grpc.aio.AioRpcError as exc:
@@ -142,31 +107,35 @@ async def execute(
     elapsed_ms = int((time.perf_counter() - t0) * 1000)
     outcome = GenerationOutcome(
         generation=gen,
-        assets=_assets_for(gen, result.files),
+        assets=_assets_for(order, gen, result.files),
         remaining_points=started.remaining_points,
         generation_time_ms=elapsed_ms,
         seed=result.completion.seed,
     )
-    if build is not None:
-        try:
-            outcome.data = build(outcome)
-        except ApiError as err:  # the stream lacked what the answer needs
-            await _end(state, gen.id, "failed", err.code, err.message)
-            raise
+    try:
+        outcome.data = order.unit.answer(state, order.body, order.model, outcome)
+    except ApiError as err:  # the stream lacked what the answer needs
+        await _end(state, gen.id, "failed", err.code, err.message)
+        raise
     await _store(state, outcome, result.files)
     return outcome
 
 
-async def run_generation(
-    state: BridgeState,
-    caller: Caller,
-    request_id: str,
-    order: GenerationOrder,
-    on_progress: ProgressHook | None = None,
-) -> GenerationOutcome:
-    """Begin and execute in one call, for callers that need no job around the work."""
-    started = await begin(state, caller, request_id, order)
-    return await execute(state, started, order, on_progress=on_progress)
+def _marking_running(
+    state: BridgeState, generation_id: str, on_progress: ProgressHook | None
+) -> ProgressHook:
+    """Passes progress on, and marks the row running at the first event past the queue."""
+    running = False
+
+    async def hook(progress: pb.Progress) -> None:
+        nonlocal running
+        if not running and progress.stage != pb.STAGE_QUEUED:
+            running = True
+            await state.db(generations.mark_running, generation_id)
+        if on_progress is not None:
+            await on_progress(progress)
+
+    return hook
 
 
 async def _end(
@@ -177,11 +146,12 @@ async def _end(
     )
 
 
-def _assets_for(gen: Generation, files: list[CollectedFile]) -> list[Asset]:
+def _assets_for(order: GenerationOrder, gen: Generation, files: list[CollectedFile]) -> list[Asset]:
     assets = []
     for f in files:
         token = new_asset_token()
-        name = _public_name(gen, f)
+        preview = f.role == pb.ARTIFACT_ROLE_PREVIEW
+        name = order.unit.file_name(gen.id, f.index, preview, f.file_name)
         assets.append(
             Asset(
                 generation_id=gen.id,
@@ -229,12 +199,3 @@ async def _store(
         await run_in_threadpool(remove_all)
         raise ApiError(409, "generation_cancelled", CANCELLED_MESSAGE)
     gen.status = "completed"
-
-
-def _public_name(gen: Generation, f: CollectedFile) -> str:
-    """File names in the document's style, carrying the generation id."""
-    ext = f.file_name.rsplit(".", 1)[-1] if "." in f.file_name else "bin"
-    stem = {"image": "generated-image", "video": "generated-video", "3d": "3d-model"}[gen.kind]
-    if f.role == pb.ARTIFACT_ROLE_PREVIEW:
-        stem = "preview" if gen.kind == "3d" else "thumbnail"
-    return f"{stem}-{gen.id}-{f.index + 1}.{ext}"

@@ -1,13 +1,14 @@
 """Generations running in this bridge process, with their event logs.
 
-A job runs as its own task, so its work goes on (and is stored) whatever
-happens to the HTTP request that started it; every way of answering
+A live generation runs as its own task, so its work goes on (and is stored)
+whatever happens to the HTTP request that started it; every way of answering
 (synchronous JSON, Server-Sent Events, 202 and polling) reads the same log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,14 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genserve.inference.v1 import inference_pb2 as pb
+from rest_bridge.envelope import error_body
 from rest_bridge.errors import ApiError
-from rest_bridge.generate import (
-    CANCELLED_MESSAGE,
-    Builder,
-    GenerationOrder,
-    Started,
-    execute,
-)
+from rest_bridge.generation.order import GenerationOrder
+from rest_bridge.generation.run import CANCELLED_MESSAGE, Started, execute
 from rest_bridge.state import BridgeState
 
 log = logging.getLogger(__name__)
@@ -34,8 +31,9 @@ STAGE_NAMES = {
     pb.STAGE_ENCODING: "encoding",
 }
 RETAIN_FINISHED_S = 600.0
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
-Finisher = Callable[["Job"], Awaitable[None]]
+Finisher = Callable[["LiveGeneration"], Awaitable[None]]
 
 
 @dataclass
@@ -45,8 +43,18 @@ class Event:
     data: dict[str, Any]
 
 
+def sse(event: Event | None) -> bytes:
+    """One Server-Sent Event; None is a comment that keeps the connection alive."""
+    if event is None:
+        return b": keep-alive\n\n"
+    payload = json.dumps(event.data, separators=(",", ":"))
+    return f"id: {event.id}\nevent: {event.name}\ndata: {payload}\n\n".encode()
+
+
 @dataclass
-class Job:
+class LiveGeneration:
+    """One generation this process runs: its task, its event log, and how it ended."""
+
     generation_id: str
     account_id: int
     request_id: str
@@ -64,16 +72,9 @@ class Job:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    def envelope(self, err: ApiError) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "success": False,
-            "error": err.message,
-            "code": err.code,
-            "request_id": self.request_id,
-        }
-        if err.details:
-            body["details"] = err.details
-        return body
+    def fail(self, err: ApiError) -> None:
+        self.error = err
+        self.emit("failed", error_body(err, self.request_id))
 
     async def on_progress(self, p: pb.Progress) -> None:
         if p.stage == pb.STAGE_QUEUED:
@@ -125,45 +126,40 @@ class Job:
             await self._changed.wait()
 
 
-class JobManager:
-    """This process's running and recently finished jobs."""
+class LiveGenerations:
+    """This process's running and recently finished generations."""
 
     def __init__(self, state: BridgeState, on_finish: Finisher | None = None) -> None:
         self.state = state
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, LiveGeneration] = {}
         self.on_finish = on_finish
 
-    def launch(self, started: Started, order: GenerationOrder, build: Builder) -> Job:
+    def launch(self, started: Started, order: GenerationOrder) -> LiveGeneration:
         gen = started.generation
-        job = Job(
+        job = LiveGeneration(
             generation_id=gen.id,
             account_id=gen.account_id,
             request_id=started.request_id,
-            webhook_url=order.params.get("webhook_url"),
+            webhook_url=order.body.webhook_url,
         )
         self.jobs[gen.id] = job
         job.task = asyncio.get_running_loop().create_task(
-            self._run(job, started, order, build), name=f"generation-{gen.id}"
+            self._run(job, started, order), name=f"generation-{gen.id}"
         )
         return job
 
-    async def _run(
-        self, job: Job, started: Started, order: GenerationOrder, build: Builder
-    ) -> None:
+    async def _run(self, job: LiveGeneration, started: Started, order: GenerationOrder) -> None:
         try:
-            outcome = await execute(self.state, started, order, build, on_progress=job.on_progress)
+            outcome = await execute(self.state, started, order, on_progress=job.on_progress)
             job.data = outcome.data
             job.emit("completed", outcome.data)
         except ApiError as err:
-            job.error = err
-            job.emit("failed", job.envelope(err))
+            job.fail(err)
         except asyncio.CancelledError:
-            job.error = ApiError(409, "generation_cancelled", CANCELLED_MESSAGE)
-            job.emit("failed", job.envelope(job.error))
+            job.fail(ApiError(409, "generation_cancelled", CANCELLED_MESSAGE))
         except Exception:  # a bug: the row is ended by execute's handlers where it can be
             log.exception("generation %s failed unexpectedly", job.generation_id)
-            job.error = ApiError(500, "internal_error", "An unexpected error occurred.")
-            job.emit("failed", job.envelope(job.error))
+            job.fail(ApiError(500, "internal_error", "An unexpected error occurred."))
         finally:
             job.finished = True
             job._changed.set()
@@ -176,10 +172,10 @@ class JobManager:
             except Exception:
                 log.exception("after-finish hook failed for %s", job.generation_id)
 
-    def get(self, generation_id: str) -> Job | None:
+    def get(self, generation_id: str) -> LiveGeneration | None:
         return self.jobs.get(generation_id)
 
-    async def cancel(self, job: Job) -> None:
+    async def cancel(self, job: LiveGeneration) -> None:
         """Cancels the job's task: its RPC is cancelled, the server stops at the next step."""
         if job.task is not None and not job.finished:
             job.task.cancel()

@@ -1,0 +1,105 @@
+"""Text to image: ``POST /api/v1/images``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import Message
+from pydantic import Field, StrictInt, StrictStr, field_validator
+
+from genserve import vocabulary as vocab
+from genserve.inference.v1 import inference_pb2 as pb
+from rest_bridge.catalogue import ModelEntry
+from rest_bridge.errors import validation_error
+from rest_bridge.generation.base import (
+    GenerationBody,
+    GenerationKind,
+    GenerationOutcome,
+    clean_prompt,
+    one_of,
+)
+from rest_bridge.settings import BridgeSettings
+from rest_bridge.views import file_view
+
+if TYPE_CHECKING:
+    from rest_bridge.state import BridgeState
+
+
+class ImageRequest(GenerationBody):
+    prompt: StrictStr
+    aspect_ratio: vocab.ImageAspectRatio = vocab.DEFAULT_IMAGE_ASPECT_RATIO
+    output_format: vocab.OutputFormat = vocab.DEFAULT_OUTPUT_FORMAT
+    num_images: StrictInt = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
+    model: StrictStr = "nano-banana"
+
+    _prompt = field_validator("prompt")(clean_prompt)
+
+
+class ImageKind(GenerationKind[ImageRequest]):
+    kind = "image"
+    body = ImageRequest
+    rpc = "GenerateImage"
+    file_stem = "generated-image"
+    preview_stem = "thumbnail"
+
+    def timeout_s(self, settings: BridgeSettings) -> float:
+        return settings.image_timeout_s
+
+    def price(self, settings: BridgeSettings, body: ImageRequest) -> int:
+        return settings.price_image * body.num_images
+
+    def price_table(self, settings: BridgeSettings) -> dict[str, Any]:
+        return {"points_per_image": settings.price_image}
+
+    def check(self, body: ImageRequest, model: ModelEntry) -> None:
+        one_of("aspect_ratio", body.aspect_ratio, model.aspect_ratios, model)
+        one_of("output_format", body.output_format, model.output_formats, model)
+        if model.max_images and body.num_images > model.max_images:
+            raise validation_error(
+                "num_images", f"{model.name} makes at most {model.max_images} per request"
+            )
+
+    def params(self, body: ImageRequest) -> dict[str, Any]:
+        return {
+            "aspect_ratio": body.aspect_ratio,
+            "output_format": body.output_format,
+            "num_images": body.num_images,
+        }
+
+    def request(self, body: ImageRequest, model: ModelEntry, rid: str, prepared: Any) -> Message:
+        return pb.GenerateImageRequest(
+            model=model.name,
+            prompt=body.prompt,
+            aspect_ratio=body.aspect_ratio,
+            num_images=body.num_images,
+            format=vocab.OUTPUT_FORMAT_TO_PB[body.output_format],
+            request_id=rid,
+        )
+
+    def answer(
+        self,
+        state: BridgeState,
+        body: ImageRequest,
+        model: ModelEntry,
+        outcome: GenerationOutcome,
+    ) -> dict[str, Any]:
+        images = [
+            {**file_view(state, a), "aspect_ratio": body.aspect_ratio} for a in outcome.primaries()
+        ]
+        return {
+            "images": images,
+            "generation_id": outcome.generation.id,
+            "generation_time": outcome.generation_time_ms,
+            "remaining_points": outcome.remaining_points,
+            "request_id": outcome.generation.request_id,
+        }
+
+    def describe(self, model: ModelEntry) -> dict[str, Any]:
+        return {
+            "aspect_ratios": list(model.aspect_ratios or vocab.IMAGE_ASPECT_RATIOS),
+            "output_formats": list(model.output_formats or vocab.OUTPUT_FORMATS),
+            "num_images": {"min": vocab.MIN_IMAGES, "max": model.max_images or vocab.MAX_IMAGES},
+        }
+
+
+IMAGE = ImageKind()

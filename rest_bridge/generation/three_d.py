@@ -1,0 +1,139 @@
+"""Image to 3D: ``POST /api/v1/3d``, one image in, a GLB and its rendered preview out.
+
+The input image is validated completely here (one of ``image_url`` and
+``image_base64``, at most 20 MB, PNG, JPEG or WebP, at most 50 megapixels;
+URLs fetched under the address policy), so that nothing is debited or sent
+to the inference server for a request that cannot succeed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import Message
+from pydantic import StrictStr
+
+from genserve import vocabulary as vocab
+from genserve.inference.v1 import inference_pb2 as pb
+from rest_bridge.catalogue import ModelEntry
+from rest_bridge.errors import ApiError
+from rest_bridge.generation.base import GenerationBody, GenerationKind, GenerationOutcome, one_of
+from rest_bridge.image_input import DecodedImage, load_image_input
+from rest_bridge.settings import BridgeSettings
+from storage.models import Generation
+
+if TYPE_CHECKING:
+    from rest_bridge.state import BridgeState
+
+
+class MeshRequest(GenerationBody):
+    """The document's 3D body; ``model`` is an extension (absent: the server's default).
+
+    Exactly one image field must be given; ``load_image_input`` checks that,
+    since a missing and an empty field mean different things to the client.
+    """
+
+    image_url: StrictStr | None = None
+    image_base64: StrictStr | None = None
+    texture_quality: vocab.TextureQuality = "standard"
+    texture_alignment: vocab.TextureAlignment = "original_image"
+    orientation: vocab.Orientation = "default"
+    model: StrictStr | None = None
+
+
+class ThreeDKind(GenerationKind[MeshRequest]):
+    kind = "3d"
+    body = MeshRequest
+    rpc = "GenerateMesh"
+    file_stem = "3d-model"
+    preview_stem = "preview"
+
+    def timeout_s(self, settings: BridgeSettings) -> float:
+        return settings.mesh_timeout_s
+
+    def price(self, settings: BridgeSettings, body: MeshRequest) -> int:
+        return settings.price_3d
+
+    def price_table(self, settings: BridgeSettings) -> dict[str, Any]:
+        return {"points": settings.price_3d}
+
+    def prompt(self, body: MeshRequest) -> str:
+        return ""
+
+    def check(self, body: MeshRequest, model: ModelEntry) -> None:
+        one_of("texture_quality", body.texture_quality, model.texture_qualities, model)
+        one_of("texture_alignment", body.texture_alignment, model.texture_alignments, model)
+        one_of("orientation", body.orientation, model.orientations, model)
+
+    async def prepare(self, state: BridgeState, body: MeshRequest) -> DecodedImage:
+        return await load_image_input(
+            body.image_url,
+            body.image_base64,
+            policy=state.settings.fetch_policy(),
+            max_bytes=state.settings.max_upload_bytes,
+            max_pixels=vocab.MAX_INPUT_PIXELS,
+        )
+
+    def params(self, body: MeshRequest) -> dict[str, Any]:
+        return {
+            "texture_quality": body.texture_quality,
+            "texture_alignment": body.texture_alignment,
+            "orientation": body.orientation,
+        }
+
+    def request(self, body: MeshRequest, model: ModelEntry, rid: str, prepared: Any) -> Message:
+        image: DecodedImage = prepared
+        return pb.GenerateMeshRequest(
+            model=model.name,
+            image=image.data,
+            texture_quality=vocab.TEXTURE_QUALITY_TO_PB[body.texture_quality],
+            texture_alignment=vocab.TEXTURE_ALIGNMENT_TO_PB[body.texture_alignment],
+            orientation=vocab.ORIENTATION_TO_PB[body.orientation],
+            request_id=rid,
+        )
+
+    def answer(
+        self,
+        state: BridgeState,
+        body: MeshRequest,
+        model: ModelEntry,
+        outcome: GenerationOutcome,
+    ) -> dict[str, Any]:
+        primaries = outcome.primaries()
+        if not primaries:
+            raise ApiError(502, "inference_error", "The inference server sent no model.")
+        mesh = primaries[0]
+        preview = outcome.preview(0)
+        return {
+            "model": {
+                "url": state.file_url(mesh.token, mesh.file_name),
+                "preview_image": (
+                    state.file_url(preview.token, preview.file_name) if preview else None
+                ),
+                "content_type": mesh.content_type,
+                "file_name": mesh.file_name,
+                "file_size": mesh.file_size,
+                "texture_quality": body.texture_quality,
+                "generation_id": outcome.generation.id,
+            },
+            "generation_time": outcome.generation_time_ms,
+            "remaining_points": outcome.remaining_points,
+            "request_id": outcome.generation.request_id,
+        }
+
+    def describe(self, model: ModelEntry) -> dict[str, Any]:
+        return {
+            "texture_quality": list(model.texture_qualities or vocab.TEXTURE_QUALITIES),
+            "texture_alignment": list(model.texture_alignments or vocab.TEXTURE_ALIGNMENTS),
+            "orientation": list(model.orientations or vocab.ORIENTATIONS),
+        }
+
+    def metadata(self, gen: Generation) -> dict[str, Any]:
+        return {
+            "texture_quality": gen.params.get("texture_quality"),
+            "texture_alignment": gen.params.get("texture_alignment"),
+            "orientation": gen.params.get("orientation"),
+        }
+
+
+THREE_D = ThreeDKind()

@@ -1,0 +1,161 @@
+"""Text to video: ``POST /api/v1/videos``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import Message
+from pydantic import StrictInt, StrictStr, field_validator
+
+from genserve import vocabulary as vocab
+from genserve.inference.v1 import inference_pb2 as pb
+from rest_bridge.catalogue import ModelEntry
+from rest_bridge.errors import ApiError, validation_error
+from rest_bridge.generation.base import (
+    GenerationBody,
+    GenerationKind,
+    GenerationOutcome,
+    clean_prompt,
+    one_of,
+)
+from rest_bridge.settings import BridgeSettings
+from storage.models import Generation
+
+if TYPE_CHECKING:
+    from rest_bridge.state import BridgeState
+
+RESOLUTION_SCALE: dict[str, float] = {"360p": 0.25, "520p": 0.5, "720p": 1.0, "1080p": 2.25}
+"""A video's price scales with its pixel count relative to 720p, and with duration
+relative to 4 s."""
+
+
+class VideoRequest(GenerationBody):
+    prompt: StrictStr
+    model: StrictStr = "vidu-q2"
+    duration: StrictInt = vocab.DEFAULT_DURATION_S
+    resolution: vocab.Resolution = vocab.DEFAULT_RESOLUTION
+    aspect_ratio: vocab.VideoAspectRatio = vocab.DEFAULT_VIDEO_ASPECT_RATIO
+
+    _prompt = field_validator("prompt")(clean_prompt)
+
+
+def whole_if_whole(seconds: float) -> int | float:
+    """The document shows ``"duration": 4``; a clip of exactly 4 s answers the same integer.
+
+    Rounded to the millisecond first, so a container's time-base arithmetic
+    (3.9999999) does not turn a 4 s clip into a float.
+    """
+    value = round(seconds, 3)
+    return int(value) if value.is_integer() else value
+
+
+class VideoKind(GenerationKind[VideoRequest]):
+    kind = "video"
+    body = VideoRequest
+    rpc = "GenerateVideo"
+    file_stem = "generated-video"
+    preview_stem = "thumbnail"
+
+    def timeout_s(self, settings: BridgeSettings) -> float:
+        return settings.video_timeout_s
+
+    def price(self, settings: BridgeSettings, body: VideoRequest) -> int:
+        scale = RESOLUTION_SCALE[body.resolution]
+        return max(1, round(settings.price_video * (body.duration / 4) * scale))
+
+    def price_table(self, settings: BridgeSettings) -> dict[str, Any]:
+        return {
+            "points_for_4s_720p": settings.price_video,
+            "resolution_scale": RESOLUTION_SCALE,
+            "scales_with_duration": True,
+        }
+
+    def check(self, body: VideoRequest, model: ModelEntry) -> None:
+        if not model.min_duration <= body.duration <= model.max_duration:
+            raise validation_error(
+                "duration",
+                f"must be whole seconds from {model.min_duration} to {model.max_duration} "
+                f"for {model.name}",
+            )
+        one_of("resolution", body.resolution, model.resolutions, model)
+        one_of("aspect_ratio", body.aspect_ratio, model.aspect_ratios, model)
+
+    def params(self, body: VideoRequest) -> dict[str, Any]:
+        return {
+            "duration": body.duration,
+            "resolution": body.resolution,
+            "aspect_ratio": body.aspect_ratio,
+        }
+
+    def request(self, body: VideoRequest, model: ModelEntry, rid: str, prepared: Any) -> Message:
+        return pb.GenerateVideoRequest(
+            model=model.name,
+            prompt=body.prompt,
+            aspect_ratio=body.aspect_ratio,
+            resolution=body.resolution,
+            duration_seconds=body.duration,
+            request_id=rid,
+        )
+
+    def answer(
+        self,
+        state: BridgeState,
+        body: VideoRequest,
+        model: ModelEntry,
+        outcome: GenerationOutcome,
+    ) -> dict[str, Any]:
+        """The document's ``video`` object, then the additions (poster, rate, frame count).
+
+        Size and duration come from the stored file's metadata, which the inference
+        server read back from the encoded MP4, so they describe the file itself.
+        """
+        primaries = outcome.primaries()
+        if not primaries:
+            raise ApiError(502, "inference_error", "The inference server sent no video.")
+        primary = primaries[0]
+        preview = outcome.preview(0)
+        fps = model.frame_rate
+        video = {
+            "url": state.file_url(primary.token, primary.file_name),
+            "content_type": primary.content_type,
+            "file_name": primary.file_name,
+            "file_size": primary.file_size,
+            "width": primary.width,
+            "height": primary.height,
+            "duration": whole_if_whole(primary.duration),
+            "resolution": body.resolution,
+            "aspect_ratio": body.aspect_ratio,
+            "model": body.model,
+            "generation_id": outcome.generation.id,
+            "thumbnail": state.file_url(preview.token, preview.file_name) if preview else None,
+            "frame_rate": fps,
+            "frame_count": round(primary.duration * fps),
+        }
+        return {
+            "video": video,
+            "generation_time": outcome.generation_time_ms,
+            "remaining_points": outcome.remaining_points,
+            "request_id": outcome.generation.request_id,
+        }
+
+    def describe(self, model: ModelEntry) -> dict[str, Any]:
+        return {
+            "resolutions": list(model.resolutions or vocab.RESOLUTIONS),
+            "aspect_ratios": list(model.aspect_ratios or vocab.VIDEO_ASPECT_RATIOS),
+            "duration": {
+                "min": model.min_duration,
+                "max": model.max_duration,
+                "default": model.default_duration or vocab.DEFAULT_DURATION_S,
+            },
+            "frame_rate": model.frame_rate,
+        }
+
+    def metadata(self, gen: Generation) -> dict[str, Any]:
+        return {
+            "duration": gen.params.get("duration"),
+            "resolution": gen.params.get("resolution"),
+            "model": gen.model,
+        }
+
+
+VIDEO = VideoKind()

@@ -1,0 +1,194 @@
+"""The bridge learns its models from the inference servers (ListModels), never from a file.
+
+Two inference servers serve different model files; the bridge has none. Every
+model is listed and generates on the server that serves it, and each server's
+narrower options are enforced before any debit.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from storage.db import make_engine, migrate
+from storage.models import Account, Generation
+from tests.conftest import Bridge, InferenceProc, bridge_env
+from tests.utils.procs import ROOT, start_bridge, start_inference
+
+FIRST = """
+[models.nano-banana]
+kind = "image"
+source = "builtin:tiny-sdxl"
+default = true
+width = 128
+height = 128
+steps = 2
+
+[models.studio-sketch]
+kind = "image"
+source = "builtin:tiny-sdxl"
+width = 64
+height = 64
+steps = 2
+aspect_ratios = ["1:1", "16:9"]
+output_formats = ["png", "webp"]
+max_images = 2
+"""
+
+SECOND = """
+[models.night-owl]
+kind = "image"
+source = "builtin:tiny-sdxl"
+width = 64
+height = 64
+steps = 2
+
+[models.relief-lite]
+kind = "mesh"
+source = "builtin:relief"
+steps = 2
+orientations = ["default"]
+"""
+
+
+@dataclass
+class Fleet:
+    first: InferenceProc
+    second: InferenceProc
+    bridge: Bridge
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    model_cache: Path, logs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Fleet]:
+    tmp = tmp_path_factory.mktemp("catalogue")
+    servers = []
+    for name, text in (("first", FIRST), ("second", SECOND)):
+        models = tmp / f"{name}.toml"
+        models.write_text(text)
+        proc, port, metrics_port = start_inference(model_cache, logs, models_file=models)
+        servers.append(InferenceProc(proc, port, metrics_port))
+    db_url = f"sqlite:///{tmp / 'genserve.db'}"
+    targets = ",".join(s.target for s in servers)
+    env = bridge_env(tmp, db_url, targets)
+    assert not any("MODELS_FILE" in k for k in env)  # the bridge sees no model file
+    proc, base = start_bridge(env, logs)
+    engine = make_engine(db_url)
+    migrate(engine)
+    yield Fleet(servers[0], servers[1], Bridge(base, engine, tmp, proc))
+    proc.stop()
+    engine.dispose()
+    for server in servers:
+        server.proc.stop()
+
+
+def _models(fleet: Fleet, key: str) -> dict[str, dict[str, object]]:
+    with fleet.bridge.client(key) as c:
+        r = c.get("/api/v1/models")
+    assert r.status_code == 200, r.text
+    return {m["name"]: m for m in r.json()["data"]["models"]}
+
+
+def test_models_of_every_server_are_listed_with_their_options(fleet: Fleet) -> None:
+    models = _models(fleet, fleet.bridge.new_key())
+    assert set(models) == {"nano-banana", "studio-sketch", "night-owl", "relief-lite"}
+    sketch = models["studio-sketch"]
+    assert sketch["kind"] == "image" and sketch["default"] is False
+    assert sketch["aspect_ratios"] == ["1:1", "16:9"]
+    assert sketch["output_formats"] == ["png", "webp"]
+    assert sketch["num_images"] == {"min": 1, "max": 2}
+    relief = models["relief-lite"]
+    assert relief["kind"] == "3d"  # one name for the kind, though the file said "mesh"
+    assert relief["orientation"] == ["default"]
+    assert relief["default"] is True  # the only 3D model anywhere
+
+
+@pytest.mark.parametrize(("model", "server"), [("studio-sketch", "first"), ("night-owl", "second")])
+def test_a_model_generates_on_the_server_that_serves_it(
+    fleet: Fleet, model: str, server: str
+) -> None:
+    serving: InferenceProc = getattr(fleet, server)
+    other: InferenceProc = fleet.second if server == "first" else fleet.first
+    before, before_other = serving.rpc_count(), other.rpc_count()
+    key = fleet.bridge.new_key(points=100)
+    with fleet.bridge.client(key) as c:
+        r = c.post("/api/v1/images", json={"prompt": "an owl", "model": model})
+        assert r.status_code == 200, r.text
+        image = r.json()["data"]["images"][0]
+        assert image["width"] == 64 and image["height"] == 64
+        assert httpx.get(image["url"]).status_code == 200
+    assert serving.rpc_count() == before + 1
+    assert other.rpc_count() == before_other
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"aspect_ratio": "4:3"}, "aspect_ratio"),
+        ({"output_format": "jpeg"}, "output_format"),
+        ({"num_images": 3}, "num_images"),
+        ({"model": "no-such-model"}, "model"),
+    ],
+)
+def test_what_the_model_does_not_accept_is_refused_before_any_debit(
+    fleet: Fleet, body: dict[str, object], field: str
+) -> None:
+    key = fleet.bridge.new_key(points=100)
+    with fleet.bridge.client(key) as c:
+        r = c.post("/api/v1/images", json={"prompt": "a", "model": "studio-sketch", **body})
+    assert r.status_code == 422, r.text
+    answer = r.json()
+    assert answer["code"] == "validation_error"
+    assert answer["details"][0]["field"] == field
+    with Session(fleet.bridge.engine) as s:
+        account = s.exec(select(Account).order_by(Account.id.desc())).first()  # type: ignore[union-attr]
+        assert account is not None and account.points == 100
+        assert s.exec(select(Generation).where(Generation.account_id == account.id)).first() is None
+
+
+def test_a_3d_option_the_model_refuses_is_a_422(fleet: Fleet) -> None:
+    key = fleet.bridge.new_key(points=100)
+    with fleet.bridge.client(key) as c:
+        r = c.post(
+            "/api/v1/3d",
+            json={"image_url": "https://example.com/a.png", "orientation": "align_image"},
+        )
+    assert r.status_code == 422, r.text
+    assert r.json()["details"][0]["field"] == "orientation"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("rest_bridge", ("inference_server", "torch", "diffusers")),
+        ("storage", ("inference_server", "rest_bridge", "torch")),
+        ("inference_server", ("rest_bridge", "storage")),
+        ("clients/genserve", ("inference_server", "rest_bridge", "storage", "torch", "fastapi")),
+    ],
+)
+def test_nothing_imports_up_or_across(package: str, forbidden: tuple[str, ...]) -> None:
+    """The floors of ARCHITECTURE.md: the bridge learns models over gRPC, never by import."""
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for name in _imports(path)
+        if name.split(".")[0] in forbidden
+    ]
+    assert offenders == []
