@@ -2,6 +2,7 @@
 
 Routes build their bodies with ``envelope.ok`` and declare these models, so
 the schema describes every 200 answer and the error envelope of every status.
+Each kind's own answer is declared with the kind (``generation/*.py``).
 Models allow extra fields: the document's shapes are the floor, and additions
 (an ``outputs`` list, a video's ``thumbnail``) must never be dropped on the way out.
 """
@@ -48,53 +49,6 @@ class FileAnswer(Answer):
     file_size: int
     width: int
     height: int
-
-
-class ImageFile(FileAnswer):
-    aspect_ratio: str
-
-
-class ImageAnswer(Answer):
-    images: list[ImageFile]
-    generation_id: str
-    generation_time: int
-    remaining_points: int
-    request_id: str
-
-
-class VideoFile(FileAnswer):
-    duration: float
-    resolution: str
-    aspect_ratio: str
-    model: str
-    generation_id: str
-    thumbnail: str | None = None
-    frame_rate: float | None = None
-    frame_count: int | None = None
-
-
-class VideoAnswer(Answer):
-    video: VideoFile
-    generation_time: int
-    remaining_points: int
-    request_id: str
-
-
-class ModelFile(Answer):
-    url: str
-    preview_image: str | None
-    content_type: str
-    file_name: str
-    file_size: int
-    texture_quality: str
-    generation_id: str
-
-
-class ThreeDAnswer(Answer):
-    model: ModelFile
-    generation_time: int
-    remaining_points: int
-    request_id: str
 
 
 class Accepted(Answer):

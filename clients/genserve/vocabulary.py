@@ -64,6 +64,16 @@ Orientation = Literal["default", "align_image"]
 ORIENTATIONS: tuple[Orientation, ...] = get_args(Orientation)
 
 
+def clean_prompt(value: str) -> str:
+    """A prompt trimmed; ValueError unless it is 1 to ``MAX_PROMPT_CHARS`` characters."""
+    text = value.strip()
+    if not text:
+        raise ValueError("must not be empty")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"must be at most {MAX_PROMPT_CHARS} characters")
+    return text
+
+
 def short_side(resolution: str) -> int:
     """The short side of the output in pixels: ``"720p"`` is 720."""
     if resolution not in RESOLUTIONS:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from genserve.vocabulary import MAX_PROMPT_CHARS
+from genserve.vocabulary import clean_prompt
 from inference_server.artifacts import Artifact
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelSpec
@@ -34,12 +34,10 @@ def random_seed(has_seed: bool, seed: int) -> int:
 
 
 def prompt_text(prompt: str) -> str:
-    text = prompt.strip()
-    if not text:
-        raise InvalidArgument("prompt is empty")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise InvalidArgument(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
-    return text
+    try:
+        return clean_prompt(prompt)
+    except ValueError as exc:
+        raise InvalidArgument(f"prompt {exc}") from exc
 
 
 def accepted(field: str, value: str, choices: Sequence[str], spec: ModelSpec) -> str:

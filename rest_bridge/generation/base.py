@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from google.protobuf.message import Message
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from genserve.vocabulary import MAX_PROMPT_CHARS, Kind
+from genserve.vocabulary import Kind
 from rest_bridge.catalogue import ModelEntry
 from rest_bridge.errors import validation_error
 from rest_bridge.settings import BridgeSettings
@@ -34,16 +34,6 @@ class GenerationBody(StrictBody):
     """Fields every generation accepts beyond the document's (optional additions)."""
 
     webhook_url: StrictStr | None = Field(None, min_length=1, max_length=2048)
-
-
-def clean_prompt(value: str) -> str:
-    """A prompt trimmed, and 1 to ``MAX_PROMPT_CHARS`` characters long."""
-    text = value.strip()
-    if not text:
-        raise ValueError("must not be empty")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise ValueError(f"must be at most {MAX_PROMPT_CHARS} characters")
-    return text
 
 
 def one_of(field_name: str, value: str, allowed: tuple[str, ...], model: ModelEntry) -> None:
@@ -88,6 +78,8 @@ class GenerationKind(ABC, Generic[BodyT]):
     file_stem: ClassVar[str]
     """Output file names: ``{file_stem}-{generation id}-{n}.{ext}``."""
     preview_stem: ClassVar[str]
+    answer_model: ClassVar[type[BaseModel]]
+    """The ``data`` of a 200, as ``/openapi.json`` describes it."""
 
     @abstractmethod
     def timeout_s(self, settings: BridgeSettings) -> float:
@@ -126,10 +118,21 @@ class GenerationKind(ABC, Generic[BodyT]):
         """The protobuf request for ``rpc``."""
 
     @abstractmethod
+    def output(
+        self, state: BridgeState, body: BodyT, model: ModelEntry, outcome: GenerationOutcome
+    ) -> dict[str, Any]:
+        """This kind's part of the answer: its files, in the document's shape."""
+
     def answer(
         self, state: BridgeState, body: BodyT, model: ModelEntry, outcome: GenerationOutcome
     ) -> dict[str, Any]:
-        """The ``data`` of the success envelope."""
+        """The ``data`` of the success envelope: the output, then what every kind reports."""
+        return {
+            **self.output(state, body, model, outcome),
+            "generation_time": outcome.generation_time_ms,
+            "remaining_points": outcome.remaining_points,
+            "request_id": outcome.generation.request_id,
+        }
 
     @abstractmethod
     def describe(self, model: ModelEntry) -> dict[str, Any]:

@@ -9,13 +9,13 @@ from pydantic import Field, StrictInt, StrictStr, field_validator
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
+from rest_bridge.answers import Answer, FileAnswer
 from rest_bridge.catalogue import ModelEntry
 from rest_bridge.errors import validation_error
 from rest_bridge.generation.base import (
     GenerationBody,
     GenerationKind,
     GenerationOutcome,
-    clean_prompt,
     one_of,
 )
 from rest_bridge.settings import BridgeSettings
@@ -32,7 +32,19 @@ class ImageRequest(GenerationBody):
     num_images: StrictInt = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
     model: StrictStr = "nano-banana"
 
-    _prompt = field_validator("prompt")(clean_prompt)
+    _prompt = field_validator("prompt")(vocab.clean_prompt)
+
+
+class ImageFile(FileAnswer):
+    aspect_ratio: str
+
+
+class ImageAnswer(Answer):
+    images: list[ImageFile]
+    generation_id: str
+    generation_time: int
+    remaining_points: int
+    request_id: str
 
 
 class ImageKind(GenerationKind[ImageRequest]):
@@ -40,6 +52,7 @@ class ImageKind(GenerationKind[ImageRequest]):
     body = ImageRequest
     rpc = "GenerateImage"
     file_stem = "generated-image"
+    answer_model = ImageAnswer
     preview_stem = "thumbnail"
 
     def timeout_s(self, settings: BridgeSettings) -> float:
@@ -76,7 +89,7 @@ class ImageKind(GenerationKind[ImageRequest]):
             request_id=rid,
         )
 
-    def answer(
+    def output(
         self,
         state: BridgeState,
         body: ImageRequest,
@@ -89,9 +102,6 @@ class ImageKind(GenerationKind[ImageRequest]):
         return {
             "images": images,
             "generation_id": outcome.generation.id,
-            "generation_time": outcome.generation_time_ms,
-            "remaining_points": outcome.remaining_points,
-            "request_id": outcome.generation.request_id,
         }
 
     def describe(self, model: ModelEntry) -> dict[str, Any]:

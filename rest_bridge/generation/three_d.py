@@ -15,6 +15,7 @@ from pydantic import StrictStr
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
+from rest_bridge.answers import Answer
 from rest_bridge.catalogue import ModelEntry
 from rest_bridge.errors import ApiError
 from rest_bridge.generation.base import GenerationBody, GenerationKind, GenerationOutcome, one_of
@@ -41,11 +42,29 @@ class MeshRequest(GenerationBody):
     model: StrictStr | None = None
 
 
+class ModelFile(Answer):
+    url: str
+    preview_image: str | None
+    content_type: str
+    file_name: str
+    file_size: int
+    texture_quality: str
+    generation_id: str
+
+
+class ThreeDAnswer(Answer):
+    model: ModelFile
+    generation_time: int
+    remaining_points: int
+    request_id: str
+
+
 class ThreeDKind(GenerationKind[MeshRequest]):
     kind = "3d"
     body = MeshRequest
     rpc = "GenerateMesh"
     file_stem = "3d-model"
+    answer_model = ThreeDAnswer
     preview_stem = "preview"
 
     def timeout_s(self, settings: BridgeSettings) -> float:
@@ -92,7 +111,7 @@ class ThreeDKind(GenerationKind[MeshRequest]):
             request_id=rid,
         )
 
-    def answer(
+    def output(
         self,
         state: BridgeState,
         body: MeshRequest,
@@ -116,9 +135,6 @@ class ThreeDKind(GenerationKind[MeshRequest]):
                 "texture_quality": body.texture_quality,
                 "generation_id": outcome.generation.id,
             },
-            "generation_time": outcome.generation_time_ms,
-            "remaining_points": outcome.remaining_points,
-            "request_id": outcome.generation.request_id,
         }
 
     def describe(self, model: ModelEntry) -> dict[str, Any]:

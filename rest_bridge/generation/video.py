@@ -9,13 +9,13 @@ from pydantic import StrictInt, StrictStr, field_validator
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
+from rest_bridge.answers import Answer, FileAnswer
 from rest_bridge.catalogue import ModelEntry
 from rest_bridge.errors import ApiError, validation_error
 from rest_bridge.generation.base import (
     GenerationBody,
     GenerationKind,
     GenerationOutcome,
-    clean_prompt,
     one_of,
 )
 from rest_bridge.settings import BridgeSettings
@@ -36,7 +36,25 @@ class VideoRequest(GenerationBody):
     resolution: vocab.Resolution = vocab.DEFAULT_RESOLUTION
     aspect_ratio: vocab.VideoAspectRatio = vocab.DEFAULT_VIDEO_ASPECT_RATIO
 
-    _prompt = field_validator("prompt")(clean_prompt)
+    _prompt = field_validator("prompt")(vocab.clean_prompt)
+
+
+class VideoFile(FileAnswer):
+    duration: float
+    resolution: str
+    aspect_ratio: str
+    model: str
+    generation_id: str
+    thumbnail: str | None = None
+    frame_rate: float | None = None
+    frame_count: int | None = None
+
+
+class VideoAnswer(Answer):
+    video: VideoFile
+    generation_time: int
+    remaining_points: int
+    request_id: str
 
 
 def whole_if_whole(seconds: float) -> int | float:
@@ -54,6 +72,7 @@ class VideoKind(GenerationKind[VideoRequest]):
     body = VideoRequest
     rpc = "GenerateVideo"
     file_stem = "generated-video"
+    answer_model = VideoAnswer
     preview_stem = "thumbnail"
 
     def timeout_s(self, settings: BridgeSettings) -> float:
@@ -97,7 +116,7 @@ class VideoKind(GenerationKind[VideoRequest]):
             request_id=rid,
         )
 
-    def answer(
+    def output(
         self,
         state: BridgeState,
         body: VideoRequest,
@@ -133,9 +152,6 @@ class VideoKind(GenerationKind[VideoRequest]):
         }
         return {
             "video": video,
-            "generation_time": outcome.generation_time_ms,
-            "remaining_points": outcome.remaining_points,
-            "request_id": outcome.generation.request_id,
         }
 
     def describe(self, model: ModelEntry) -> dict[str, Any]:

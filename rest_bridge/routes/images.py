@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from rest_bridge.answers import ImageAnswer, generation_responses
+from rest_bridge.answers import generation_responses
 from rest_bridge.auth import CurrentCaller, StateDep
 from rest_bridge.generation.image import IMAGE, ImageRequest
 from rest_bridge.generation.respond import respond
@@ -13,7 +13,7 @@ from rest_bridge.generation.respond import respond
 router = APIRouter(prefix="/api/v1", tags=["images"])
 
 
-@router.post("/images", response_model=None, responses=generation_responses(ImageAnswer))
+@router.post("/images", response_model=None, responses=generation_responses(IMAGE.answer_model))
 async def create_images(
     body: ImageRequest, request: Request, caller: CurrentCaller, state: StateDep
 ) -> Response:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import Message
 
-from rest_bridge.answers import ThreeDAnswer, generation_responses
+from rest_bridge.answers import generation_responses
 from rest_bridge.auth import CurrentCaller, StateDep, authenticate
 from rest_bridge.generation.respond import respond
 from rest_bridge.generation.three_d import THREE_D, MeshRequest
@@ -94,7 +94,7 @@ def _replay(body: bytes, request: Request) -> Callable[[], Coroutine[Any, Any, M
 router = APIRouter(prefix="/api/v1", tags=["3d"], route_class=BoundedBodyRoute)
 
 
-@router.post("/3d", response_model=None, responses=generation_responses(ThreeDAnswer))
+@router.post("/3d", response_model=None, responses=generation_responses(THREE_D.answer_model))
 async def create_mesh(
     body: MeshRequest, request: Request, caller: CurrentCaller, state: StateDep
 ) -> Response:
