@@ -1,4 +1,4 @@
-"""Starts the gRPC inference server: health, reflection, preloading, SIGTERM drain."""
+"""Starts the gRPC inference server: health, TLS and token, reflection, preloading, drain."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from pydantic import ValidationError
 
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
@@ -20,6 +21,7 @@ from inference_server.metrics import Metrics
 from inference_server.model_config import ModelSpec, load_model_table
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
+from inference_server.security import TokenInterceptor, link_mode, server_credentials
 from inference_server.servicer import InferenceServicer
 from inference_server.settings import ServerSettings
 
@@ -50,7 +52,10 @@ class InferenceServer:
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_receive_message_length", settings.max_message_bytes),
         ]
-        self.server = grpc.aio.server(options=options)
+        interceptors = (
+            [TokenInterceptor(settings.token.get_secret_value())] if settings.token else []
+        )
+        self.server = grpc.aio.server(options=options, interceptors=interceptors)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.port = 0
         self.metrics = Metrics()
@@ -61,16 +66,29 @@ class InferenceServer:
             InferenceServicer(self.registry, self.encode_pool, self.metrics), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
-        )
-        self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        if self.settings.reflection:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+            )
+        address = f"{self.settings.host}:{self.settings.port}"
+        credentials = server_credentials(self.settings)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         await self._set_serving(False)
         await self.server.start()
         if self.settings.metrics_port is not None:
             self.metrics.serve(self.settings.host, self.settings.metrics_port)
         self.registry.start()
-        log.info("inference server listening on %s:%d", self.settings.host, self.port)
+        log.info(
+            "inference server listening on %s:%d (%s, %s, reflection %s)",
+            self.settings.host,
+            self.port,
+            link_mode(self.settings),
+            "service token required" if self.settings.token else "no service token",
+            "on" if self.settings.reflection else "off",
+        )
         await self._preload()
         await self._set_serving(True)
         return self.port
@@ -127,7 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics-port", type=int)
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = ServerSettings(**overrides)
+    try:
+        settings = ServerSettings(**overrides)
+    except ValidationError as exc:
+        raise SystemExit(f"genserve inference: invalid settings\n{exc}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(serve(settings))
 

@@ -10,8 +10,10 @@ from fastapi import FastAPI
 
 from rest_bridge import envelope
 from rest_bridge.auth import install_key_redaction
+from rest_bridge.generation.bus import bus_for
 from rest_bridge.generation.live import LiveGenerations
 from rest_bridge.inference_client import CatalogueWatch, InferenceClient
+from rest_bridge.link_security import LinkSecurity
 from rest_bridge.maintenance import Maintenance
 from rest_bridge.ratelimit import RateLimits, redacted_url
 from rest_bridge.routes import (
@@ -29,7 +31,7 @@ from rest_bridge.settings import BridgeSettings
 from rest_bridge.state import BridgeState
 from rest_bridge.web import routes as web
 from rest_bridge.webhooks import WebhookSender
-from storage.blobs import LocalBlobStore
+from storage.blobs import blob_store_from_url
 from storage.db import make_engine, migrate
 
 log = logging.getLogger("rest_bridge")
@@ -58,20 +60,22 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         cfg = settings or BridgeSettings()
         engine = make_engine(cfg.db_url)
         migrate(engine)
-        client = InferenceClient(cfg.inference_targets)
+        client = InferenceClient(cfg.inference_targets, LinkSecurity.from_settings(cfg))
         await client.refresh()
         ratelimits = await start_ratelimits(cfg)
         app.state.bridge = BridgeState(
             settings=cfg,
             engine=engine,
-            blobs=LocalBlobStore(cfg.blob_dir),
+            blobs=blob_store_from_url(cfg.blob_url, cfg.blob_dir),
             client=client,
             secret=cfg.secret_bytes(),
             ratelimits=ratelimits,
         )
         state = app.state.bridge
         sender = WebhookSender(state, cfg.fetch_policy())
-        app.state.live = LiveGenerations(state, on_finish=sender.job_finished)
+        bus = bus_for(cfg.redis_url, cfg.ratelimit_prefix)
+        app.state.live = LiveGenerations(state, bus=bus, on_finish=sender.job_finished)
+        bus.start(app.state.live.cancel_by_id)
         sender.start()
         watch = CatalogueWatch(client, cfg.catalogue_refresh_s)
         watch.start()
@@ -84,6 +88,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.live.close()
+            await bus.stop()
             await watch.stop()
             await maintenance.stop()
             await sender.stop()

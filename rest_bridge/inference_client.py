@@ -6,7 +6,8 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +19,11 @@ from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 from rest_bridge.background import Periodic
 from rest_bridge.catalogue import Catalogue, ModelEntry
 from rest_bridge.errors import ApiError
+from rest_bridge.link_security import LinkSecurity
 
 log = logging.getLogger(__name__)
+
+ProgressHook = Callable[[pb.Progress], Awaitable[None]]
 
 SERVICE = "genserve.inference.v1.InferenceService"
 
@@ -52,6 +56,8 @@ def rest_error(err: grpc.aio.AioRpcError | grpc.RpcError, retry_after: int) -> A
 def _service_config() -> str:
     return json.dumps(
         {
+            # A target that resolves to several addresses (dns:///name:port) is balanced over them.
+            "loadBalancingConfig": [{"round_robin": {}}],
             "healthCheckConfig": {"serviceName": SERVICE},
             "methodConfig": [
                 {
@@ -102,9 +108,11 @@ class StreamResult:
 class TargetLink:
     """One inference server: its own channel, so the bridge knows who serves what."""
 
-    def __init__(self, target: str, max_message_bytes: int) -> None:
+    def __init__(self, target: str, max_message_bytes: int, security: LinkSecurity) -> None:
+        """``security``: TLS and the service token, from the bridge's settings."""
         self.target = target
-        self.channel = grpc.aio.insecure_channel(
+        self.security = security
+        self.channel = self.security.channel(
             target,
             options=[
                 ("grpc.service_config", _service_config()),
@@ -143,10 +151,19 @@ class InferenceClient:
     catalogue follows the servers as they come and go.
     """
 
-    def __init__(self, targets: str, max_message_bytes: int = 64 * 1024 * 1024) -> None:
-        self.links = {t: TargetLink(t, max_message_bytes) for t in parse_targets(targets)}
+    def __init__(
+        self,
+        targets: str,
+        security: LinkSecurity | None = None,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        link_security = security or LinkSecurity()
+        self.links = {
+            t: TargetLink(t, max_message_bytes, link_security) for t in parse_targets(targets)
+        }
         self.catalogue = Catalogue(targets=list(self.links))
         self._turn = itertools.count()
+        self._outstanding: dict[str, int] = {}
         self._refreshing: asyncio.Lock | None = None
 
     async def close(self) -> None:
@@ -183,16 +200,68 @@ class InferenceClient:
             log.warning("inference %s stopped serving", link.target)
         link.serving = serving
 
-    def route(self, model: ModelEntry) -> TargetLink:
-        """A target for this model: serving ones in turn, else any that listed it."""
-        targets = self.catalogue.targets_for(model.name, model.kind) or list(self.links)
-        links = [self.links[t] for t in targets]
-        live = [link for link in links if link.serving] or links
-        return live[next(self._turn) % len(live)]
+    def route(self, model: ModelEntry, exclude: Sequence[str] = ()) -> TargetLink | None:
+        """A target for this model: the serving one with the least outstanding work.
 
-    def stream(self, model: ModelEntry, method: str, request: Any, timeout: float) -> Any:
-        """Starts a server-streaming generation RPC; the caller iterates and may cancel it."""
-        return getattr(self.route(model).stub, method)(request, timeout=timeout)
+        Targets that listed the model come first; among them those serving now,
+        then the least loaded, ties taken in turn. None when every candidate is excluded.
+        """
+        targets = self.catalogue.targets_for(model.name, model.kind) or list(self.links)
+        links = [self.links[t] for t in targets if t not in exclude]
+        if not links:
+            return None
+        live = [link for link in links if link.serving] or links
+        least = min(self._outstanding.get(link.target, 0) for link in live)
+        lightest = [link for link in live if self._outstanding.get(link.target, 0) == least]
+        return lightest[next(self._turn) % len(lightest)]
+
+    async def generate(
+        self,
+        model: ModelEntry,
+        method: str,
+        request: Any,
+        deadline_s: float,
+        on_progress: ProgressHook | None = None,
+    ) -> StreamResult:
+        """Runs one generation RPC to its end, on a target that serves the model.
+
+        A target that is unreachable or refuses the work before the first byte
+        of output arrives is marked down and the request goes, once, to another
+        target serving the model, within the same deadline: the caller sees one
+        answer (and pays once). Once output has started, a failure is final.
+        """
+        deadline = time.monotonic() + deadline_s
+        tried: list[str] = []
+        while True:
+            link = self.route(model, exclude=tried)
+            assert link is not None  # the first attempt has every target; a retry checked
+            tried.append(link.target)
+            call = getattr(link.stub, method)(
+                request, timeout=max(0.001, deadline - time.monotonic())
+            )
+            self._outstanding[link.target] = self._outstanding.get(link.target, 0) + 1
+            progress = StreamProgress()
+            try:
+                return await collect(call, on_progress, progress)
+            except grpc.aio.AioRpcError as exc:
+                again = (
+                    len(tried) == 1
+                    and not progress.output_started
+                    and exc.code() in RETRYABLE
+                    and self.route(model, exclude=tried) is not None
+                )
+                if not again:
+                    raise
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    link.serving = False
+                log.warning(
+                    "inference %s failed before output (%s); retrying on another target",
+                    link.target,
+                    exc.code(),
+                )
+            finally:
+                call.cancel()
+                self._outstanding[link.target] -= 1
 
 
 class CatalogueWatch(Periodic):
@@ -208,7 +277,22 @@ class CatalogueWatch(Periodic):
         await self.client.refresh()
 
 
-async def collect(call: AsyncIterator[Any], on_progress: Any = None) -> StreamResult:
+@dataclass
+class StreamProgress:
+    """How far a stream got: whether any output byte has arrived."""
+
+    output_started: bool = False
+
+
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+"""Refusals another target may not give: gone or draining, or its queue is full."""
+
+
+async def collect(
+    call: AsyncIterator[Any],
+    on_progress: ProgressHook | None = None,
+    progress: StreamProgress | None = None,
+) -> StreamResult:
     """Reads a generation stream to its end: progress to ``on_progress``, chunks into files."""
     files: dict[tuple[int, int], CollectedFile] = {}
     completion: pb.Completion | None = None
@@ -218,6 +302,8 @@ async def collect(call: AsyncIterator[Any], on_progress: Any = None) -> StreamRe
             if on_progress is not None:
                 await on_progress(message.progress)
         elif kind == "chunk":
+            if progress is not None:
+                progress.output_started = True
             c = message.chunk
             key = (c.role, c.index)
             f = files.get(key)

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Literal
 
 from limits import parse_many
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from genserve.vocabulary import MAX_INPUT_BYTES
 from rest_bridge.address_policy import AddressPolicy
+from rest_bridge.link_security import check_tls_files
 
 
 class BridgeSettings(BaseSettings):
@@ -26,6 +27,9 @@ class BridgeSettings(BaseSettings):
     redis_url: str | None = Field(
         None, validation_alias=AliasChoices("REDIS_URL", "GENSERVE_REDIS_URL")
     )
+    # Output files: ``s3://bucket/prefix`` for an S3-compatible bucket (endpoint and
+    # credentials from the standard AWS_* variables), else the folder ``data_dir/blobs``.
+    blob_url: str | None = None
     inference_targets: str = "127.0.0.1:50051"
     public_base_url: str = "http://127.0.0.1:8000"
     key_secret: str | None = None
@@ -53,6 +57,14 @@ class BridgeSettings(BaseSettings):
     # Prefix of the rate-limit counters in Redis (several deployments may share one Redis).
     ratelimit_prefix: str = "genserve"
     session_days: int = 14
+    # The gRPC link to the inference servers: TLS (verified against this CA) when
+    # GENSERVE_GRPC_TLS_CA is set, with a client certificate (mutual TLS) when
+    # GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY are set too; the service token
+    # GENSERVE_INFERENCE_TOKEN goes on every call as ``authorization: Bearer``.
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_ca: Path | None = None
+    inference_token: SecretStr | None = None
 
     @model_validator(mode="after")
     def _production_secrets(self) -> BridgeSettings:
@@ -61,6 +73,22 @@ class BridgeSettings(BaseSettings):
         if self.key_secret is not None and len(self.key_secret) < 32:
             raise ValueError("GENSERVE_KEY_SECRET must be at least 32 characters")
         return self
+
+    @field_validator(
+        "grpc_tls_cert", "grpc_tls_key", "grpc_tls_ca", "inference_token", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> BridgeSettings:
+        check_tls_files(self.grpc_tls_cert, self.grpc_tls_key, self.grpc_tls_ca)
+        return self
+
+    @property
+    def inference_token_value(self) -> str | None:
+        return self.inference_token.get_secret_value() if self.inference_token else None
 
     @field_validator("auth_failure_limits")
     @classmethod

@@ -1,24 +1,105 @@
-"""Blob stores: where output files live. A local folder by default."""
+"""Blob stores: where output files live. A local folder by default, or an S3-compatible bucket."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+log = logging.getLogger("storage.blobs")
 
 _SAFE_KEY = re.compile(r"^[0-9a-f]{32}/[A-Za-z0-9._-]{1,200}$")
 
+MEDIA_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+    "mp4": "video/mp4",
+    "glb": "model/gltf-binary",
+}
+
+
+def media_type(name: str) -> str:
+    """The media type of an output file, from its extension."""
+    return MEDIA_TYPES.get(name.rsplit(".", 1)[-1].lower(), "application/octet-stream")
+
+
+class _Reader(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class OpenBlob:
+    """A stored file opened for reading: its size, and its bytes in chunks.
+
+    Iterating reads the chunks (blocking: call it off the event loop) and closes the
+    reader at the end; ``close`` may be called any number of times.
+    """
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, reader: _Reader, size: int) -> None:
+        self._reader = reader
+        self.size = size
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            while chunk := self._reader.read(self.CHUNK):
+                yield chunk
+        finally:
+            self.close()
+
+    def read(self) -> bytes:
+        """Every byte (for small files and tests); closes the blob."""
+        return b"".join(self)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._reader.close()
+
+    def __enter__(self) -> OpenBlob:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
 
 class BlobStore(Protocol):
-    """Stores immutable files under ``<token>/<file name>`` keys."""
+    """Stores immutable files under ``<token>/<file name>`` keys.
 
-    def put(self, key: str, data: bytes) -> None: ...
+    Every method blocks (disk or network): the bridge calls them on worker threads.
+    """
 
-    def delete(self, key: str) -> None: ...
+    def put(self, key: str, data: bytes) -> None:
+        """Stores ``data`` whole under ``key``; a bad key raises ``ValueError``."""
+        ...
 
-    def path(self, key: str) -> Path | None: ...
+    def delete(self, key: str) -> None:
+        """Removes ``key``; a missing key is no error."""
+        ...
+
+    def path(self, key: str) -> Path | None:
+        """A local file holding ``key``, where the store keeps one; otherwise ``None``."""
+        ...
+
+    def open(self, key: str) -> OpenBlob | None:
+        """The stored file, opened for reading; ``None`` for a missing or malformed key."""
+        ...
 
 
 def check_key(key: str) -> str:
@@ -63,3 +144,83 @@ class LocalBlobStore:
         except ValueError:
             return None
         return target if target.is_file() else None
+
+    def open(self, key: str) -> OpenBlob | None:
+        try:
+            fh = self._target(key).open("rb")
+        except (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        return OpenBlob(fh, os.fstat(fh.fileno()).st_size)
+
+
+class S3BlobStore:
+    """An S3-compatible bucket: the key ``<token>/<file name>`` is the object ``<prefix>/<key>``.
+
+    The endpoint, credentials and region come from boto3's own sources (``AWS_ENDPOINT_URL``,
+    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, config files,
+    instance roles). One synchronous client, created here, is shared by every thread.
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+        if not bucket:
+            raise ValueError("S3BlobStore needs a bucket name")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.client(
+                "s3", config=Config(retries={"mode": "standard"}, max_pool_connections=32)
+            )
+        self.client = client
+
+    def object_key(self, key: str) -> str:
+        key = check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=self.object_key(key),
+            Body=data,
+            ContentType=media_type(key),
+        )
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+    def path(self, key: str) -> Path | None:
+        return None
+
+    def open(self, key: str) -> OpenBlob | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            object_key = self.object_key(key)
+        except ValueError:
+            return None
+        try:
+            reply = self.client.get_object(Bucket=self.bucket, Key=object_key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        return OpenBlob(reply["Body"], int(reply["ContentLength"]))
+
+    def __repr__(self) -> str:
+        return f"S3BlobStore(s3://{self.bucket}/{self.prefix})"
+
+
+def blob_store_from_url(url: str | None, local_root: Path) -> BlobStore:
+    """The store ``GENSERVE_BLOB_URL`` names: ``s3://bucket/prefix``, else the local folder."""
+    if not url:
+        return LocalBlobStore(local_root)
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ValueError(f"GENSERVE_BLOB_URL {url!r}: no bucket (s3://bucket/prefix)")
+        store = S3BlobStore(parts.netloc, parts.path)
+        log.info("blobs: bucket %s, prefix %r", store.bucket, store.prefix)
+        return store
+    raise ValueError(f"GENSERVE_BLOB_URL {url!r}: only s3://bucket/prefix is supported")

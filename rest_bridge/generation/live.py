@@ -18,8 +18,9 @@ from typing import Any
 from genserve.inference.v1 import inference_pb2 as pb
 from rest_bridge.envelope import error_body
 from rest_bridge.errors import ApiError
+from rest_bridge.generation.bus import Event, JobBus, LocalBus
 from rest_bridge.generation.order import GenerationOrder
-from rest_bridge.generation.run import CANCELLED_MESSAGE, Started, execute
+from rest_bridge.generation.run import CANCELLED_MESSAGE, UNEXPECTED_MESSAGE, Started, execute
 from rest_bridge.state import BridgeState
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,6 @@ RETAIN_FINISHED_S = 600.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 Finisher = Callable[["LiveGeneration"], Awaitable[None]]
-
-
-@dataclass
-class Event:
-    id: int
-    name: str  # queued | progress | completed | failed
-    data: dict[str, Any]
 
 
 def sse(event: Event | None) -> bytes:
@@ -64,21 +58,24 @@ class LiveGeneration:
     data: dict[str, Any] | None = None
     error: ApiError | None = None
     task: asyncio.Task[None] | None = None
+    bus: JobBus = field(default_factory=LocalBus)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _stage_started: dict[str, float] = field(default_factory=dict)
 
-    def emit(self, name: str, data: dict[str, Any]) -> None:
-        self.events.append(Event(len(self.events) + 1, name, data))
+    async def emit(self, name: str, data: dict[str, Any]) -> None:
+        event = Event(len(self.events) + 1, name, data)
+        self.events.append(event)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+        await self.bus.publish(self.generation_id, event)
 
-    def fail(self, err: ApiError) -> None:
+    async def fail(self, err: ApiError) -> None:
         self.error = err
-        self.emit("failed", error_body(err, self.request_id))
+        await self.emit("failed", error_body(err, self.request_id))
 
     async def on_progress(self, p: pb.Progress) -> None:
         if p.stage == pb.STAGE_QUEUED:
-            self.emit("queued", {"position": p.queue_position})
+            await self.emit("queued", {"position": p.queue_position})
             return
         stage = STAGE_NAMES.get(p.stage, "working")
         now = time.monotonic()
@@ -86,7 +83,7 @@ class LiveGeneration:
         eta = None
         if p.total_steps and p.step:
             eta = round((now - begun) / p.step * (p.total_steps - p.step), 3)
-        self.emit(
+        await self.emit(
             "progress",
             {
                 "stage": stage,
@@ -129,10 +126,19 @@ class LiveGeneration:
 class LiveGenerations:
     """This process's running and recently finished generations."""
 
-    def __init__(self, state: BridgeState, on_finish: Finisher | None = None) -> None:
+    def __init__(
+        self, state: BridgeState, bus: JobBus | None = None, on_finish: Finisher | None = None
+    ) -> None:
         self.state = state
+        self.bus: JobBus = bus or LocalBus()
         self.jobs: dict[str, LiveGeneration] = {}
         self.on_finish = on_finish
+
+    async def cancel_by_id(self, generation_id: str) -> None:
+        """Another bridge asked (through the bus) to cancel a generation this one may run."""
+        job = self.jobs.get(generation_id)
+        if job is not None and job.task is not None and not job.finished:
+            job.task.cancel()
 
     def launch(self, started: Started, order: GenerationOrder) -> LiveGeneration:
         gen = started.generation
@@ -141,6 +147,7 @@ class LiveGenerations:
             account_id=gen.account_id,
             request_id=started.request_id,
             webhook_url=order.body.webhook_url,
+            bus=self.bus,
         )
         self.jobs[gen.id] = job
         job.task = asyncio.get_running_loop().create_task(
@@ -152,14 +159,14 @@ class LiveGenerations:
         try:
             outcome = await execute(self.state, started, order, on_progress=job.on_progress)
             job.data = outcome.data
-            job.emit("completed", outcome.data)
+            await job.emit("completed", outcome.data)
         except ApiError as err:
-            job.fail(err)
+            await job.fail(err)
         except asyncio.CancelledError:
-            job.fail(ApiError(409, "generation_cancelled", CANCELLED_MESSAGE))
-        except Exception:  # a bug: the row is ended by execute's handlers where it can be
+            await job.fail(ApiError(409, "generation_cancelled", CANCELLED_MESSAGE))
+        except Exception:  # a bug: execute has ended the row and refunded it
             log.exception("generation %s failed unexpectedly", job.generation_id)
-            job.fail(ApiError(500, "internal_error", "An unexpected error occurred."))
+            await job.fail(ApiError(500, "internal_error", UNEXPECTED_MESSAGE))
         finally:
             job.finished = True
             job._changed.set()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
@@ -23,14 +22,12 @@ from rest_bridge.auth import Caller
 from rest_bridge.errors import ApiError
 from rest_bridge.generation.base import GenerationOutcome
 from rest_bridge.generation.order import GenerationOrder
-from rest_bridge.inference_client import CollectedFile, collect, rest_error
+from rest_bridge.inference_client import CollectedFile, ProgressHook, rest_error
 from rest_bridge.state import BridgeState
 from storage import generations, points
 from storage.models import Asset, Generation, new_asset_token
 
 log = logging.getLogger(__name__)
-
-ProgressHook = Callable[[pb.Progress], Awaitable[None]]
 
 
 ROLE_NAMES: dict[int, str] = {
@@ -72,6 +69,7 @@ async def begin(state: BridgeState, caller: Caller, order: GenerationOrder) -> S
 
 
 CANCELLED_MESSAGE = "The generation was cancelled."
+UNEXPECTED_MESSAGE = "An unexpected error occurred; its points were refunded."
 
 
 async def execute(
@@ -88,11 +86,13 @@ async def execute(
     gen = started.generation
     t0 = time.perf_counter()
     try:
-        call = state.client.stream(order.model, order.unit.rpc, order.request, order.timeout_s)
-        try:
-            result = await collect(call, _marking_running(state, gen.id, on_progress))
-        finally:
-            call.cancel()
+        result = await state.client.generate(
+            order.model,
+            order.unit.rpc,
+            order.request,
+            order.timeout_s,
+            _marking_running(state, gen.id, on_progress),
+        )
     except grpc.aio.AioRpcError as exc:
         err = rest_error(exc, state.settings.retry_after_s)
         status = "cancelled" if exc.code() == grpc.StatusCode.CANCELLED else "failed"
@@ -103,6 +103,9 @@ async def execute(
         raise
     except ApiError as err:
         await _end(state, gen.id, "failed", err.code, err.message)
+        raise
+    except Exception:
+        await asyncio.shield(_end(state, gen.id, "failed", "internal_error", UNEXPECTED_MESSAGE))
         raise
     elapsed_ms = int((time.perf_counter() - t0) * 1000)
     outcome = GenerationOutcome(
@@ -116,6 +119,9 @@ async def execute(
         outcome.data = order.unit.answer(state, order.body, order.model, outcome)
     except ApiError as err:  # the stream lacked what the answer needs
         await _end(state, gen.id, "failed", err.code, err.message)
+        raise
+    except Exception:
+        await asyncio.shield(_end(state, gen.id, "failed", "internal_error", UNEXPECTED_MESSAGE))
         raise
     await _store(state, outcome, result.files)
     return outcome

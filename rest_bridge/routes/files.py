@@ -1,36 +1,45 @@
-"""Output files at capability URLs: ``/files/<128-bit token>/<name>``, no key needed."""
+"""Output files at capability URLs: ``/files/<128-bit token>/<name>``, no key needed.
+
+The bridge serves them itself whatever the store: a local file as a ``FileResponse``,
+an object in an S3-compatible bucket streamed from the bucket (read on worker threads).
+"""
 
 from __future__ import annotations
 
 import re
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
 from rest_bridge.auth import StateDep
 from rest_bridge.errors import ApiError
+from storage.blobs import MEDIA_TYPES, media_type
+
+__all__ = ["MEDIA_TYPES", "router"]
 
 router = APIRouter(tags=["files"])
 
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
-MEDIA_TYPES = {
-    "png": "image/png",
-    "jpeg": "image/jpeg",
-    "jpg": "image/jpeg",
-    "webp": "image/webp",
-    "mp4": "video/mp4",
-    "glb": "model/gltf-binary",
-}
+CACHE_HEADERS = {"Cache-Control": "public, max-age=31536000, immutable"}
 
 
-@router.get("/files/{token}/{name}")
-async def get_file(token: str, name: str, state: StateDep) -> FileResponse:
-    path = state.blobs.path(f"{token}/{name}") if _TOKEN.match(token) else None
-    if path is None:
+@router.get("/files/{token}/{name}", response_model=None)
+async def get_file(token: str, name: str, state: StateDep) -> Response:
+    if not _TOKEN.match(token):
         raise ApiError(404, "not_found", "No such file.")
-    ext = name.rsplit(".", 1)[-1].lower()
-    return FileResponse(
-        path,
-        media_type=MEDIA_TYPES.get(ext, "application/octet-stream"),
-        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    key = f"{token}/{name}"
+    path = state.blobs.path(key)
+    if path is not None:
+        return FileResponse(path, media_type=media_type(name), headers=CACHE_HEADERS)
+    blob = await run_in_threadpool(state.blobs.open, key)
+    if blob is None:
+        raise ApiError(404, "not_found", "No such file.")
+    # A sync iterator: Starlette reads each chunk on a worker thread.
+    return StreamingResponse(
+        iter(blob),
+        media_type=media_type(name),
+        headers={**CACHE_HEADERS, "Content-Length": str(blob.size)},
+        background=BackgroundTask(blob.close),
     )

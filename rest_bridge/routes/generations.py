@@ -13,7 +13,8 @@ from rest_bridge.answers import CancelAnswer, GenerationStatus, Ok, error_respon
 from rest_bridge.auth import CurrentCaller, StateDep
 from rest_bridge.envelope import error_body, ok
 from rest_bridge.errors import ApiError
-from rest_bridge.generation.live import SSE_HEADERS, Event, sse
+from rest_bridge.generation.bus import Event, JobBus
+from rest_bridge.generation.live import SSE_HEADERS, sse
 from rest_bridge.generation.respond import live_of
 from rest_bridge.state import BridgeState
 from rest_bridge.views import iso
@@ -24,6 +25,8 @@ router = APIRouter(prefix="/api/v1/generations", tags=["generations"])
 
 LIVE = ("pending", "running")
 POLL_S = 1.0
+CANCEL_WAIT_S = 10.0
+"""How long a cancel waits for the bridge that runs the generation to stop it."""
 
 
 async def _owned(state: BridgeState, generation_id: str, account_id: int) -> Generation:
@@ -60,13 +63,26 @@ async def get_generation(
         created_at=iso(gen.created_at),
         completed_at=iso(gen.completed_at) if gen.completed_at else None,
     )
-    job = live_of(request).get(gen.id)
-    if gen.status in LIVE and job is not None:
-        latest = next((e for e in reversed(job.events) if e.name in ("progress", "queued")), None)
+    if gen.status in LIVE:
+        latest = await _latest_progress(request, gen.id)
         data["progress"] = {"event": latest.name, **latest.data} if latest else None
     if gen.status in ("failed", "cancelled"):
         data["error"] = {"code": gen.error_code, "message": gen.error_message}
     return ok(data)
+
+
+async def _latest_progress(request: Request, generation_id: str) -> Event | None:
+    """The last queued or progress event, from this process or from the shared bus."""
+    live = live_of(request)
+    job = live.get(generation_id)
+    events = job.events if job is not None else []
+    if job is None:
+        try:
+            shared = await live.bus.latest(generation_id)
+        except Exception:  # Redis away: the row's status still answers
+            shared = None
+        events = [shared] if shared is not None else []
+    return next((e for e in reversed(events) if e.name in ("progress", "queued")), None)
 
 
 @router.get("/{generation_id}/events")
@@ -88,9 +104,25 @@ async def generation_events(
         async for event in job.follow(after, heartbeat):
             yield sse(event)
 
-    async def from_database() -> AsyncIterator[bytes]:
+    async def from_bus() -> AsyncIterator[bytes]:
+        """Another bridge runs it: its events through the shared bus, live.
+
+        A quiet interval also looks at the row, so a stream whose bridge died
+        still ends with the row's final event (the sweep ends such rows).
+        """
+        async for event in live_of(request).bus.follow(gen.id, after, heartbeat):
+            if event is not None:
+                yield sse(event)
+                continue
+            current = await _owned(state, generation_id, caller.account_id)
+            if current.status not in LIVE:
+                async for final in from_database(current):
+                    yield final
+                return
+            yield sse(None)
+
+    async def from_database(current: Generation = gen) -> AsyncIterator[bytes]:
         """Another process runs it (or ran it): follow its row until it ends."""
-        current = gen
         waited = 0.0
         while current.status in LIVE:
             await asyncio.sleep(POLL_S)
@@ -106,7 +138,12 @@ async def generation_events(
         payload = sse(event).replace(b"id: 0\n", b"id: final\n")
         yield payload
 
-    stream = from_job() if job is not None else from_database()
+    if job is not None:
+        stream = from_job()
+    elif live_of(request).bus.shared and gen.status in LIVE:
+        stream = from_bus()
+    else:
+        stream = from_database()
     return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
@@ -121,21 +158,14 @@ async def cancel_generation(
         raise ApiError(
             409, "generation_finished", f"The generation has already ended ({gen.status})."
         )
-    job = live_of(request).get(gen.id)
+    live = live_of(request)
+    job = live.get(gen.id)
     step_at_cancel = None
     if job is not None:
         step_at_cancel = job.last_step()
-        await live_of(request).cancel(job)
+        await live.cancel(job)
     else:
-        # Running in another bridge process: end and refund it here; that process
-        # discards its output when it finds the row no longer live.
-        await state.db(
-            points.finish_unsuccessfully,
-            gen.id,
-            status="cancelled",
-            code="cancelled",
-            message="The generation was cancelled.",
-        )
+        step_at_cancel = await _cancel_elsewhere(state, live.bus, gen)
     final = await _owned(state, generation_id, caller.account_id)
     return ok(
         {
@@ -145,3 +175,37 @@ async def cancel_generation(
             "step_at_cancel": step_at_cancel,
         }
     )
+
+
+async def _cancel_elsewhere(state: BridgeState, bus: JobBus, gen: Generation) -> int | None:
+    """Cancels a generation another bridge runs; returns the last denoising step seen.
+
+    Through the bus, the bridge that holds the RPC cancels it (the GPU stops at
+    its next step) and ends the row, refunding it. When no bridge answers in
+    time (none listens, or the owner is gone), the row is ended and refunded
+    here; the exactly-once refund is the row's conditional update either way.
+    """
+    latest = None
+    try:
+        latest = await bus.latest(gen.id)
+        asked = await bus.request_cancel(gen.id)
+    except Exception:
+        asked = False
+    step = None
+    if latest is not None and latest.data.get("stage") == "denoising":
+        step = int(latest.data.get("step", 0))
+    if asked:
+        deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_S
+        while asyncio.get_running_loop().time() < deadline:
+            current = await state.db(generations.get_owned, gen.id, gen.account_id)
+            if current is None or current.status not in LIVE:
+                return step
+            await asyncio.sleep(0.05)
+    await state.db(
+        points.finish_unsuccessfully,
+        gen.id,
+        status="cancelled",
+        code="cancelled",
+        message="The generation was cancelled.",
+    )
+    return step

@@ -1,4 +1,4 @@
-"""The inference server over real gRPC: health, reflection, models, streams, status codes."""
+"""The inference server over real gRPC: health, models, streams, status codes."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def stub(inference: InferenceProc) -> pb_grpc.InferenceServiceStub:
     return pb_grpc.InferenceServiceStub(grpc.insecure_channel(inference.target))
 
 
-def test_health_and_reflection(inference: InferenceProc) -> None:
+def test_health_and_no_reflection_unless_asked(inference: InferenceProc) -> None:
+    """Reflection is served only with GENSERVE_INFERENCE_REFLECTION=true
+    (tests/inference_server/test_transport_security.py)."""
     with grpc.insecure_channel(inference.target) as ch:
         status = health_pb2_grpc.HealthStub(ch).Check(
             health_pb2.HealthCheckRequest(service="genserve.inference.v1.InferenceService")
@@ -34,9 +36,9 @@ def test_health_and_reflection(inference: InferenceProc) -> None:
         replies = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")])
         )
-        names = {s.name for r in replies for s in r.list_services_response.service}
-    assert "genserve.inference.v1.InferenceService" in names
-    assert "grpc.health.v1.Health" in names
+        with pytest.raises(grpc.RpcError) as err:
+            list(replies)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
 
 
 def test_list_models(stub: pb_grpc.InferenceServiceStub) -> None:

@@ -192,3 +192,34 @@ def test_nothing_imports_up_or_across(package: str, forbidden: tuple[str, ...]) 
         if name.split(".")[0] in forbidden
     ]
     assert offenders == []
+
+
+def test_targets_by_name_and_dns_scheme(fleet: Fleet, logs: Path, tmp_path: Path) -> None:
+    """``host:port`` by name and ``dns:///name:port`` reach the same servers."""
+    targets = f"localhost:{fleet.first.port}, dns:///localhost:{fleet.second.port}"
+    db_url = f"sqlite:///{tmp_path / 'genserve.db'}"
+    proc, base = start_bridge(bridge_env(tmp_path, db_url, targets), logs)
+    engine = make_engine(db_url)
+    migrate(engine)
+    bridge = Bridge(base, engine, tmp_path, proc)
+    try:
+        with bridge.client(bridge.new_key()) as c:
+            names = {m["name"] for m in c.get("/api/v1/models").json()["data"]["models"]}
+            assert names == {"nano-banana", "studio-sketch", "night-owl", "relief-lite"}
+            r = c.post("/api/v1/images", json={"prompt": "named", "model": "night-owl"})
+            assert r.status_code == 200, r.text
+    finally:
+        proc.stop()
+        engine.dispose()
+
+
+def test_target_lists_are_parsed_as_grpc_reads_them() -> None:
+    from rest_bridge.inference_client import parse_targets
+
+    assert parse_targets(" a:1, [::1]:2 ,dns:///b.example:3,a:1") == [
+        "a:1",
+        "[::1]:2",
+        "dns:///b.example:3",
+    ]
+    with pytest.raises(ValueError):
+        parse_targets(" , ")

@@ -10,8 +10,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    import grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,8 +65,13 @@ def start_inference(
     log_dir: Path,
     models_file: Path | None = None,
     extra_env: dict[str, str] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> tuple[Proc, int, int]:
-    """Starts the inference server; returns once it reports SERVING."""
+    """Starts the inference server; returns once it reports SERVING.
+
+    ``credentials``: for a server that serves TLS, how the readiness check connects
+    (health checks need no service token).
+    """
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -81,7 +90,13 @@ def start_inference(
     )
 
     def serving() -> bool:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        address = f"127.0.0.1:{port}"
+        channel = (
+            grpc.insecure_channel(address)
+            if credentials is None
+            else grpc.secure_channel(address, credentials)
+        )
+        with channel as ch:
             try:
                 reply = health_pb2_grpc.HealthStub(ch).Check(
                     health_pb2.HealthCheckRequest(service=""), timeout=1

@@ -1,0 +1,121 @@
+"""Transport security and the service token on the inference server's gRPC port.
+
+With ``GENSERVE_GRPC_TLS_CERT`` and ``GENSERVE_GRPC_TLS_KEY`` the port serves TLS;
+with ``GENSERVE_GRPC_TLS_CA`` as well, every client must show a certificate signed
+by that CA (mutual TLS). With ``GENSERVE_INFERENCE_TOKEN``, every call must carry
+``authorization: Bearer <token>`` except health checks, which stay open so load
+balancers and orchestrators can probe the server without a secret.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+if TYPE_CHECKING:
+    from inference_server.settings import ServerSettings
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+"""Methods served without a token."""
+
+_MARKERS = {"certificate": "-----BEGIN CERTIFICATE-----", "private key": "PRIVATE KEY-----"}
+
+
+def read_pem(path: Path, variable: str, kind: str) -> bytes:
+    """The PEM file a setting names; a clear ``ValueError`` when it cannot be used."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{variable}: cannot read {path}: {exc.strerror or exc}") from exc
+    if _MARKERS[kind].encode() not in data:
+        raise ValueError(f"{variable}: {path} holds no PEM {kind}")
+    return data
+
+
+def check_tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> None:
+    """Refuses, at start-up, a TLS setting that cannot work on the server."""
+    if (cert is None) != (key is None):
+        raise ValueError("GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY must be set together")
+    if ca is not None and cert is None:
+        raise ValueError(
+            "GENSERVE_GRPC_TLS_CA asks for client certificates, which needs TLS: "
+            "set GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY too"
+        )
+    if cert is not None and key is not None:
+        read_pem(cert, "GENSERVE_GRPC_TLS_CERT", "certificate")
+        read_pem(key, "GENSERVE_GRPC_TLS_KEY", "private key")
+    if ca is not None:
+        read_pem(ca, "GENSERVE_GRPC_TLS_CA", "certificate")
+
+
+def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials for the port (mutual when a CA is set); None serves plaintext."""
+    if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
+        return None
+    pair = (
+        read_pem(settings.grpc_tls_key, "GENSERVE_GRPC_TLS_KEY", "private key"),
+        read_pem(settings.grpc_tls_cert, "GENSERVE_GRPC_TLS_CERT", "certificate"),
+    )
+    ca = (
+        read_pem(settings.grpc_tls_ca, "GENSERVE_GRPC_TLS_CA", "certificate")
+        if settings.grpc_tls_ca is not None
+        else None
+    )
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def link_mode(settings: ServerSettings) -> str:
+    """How the port is secured, in words for the start-up log."""
+    if settings.grpc_tls_cert is None:
+        return "plaintext"
+    return "mutual TLS" if settings.grpc_tls_ca is not None else "TLS"
+
+
+async def _refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong service token")
+
+
+class TokenInterceptor(grpc.aio.ServerInterceptor):
+    """Every call but health checks must carry ``authorization: Bearer <token>``."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    def allowed(self, metadata: Any) -> bool:
+        for key, value in metadata or ():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else bytes(value)
+                return hmac.compare_digest(given, self._expected)
+        return False
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        handler = await continuation(handler_call_details)
+        if handler is None or method.startswith(HEALTH_PREFIX):
+            return handler
+        if self.allowed(handler_call_details.invocation_metadata):  # type: ignore[attr-defined]
+            return handler
+        return _refusal(handler)
+
+
+def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that answers UNAUTHENTICATED."""
+    shape = (handler.request_streaming, handler.response_streaming)
+    make = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[shape]
+    # No deserializer: a request without the token is never parsed.
+    return make(_refuse)  # type: ignore[arg-type]

@@ -1,0 +1,142 @@
+"""The bridge's side of the gRPC link's security: TLS credentials and the service token.
+
+``GENSERVE_GRPC_TLS_CA`` makes every channel to the inference servers TLS, verified
+against that CA; ``GENSERVE_GRPC_TLS_CERT`` and ``GENSERVE_GRPC_TLS_KEY`` add a client
+certificate (mutual TLS). ``GENSERVE_INFERENCE_TOKEN`` is sent as
+``authorization: Bearer <token>`` on every call, by interceptors given to the channel,
+so no call site has to remember it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+if TYPE_CHECKING:
+    from rest_bridge.settings import BridgeSettings
+
+_MARKERS = {"certificate": "-----BEGIN CERTIFICATE-----", "private key": "PRIVATE KEY-----"}
+
+
+def read_pem(path: Path, variable: str, kind: str) -> bytes:
+    """The PEM file a setting names; a clear ``ValueError`` when it cannot be used."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{variable}: cannot read {path}: {exc.strerror or exc}") from exc
+    if _MARKERS[kind].encode() not in data:
+        raise ValueError(f"{variable}: {path} holds no PEM {kind}")
+    return data
+
+
+def check_tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> None:
+    """Refuses, at start-up, a TLS setting that cannot work on the bridge."""
+    if (cert is None) != (key is None):
+        raise ValueError("GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY must be set together")
+    if cert is not None and ca is None:
+        raise ValueError(
+            "GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY are the bridge's client certificate "
+            "for TLS, which needs GENSERVE_GRPC_TLS_CA (the CA of the inference servers' "
+            "certificates); without it the bridge would talk plaintext"
+        )
+    if cert is not None and key is not None:
+        read_pem(cert, "GENSERVE_GRPC_TLS_CERT", "certificate")
+        read_pem(key, "GENSERVE_GRPC_TLS_KEY", "private key")
+    if ca is not None:
+        read_pem(ca, "GENSERVE_GRPC_TLS_CA", "certificate")
+
+
+def _optional(path: Path | None, variable: str, kind: str) -> bytes | None:
+    return read_pem(path, variable, kind) if path is not None else None
+
+
+@dataclass(frozen=True, repr=False)
+class LinkSecurity:
+    """How the bridge's channels are secured: plaintext and no token unless configured."""
+
+    root_certificates: bytes | None = None
+    private_key: bytes | None = None
+    certificate_chain: bytes | None = None
+    token: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: BridgeSettings) -> LinkSecurity:
+        if settings.grpc_tls_ca is None:
+            return cls(token=settings.inference_token_value)
+        cert, key = settings.grpc_tls_cert, settings.grpc_tls_key
+        return cls(
+            root_certificates=read_pem(settings.grpc_tls_ca, "GENSERVE_GRPC_TLS_CA", "certificate"),
+            private_key=_optional(key, "GENSERVE_GRPC_TLS_KEY", "private key"),
+            certificate_chain=_optional(cert, "GENSERVE_GRPC_TLS_CERT", "certificate"),
+            token=settings.inference_token_value,
+        )
+
+    @property
+    def tls(self) -> bool:
+        return self.root_certificates is not None
+
+    def __repr__(self) -> str:  # never the key or the token
+        mode = ("mutual TLS" if self.private_key else "TLS") if self.tls else "plaintext"
+        return f"LinkSecurity({mode}, token={'set' if self.token else 'unset'})"
+
+    def interceptors(self) -> list[Any]:  # grpc-stubs leave ClientInterceptor untyped
+        """One per call shape: grpc.aio files an interceptor under its first base class only."""
+        if not self.token:
+            return []
+        metadata = (("authorization", f"Bearer {self.token}"),)
+        return [_UnaryUnaryToken(metadata), _UnaryStreamToken(metadata)]
+
+    def channel(self, target: str, options: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
+        """A channel to ``target``: TLS when a CA is set, the token on every call when set."""
+        interceptors = self.interceptors() or None
+        if not self.tls:
+            return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=self.root_certificates,
+            private_key=self.private_key,
+            certificate_chain=self.certificate_chain,
+        )
+        return grpc.aio.secure_channel(
+            target, credentials, options=options, interceptors=interceptors
+        )
+
+
+def _with_metadata(
+    details: grpc.aio.ClientCallDetails, extra: tuple[tuple[str, str], ...]
+) -> grpc.aio.ClientCallDetails:
+    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    for key, value in extra:
+        metadata[key] = value
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class _UnaryUnaryToken(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[..., Any],  # awaitable in grpc.aio; grpc-stubs say otherwise
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        return await continuation(_with_metadata(client_call_details, self._metadata), request)
+
+
+class _UnaryStreamToken(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[..., Any],  # awaitable in grpc.aio; grpc-stubs say otherwise
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        return await continuation(_with_metadata(client_call_details, self._metadata), request)

@@ -1,0 +1,102 @@
+"""The S3 blob store against a local moto server, and the local store through the same protocol."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.blobs import BlobStore, LocalBlobStore, S3BlobStore, blob_store_from_url
+from tests.utils.s3 import MotoS3, start_moto
+
+BUCKET = "genserve-blobs"
+
+
+@pytest.fixture(scope="module")
+def moto(logs: Path) -> Iterator[MotoS3]:
+    for server in start_moto(logs):
+        server.create_bucket(BUCKET)
+        with pytest.MonkeyPatch.context() as mp:
+            for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+                mp.delenv(name, raising=False)
+            for name, value in server.env.items():
+                mp.setenv(name, value)
+            yield server
+
+
+@pytest.fixture
+def s3_store(moto: MotoS3, tmp_path: Path) -> S3BlobStore:
+    store = blob_store_from_url(f"s3://{BUCKET}/outputs/run-{secrets.token_hex(4)}", tmp_path)
+    assert isinstance(store, S3BlobStore)
+    return store
+
+
+def _key(name: str = "image.png") -> str:
+    return f"{secrets.token_hex(16)}/{name}"
+
+
+def test_put_open_delete(s3_store: S3BlobStore, moto: MotoS3, tmp_path: Path) -> None:
+    key, data = _key(), secrets.token_bytes(700_000)  # several chunks
+    s3_store.put(key, data)
+    assert moto.objects(BUCKET, s3_store.prefix + "/") == {f"{s3_store.prefix}/{key}": data}
+    head = moto.client().head_object(Bucket=BUCKET, Key=f"{s3_store.prefix}/{key}")
+    assert head["ContentType"] == "image/png"
+
+    blob = s3_store.open(key)
+    assert blob is not None
+    assert blob.size == len(data)
+    with blob:
+        chunks = list(blob)
+    assert len(chunks) > 1
+    assert b"".join(chunks) == data
+    assert s3_store.path(key) is None  # served by streaming, never from a local path
+    assert not any(tmp_path.iterdir())  # the local folder is not even created
+
+    s3_store.delete(key)
+    assert s3_store.open(key) is None
+    assert moto.objects(BUCKET, s3_store.prefix + "/") == {}
+    s3_store.delete(key)  # deleting a missing key is no error
+
+
+def test_missing_and_malformed_keys(s3_store: S3BlobStore) -> None:
+    assert s3_store.open(_key()) is None
+    for bad in ("../x.png", "abc/x.png", f"{'0' * 32}/../x.png", f"{'0' * 32}/a/b.png", ""):
+        assert s3_store.open(bad) is None
+        with pytest.raises(ValueError):
+            s3_store.put(bad, b"x")
+        with pytest.raises(ValueError):
+            s3_store.delete(bad)
+
+
+def test_prefix_is_optional(moto: MotoS3, tmp_path: Path) -> None:
+    store = blob_store_from_url(f"s3://{BUCKET}", tmp_path)
+    assert isinstance(store, S3BlobStore) and store.prefix == ""
+    key = _key("mesh.glb")
+    store.put(key, b"glTF")
+    assert moto.objects(BUCKET, key) == {key: b"glTF"}
+    blob = store.open(key)
+    assert blob is not None and blob.read() == b"glTF"
+    store.delete(key)
+
+
+def test_factory(tmp_path: Path) -> None:
+    assert isinstance(blob_store_from_url(None, tmp_path / "a"), LocalBlobStore)
+    assert isinstance(blob_store_from_url("", tmp_path / "b"), LocalBlobStore)
+    for bad in ("s3:///prefix", "gs://bucket/prefix", "/some/folder"):
+        with pytest.raises(ValueError):
+            blob_store_from_url(bad, tmp_path / "c")
+
+
+def test_local_store_opens_too(tmp_path: Path) -> None:
+    store: BlobStore = LocalBlobStore(tmp_path)
+    key, data = _key("clip.mp4"), secrets.token_bytes(300_000)
+    store.put(key, data)
+    assert store.path(key) == tmp_path / key
+    blob = store.open(key)
+    assert blob is not None and blob.size == len(data) and blob.read() == data
+    store.delete(key)
+    assert store.open(key) is None and store.path(key) is None
+    assert store.open("../etc/passwd") is None
+    assert store.open(secrets.token_hex(16)) is None
