@@ -16,40 +16,23 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from genserve.pem import check_pem_files, read_pem
+
 if TYPE_CHECKING:
     from inference_server.settings import ServerSettings
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 """Methods served without a token."""
 
-_MARKERS = {"certificate": "-----BEGIN CERTIFICATE-----", "private key": "PRIVATE KEY-----"}
-
-
-def read_pem(path: Path, variable: str, kind: str) -> bytes:
-    """The PEM file a setting names; a clear ``ValueError`` when it cannot be used."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{variable}: cannot read {path}: {exc.strerror or exc}") from exc
-    if _MARKERS[kind].encode() not in data:
-        raise ValueError(f"{variable}: {path} holds no PEM {kind}")
-    return data
-
 
 def check_tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> None:
     """Refuses, at start-up, a TLS setting that cannot work on the server."""
-    if (cert is None) != (key is None):
-        raise ValueError("GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY must be set together")
+    check_pem_files(cert, key, ca)
     if ca is not None and cert is None:
         raise ValueError(
             "GENSERVE_GRPC_TLS_CA asks for client certificates, which needs TLS: "
             "set GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY too"
         )
-    if cert is not None and key is not None:
-        read_pem(cert, "GENSERVE_GRPC_TLS_CERT", "certificate")
-        read_pem(key, "GENSERVE_GRPC_TLS_KEY", "private key")
-    if ca is not None:
-        read_pem(ca, "GENSERVE_GRPC_TLS_CA", "certificate")
 
 
 def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:

@@ -16,38 +16,21 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from genserve.pem import check_pem_files, read_pem
+
 if TYPE_CHECKING:
     from rest_bridge.settings import BridgeSettings
-
-_MARKERS = {"certificate": "-----BEGIN CERTIFICATE-----", "private key": "PRIVATE KEY-----"}
-
-
-def read_pem(path: Path, variable: str, kind: str) -> bytes:
-    """The PEM file a setting names; a clear ``ValueError`` when it cannot be used."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{variable}: cannot read {path}: {exc.strerror or exc}") from exc
-    if _MARKERS[kind].encode() not in data:
-        raise ValueError(f"{variable}: {path} holds no PEM {kind}")
-    return data
 
 
 def check_tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> None:
     """Refuses, at start-up, a TLS setting that cannot work on the bridge."""
-    if (cert is None) != (key is None):
-        raise ValueError("GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY must be set together")
+    check_pem_files(cert, key, ca)
     if cert is not None and ca is None:
         raise ValueError(
             "GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY are the bridge's client certificate "
             "for TLS, which needs GENSERVE_GRPC_TLS_CA (the CA of the inference servers' "
             "certificates); without it the bridge would talk plaintext"
         )
-    if cert is not None and key is not None:
-        read_pem(cert, "GENSERVE_GRPC_TLS_CERT", "certificate")
-        read_pem(key, "GENSERVE_GRPC_TLS_KEY", "private key")
-    if ca is not None:
-        read_pem(ca, "GENSERVE_GRPC_TLS_CA", "certificate")
 
 
 def _optional(path: Path | None, variable: str, kind: str) -> bytes | None:
