@@ -241,6 +241,61 @@ def test_events_and_cancel_of_a_job_started_on_another_bridge(fleet: Fleet) -> N
     assert fleet.balance(key) == 100 == fleet.ledger_sum(key)
 
 
+def test_a_draining_server_finishes_its_work_and_is_skipped(
+    fleet: Fleet, model_cache: Path, logs: Path, tmp_path: Path
+) -> None:
+    """SIGTERM: the server answers NOT_SERVING, finishes what it holds, and gets no new work."""
+    first = fleet.servers[0]
+    models = tmp_path / "third.toml"
+    models.write_text(SHARED.replace("[models.mid-banana]", "[models.third-only]"))
+    proc, port, metrics_port = start_inference(model_cache, logs, models_file=models)
+    third = InferenceProc(proc, port, metrics_port)
+    a = fleet.bridges[0]
+    env = bridge_env(
+        tmp_path,
+        str(a.engine.url.render_as_string(hide_password=False)),
+        f"{first.target},{third.target}",
+        GENSERVE_CATALOGUE_REFRESH_S="0.5",
+    )
+    d_proc, d_base = start_bridge(env, logs)
+    key = a.new_key(points=100)
+    try:
+        with httpx.Client(base_url=d_base, headers={"Authorization": f"Bearer {key}"}) as c:
+            r = c.post(
+                "/api/v1/images",
+                json={"prompt": "held", "model": "third-only"},
+                headers={"Prefer": "respond-async"},
+            )
+            assert r.status_code == 202, r.text
+            gid = r.json()["data"]["generation_id"]
+            deadline = time.monotonic() + 60
+            while c.get(f"/api/v1/generations/{gid}").json()["data"]["status"] != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            third.proc.popen.send_signal(signal.SIGTERM)
+            time.sleep(1.5)  # three health checks of the bridge
+            before = first.rpc_count()
+            for i in range(3):
+                r = c.post("/api/v1/images", json={"prompt": f"elsewhere {i}"}, timeout=120)
+                assert r.status_code == 200, r.text
+            assert first.rpc_count() == before + 3  # the draining server got none
+            r = c.post("/api/v1/images", json={"prompt": "x", "model": "third-only"})
+            assert r.status_code == 503 and r.json()["code"] == "inference_unavailable"
+            deadline = time.monotonic() + 60
+            while (status := c.get(f"/api/v1/generations/{gid}").json()["data"])["status"] in (
+                "pending",
+                "running",
+            ):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert status["status"] == "completed"  # finished what it held
+        assert third.proc.popen.wait(30) == 0
+        assert fleet.balance(key) == 100 - 4 * 4 == fleet.ledger_sum(key)
+    finally:
+        d_proc.stop()
+        third.proc.stop()
+
+
 def _wait_all_ended(fleet: Fleet, key: str, count: int, timeout: float) -> list[Generation]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
