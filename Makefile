@@ -2,46 +2,62 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# What running needs (`make up`, `make install`): the client, the servers, their dependencies.
 STAMP  := $(VENV)/.installed
+# What testing adds (`make test`, `make install-dev`): the dev extra (pytest, linters, type
+# checkers, Playwright, the openai client, grpcio-tools) and npm's pinned buf (proto lint).
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: up test lint typecheck proto-lint proto bench install clean
+.PHONY: up test lint typecheck proto-lint proto bench load install install-dev clean
 
 # The client distribution (./clients) first, so the servers find genserve-client already satisfied.
 # An install from before the split owns bin/genserve: uninstalling it first keeps the client's.
-$(STAMP): pyproject.toml clients/pyproject.toml constraints.txt package.json
+$(STAMP): pyproject.toml clients/pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip uninstall -q -y genserve 2>/dev/null || true
 	$(BIN)/pip install -q -c constraints.txt -e ./clients
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	npm ci --no-audit --no-fund --silent
+	$(BIN)/pip install -q -c constraints.txt -e .
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP) package.json package-lock.json
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	npm ci --no-audit --no-fund --silent
+	touch $(DEV_STAMP)
+
 install: $(STAMP)
+
+install-dev: $(DEV_STAMP)
 
 up: $(STAMP)
 	$(BIN)/genserve up
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-proto-lint: $(STAMP)
+proto-lint: $(DEV_STAMP)
 	npx --no-install buf lint
 
-proto: $(STAMP)
+proto: $(DEV_STAMP)
 	$(BIN)/python -m genserve.codegen
 
 test: lint typecheck proto-lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run_all
+
+# 60 s at a fixed rate against a bridge and an inference server it starts on loopback;
+# other figures with `make load LOAD_ARGS="--rate 8 --seconds 120"` (see bench/load.py).
+LOAD_ARGS ?=
+load: $(DEV_STAMP)
+	$(BIN)/python -m bench.load $(LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules data/test-models

@@ -18,6 +18,7 @@ import torch
 
 from inference_server.errors import ModelLoadError
 from inference_server.model_config import ModelSpec
+from inference_server.quiet import quiet_libraries
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,17 @@ BUILTIN_BUILDERS: dict[str, str] = {
 WEIGHTLESS = {"relief"}
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def dtype_keyword() -> str:
+    """``dtype``, the name diffusers reads the weights' type from; older ones: ``torch_dtype``.
+
+    A diffusers that knows ``dtype`` warns (a FutureWarning) on every load that
+    passes the old name.
+    """
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 
 
 def builtin_name(spec: ModelSpec) -> str | None:
@@ -76,14 +88,34 @@ def load_pipeline(spec: ModelSpec, cache_dir: Path) -> Any:
     """``from_pretrained`` by repository id or folder, then device, memory and speed options."""
     if builtin_name(spec) in WEIGHTLESS:
         return None
+    quiet_libraries()
     source = resolve_source(spec, cache_dir)
     try:
-        pipe = pipeline_class(spec).from_pretrained(source, torch_dtype=DTYPES[spec.dtype])
+        pipe = pipeline_class(spec).from_pretrained(source, **{dtype_keyword(): DTYPES[spec.dtype]})
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{spec.name}: cannot load {source!r}: {exc}") from exc
     apply_options(pipe, spec)
     pipe.set_progress_bar_config(disable=True)
+    if spec.preview_decoder:
+        pipe.genserve_preview_decoder = load_preview_decoder(spec)
     return pipe
+
+
+def load_preview_decoder(spec: ModelSpec) -> Any:
+    """The tiny autoencoder that decodes previews, on the pipeline's device and dtype."""
+    from diffusers import AutoencoderTiny
+
+    assert spec.preview_decoder is not None
+    try:
+        decoder = AutoencoderTiny.from_pretrained(
+            spec.preview_decoder, **{dtype_keyword(): DTYPES[spec.dtype]}
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{spec.name}: cannot load preview decoder {spec.preview_decoder!r}: {exc}"
+        ) from exc
+    on_cuda = spec.device.startswith("cuda") and torch.cuda.is_available()
+    return decoder.to(spec.device if on_cuda or not spec.device.startswith("cuda") else "cpu")
 
 
 def apply_options(pipe: Any, spec: ModelSpec) -> None:

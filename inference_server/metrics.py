@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 
 class Metrics:
-    """One set per server; a registry of its own keeps tests' servers apart."""
+    """One set per server; a registry of its own keeps tests' servers apart.
+
+    Besides the server's own series: the process (CPU seconds, resident memory,
+    open files), Python's garbage collector and platform, and GPU memory per
+    CUDA device where there is one.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.registry.register(GpuMemoryCollector())
         self.requests = Counter(
             "genserve_inference_requests",
             "Generation RPCs received, by method and final status code.",
@@ -25,10 +41,43 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "genserve_inference_queue_depth",
-            "Requests waiting in a device's queue.",
+            "Requests waiting in a device's queue (not counting the one running).",
             ["device"],
             registry=self.registry,
         )
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)
+
+
+class GpuMemoryCollector(Collector):
+    """``torch.cuda.memory_allocated`` and ``memory_reserved`` per device, when CUDA is there.
+
+    Read from PyTorch's allocator at each scrape (no device synchronisation);
+    nothing at all without CUDA, so a CPU server exposes no GPU series. Before
+    this process has used CUDA the figures are 0: a scrape never creates a
+    CUDA context (which would itself take memory on every device).
+    """
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        import torch
+
+        if not torch.cuda.is_available():
+            return
+        allocated = GaugeMetricFamily(
+            "genserve_inference_gpu_memory_allocated_bytes",
+            "GPU memory held by tensors, by CUDA device.",
+            labels=["device"],
+        )
+        reserved = GaugeMetricFamily(
+            "genserve_inference_gpu_memory_reserved_bytes",
+            "GPU memory reserved by PyTorch's caching allocator, by CUDA device.",
+            labels=["device"],
+        )
+        used = torch.cuda.is_initialized()
+        for index in range(torch.cuda.device_count()):
+            device = f"cuda:{index}"
+            allocated.add_metric([device], float(torch.cuda.memory_allocated(index) if used else 0))
+            reserved.add_metric([device], float(torch.cuda.memory_reserved(index) if used else 0))
+        yield allocated
+        yield reserved

@@ -64,6 +64,12 @@ class ModelSpec(BaseModel):
     channels_last: bool = False
     compile: bool = False
     preload: bool = True
+    preview_decoder: str | None = Field(
+        None,
+        description="a diffusers AutoencoderTiny (repository id or folder, e.g. "
+        "madebyollin/taesdxl) that decodes live previews of images; unset: a linear "
+        "latent-to-RGB projection",
+    )
 
     @field_validator("kind", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextvars
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 ProgressSink = Callable[[str, int, int, int], None]  # stage, step, total, queue position
 Work = Callable[[StepCallback], Any]
+DepthSink = Callable[[int], None]
 
 
 @dataclass(eq=False)
@@ -32,7 +34,8 @@ class QueuedWork:
     """One submitted piece of device work: its outcome, cancel flag and start time.
 
     ``future`` resolves on the event loop with what ``work`` returned (or
-    raised); ``started_at`` is set on the device thread when it begins.
+    raised); ``started_at`` is set on the device thread when it begins. The work
+    runs in ``context``, the submitter's (its request id reaches the device's logs).
     """
 
     work: Work
@@ -40,9 +43,22 @@ class QueuedWork:
     future: asyncio.Future[Any]
     cancelled: threading.Event = field(default_factory=threading.Event)
     started_at: float | None = None
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    position: int | None = None
 
     def cancel(self) -> None:
         self.cancelled.set()
+
+    def announce(self, position: int) -> None:
+        """Tells the submitter its place in the queue (0: nothing ahead)."""
+        self.position = position
+        self.on_progress("queued", 0, 0, position)
+
+
+def mark_retrieved(future: asyncio.Future[Any]) -> None:
+    """Marks the outcome as seen: nobody is left to read it, and that is expected."""
+    if not future.cancelled():
+        future.exception()
 
 
 class DeviceQueue:
@@ -61,6 +77,12 @@ class DeviceQueue:
         )
         self._worker: asyncio.Task[None] | None = None
         self.running: QueuedWork | None = None
+        self.on_depth: DepthSink | None = None
+        """Told the number waiting whenever it changes (the queue-depth gauge)."""
+
+    def _depth_changed(self) -> None:
+        if self.on_depth is not None:
+            self.on_depth(len(self._pending))
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(
@@ -69,7 +91,7 @@ class DeviceQueue:
 
     async def stop(self) -> None:
         for queued in list(self._pending):
-            queued.cancel()
+            self.withdraw(queued)
         if self._worker is not None:
             self._worker.cancel()
             try:
@@ -89,22 +111,30 @@ class DeviceQueue:
             work=work, on_progress=on_progress, future=asyncio.get_running_loop().create_future()
         )
         self._pending.append(queued)
-        on_progress("queued", 0, 0, len(self._pending) - 1 + (1 if self.running else 0))
+        self._depth_changed()
+        queued.announce(len(self._pending) - 1 + (1 if self.running else 0))
         self._wakeup.set()
         return queued
 
     def withdraw(self, queued: QueuedWork) -> None:
-        """Cancels ``queued``: dropped if still waiting, stopped at its next step if running."""
+        """Cancels ``queued``: dropped if still waiting, stopped at its next step if running.
+
+        Its caller has stopped listening, so the outcome (a ``GenerationCancelled``,
+        a deadline's, or a result) is marked as retrieved whenever it comes, instead
+        of being reported as "never retrieved" when the future is collected.
+        """
         queued.cancel()
+        queued.future.add_done_callback(mark_retrieved)
         if queued in self._pending:
             self._pending.remove(queued)
+            self._depth_changed()
             if not queued.future.done():
                 queued.future.set_exception(GenerationCancelled("cancelled while queued"))
             self._announce_positions()
 
     def _announce_positions(self) -> None:
         for position, queued in enumerate(self._pending):
-            queued.on_progress("queued", 0, 0, position + (1 if self.running else 0))
+            queued.announce(position + (1 if self.running else 0))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -115,9 +145,14 @@ class DeviceQueue:
                 continue
             queued = self._pending.popleft()
             self.running = queued
+            self._depth_changed()
+            if queued.position != 0:
+                queued.announce(0)  # it leaves the queue: the stage that follows starts now
             self._announce_positions()
             try:
-                result = await loop.run_in_executor(self._executor, self._execute, queued, loop)
+                result = await loop.run_in_executor(
+                    self._executor, queued.context.run, self._execute, queued, loop
+                )
             except BaseException as exc:  # delivered to the waiting RPC, never lost
                 if not queued.future.done():
                     queued.future.set_exception(exc)

@@ -1,4 +1,10 @@
-"""Starts the gRPC inference server: health, TLS and token, reflection, preloading, drain."""
+"""Starts the gRPC inference server: health, TLS and token, reflection, preloading, drain.
+
+Arguments, settings, the model file and the ports are checked before torch and
+the pipelines are imported (a mistake is reported in a second, in one line), and
+logging is set up before them too, so what the libraries say at import is logged
+like everything else.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,29 @@ import asyncio
 import concurrent.futures
 import logging
 import signal
+import tomllib
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
+from genserve import logs
+from genserve.cmdline import Parser, listen_problem, one_line, port_number
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 from inference_server.metrics import Metrics
-from inference_server.model_config import ModelSpec, load_model_table
+from inference_server.model_config import ModelSpec, ModelTable, load_model_table
 from inference_server.progress import StepCallback
-from inference_server.registry import ModelRegistry
+from inference_server.quiet import quiet_libraries
 from inference_server.security import TokenInterceptor, link_mode, server_credentials
-from inference_server.servicer import InferenceServicer
 from inference_server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from inference_server.registry import ModelRegistry
 
 log = logging.getLogger("inference_server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -40,10 +52,12 @@ def _ignore_progress(stage: str, step: int, total: int, position: int) -> None:
 class InferenceServer:
     """Owns the grpc.aio server and the registry; ``serve`` runs until stopped."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, table: ModelTable | None = None) -> None:
+        from inference_server.registry import ModelRegistry  # torch: imported once logging is set
+
         self.settings = settings
         self.registry = ModelRegistry(
-            load_model_table(settings.models_file), settings.cache_dir, settings.queue_size
+            table or load_model_table(settings.models_file), settings.cache_dir, settings.queue_size
         )
         self.encode_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.encode_workers, thread_name_prefix="encode"
@@ -51,6 +65,8 @@ class InferenceServer:
         options = [
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_receive_message_length", settings.max_message_bytes),
+            # A second server on a taken port must fail, not share the port with the first.
+            ("grpc.so_reuseport", 0),
         ]
         interceptors = (
             [TokenInterceptor(settings.token.get_secret_value())] if settings.token else []
@@ -59,9 +75,14 @@ class InferenceServer:
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.port = 0
         self.metrics = Metrics()
+        for queue in self.registry.queues.values():
+            queue.on_depth = self.metrics.queue_depth.labels(queue.device).set
+            queue.on_depth(0)
         self._stopped = asyncio.Event()
 
     async def start(self) -> int:
+        from inference_server.servicer import InferenceServicer  # the pipelines and diffusers
+
         pb_grpc.add_InferenceServiceServicer_to_server(
             InferenceServicer(self.registry, self.encode_pool, self.metrics), self.server
         )
@@ -113,44 +134,97 @@ class InferenceServer:
 
     async def stop(self) -> None:
         """Drain: NOT_SERVING first, let running RPCs finish within the grace period."""
+        log.info(
+            "draining: NOT_SERVING, running work has %.0f s to finish",
+            self.settings.grace_seconds,
+        )
         await self._set_serving(False)
         await self.server.stop(self.settings.grace_seconds)
         await self.registry.stop()
         self.encode_pool.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
+        log.info("inference server stopped")
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
 
 
-async def serve(settings: ServerSettings) -> None:
-    server = InferenceServer(settings)
+async def serve(settings: ServerSettings, table: ModelTable | None = None) -> None:
+    server = InferenceServer(settings, table)
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
+
+    def drain() -> None:
+        if not stopping:  # a second signal changes nothing: the drain is under way
+            stopping.append(loop.create_task(server.stop()))
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: stopping.append(loop.create_task(server.stop())))
+        loop.add_signal_handler(sig, drain)
     await server.start()
-    print(f"inference server ready on {settings.host}:{server.port}", flush=True)
+    log.info("inference server ready on %s:%d", settings.host, server.port)
     await server.wait()
     for task in stopping:
         await task
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="genserve inference server")
-    parser.add_argument("--host")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--models-file", type=Path)
-    parser.add_argument("--cache-dir", type=Path)
-    parser.add_argument("--metrics-port", type=int)
-    args = parser.parse_args(argv)
+def load_settings(args: argparse.Namespace) -> tuple[ServerSettings, ModelTable]:
+    """The settings (flags over the environment) and the model table, or a one-line exit."""
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     try:
-        settings = ServerSettings(**overrides)
+        settings = ServerSettings.with_overrides(**overrides)
     except ValidationError as exc:
-        raise SystemExit(f"genserve inference: invalid settings\n{exc}") from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(serve(settings))
+        raise SystemExit(f"genserve inference: invalid settings: {one_line(exc)}") from None
+    path = settings.models_file
+    try:
+        table = load_model_table(path)
+    except OSError as exc:
+        raise SystemExit(
+            f"genserve inference: cannot read the models file {path}: {exc.strerror or exc}"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SystemExit(f"genserve inference: the models file {path} is not TOML: {exc}") from None
+    except ValidationError as exc:
+        raise SystemExit(f"genserve inference: the models file {path}: {one_line(exc)}") from None
+    except ValueError as exc:
+        raise SystemExit(f"genserve inference: {exc}") from None
+    if settings.cache_dir.exists() and not settings.cache_dir.is_dir():
+        raise SystemExit(f"genserve inference: the cache folder {settings.cache_dir} is a file")
+    return settings, table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="genserve inference", description="genserve inference server")
+    parser.add_argument("--host", help="address to listen on (GENSERVE_INFERENCE_HOST)")
+    parser.add_argument(
+        "--port", type=port_number, help="gRPC port, 0 for any free one (GENSERVE_INFERENCE_PORT)"
+    )
+    parser.add_argument(
+        "--models-file",
+        type=Path,
+        help="TOML [models.<name>] tables (GENSERVE_MODELS_FILE; default: the embedded models)",
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, help="built-in models' folder (GENSERVE_INFERENCE_CACHE_DIR)"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=partial(port_number, allow_zero=False),
+        help="serve Prometheus metrics on this port (GENSERVE_INFERENCE_METRICS_PORT)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings, table = load_settings(args)
+    logs.configure("inference", fmt=settings.log_format, level=settings.log_level)
+    quiet_libraries()
+    ports = [("gRPC", settings.port), ("metrics", settings.metrics_port)]
+    for name, port in ports:
+        problem = None if port is None else listen_problem(settings.host, port)
+        if problem is not None:
+            raise SystemExit(f"genserve inference: {problem} (the {name} port)")
+    asyncio.run(serve(settings, table))
 
 
 if __name__ == "__main__":

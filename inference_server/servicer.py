@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +21,9 @@ from inference_server.plans.common import Plan
 from inference_server.plans.image import plan_image
 from inference_server.plans.mesh import plan_mesh
 from inference_server.plans.video import plan_video
+from inference_server.previews import Preview, Previewing
 from inference_server.registry import ModelRegistry
+from inference_server.scheduler import mark_retrieved
 from inference_server.status_codes import streaming_errors
 
 STAGES = {
@@ -109,12 +112,30 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
                 )
             )
 
+        def on_preview(step: int, total: int, preview: Preview) -> None:
+            event = pb.Progress(
+                stage=pb.STAGE_DENOISING,
+                step=step,
+                total_steps=total,
+                elapsed_seconds=time.perf_counter() - received,
+                preview=pb.Preview(jpeg=preview.jpeg, width=preview.width, height=preview.height),
+            )
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        if isinstance(plan, Previewing) and plan.preview_every:
+            # A Progress carrying a preview follows the plain one of the same step.
+            plan.preview_sink = on_preview
+
+        def finished(_future: asyncio.Future[Any]) -> None:
+            events.put_nowait(_DONE)
+
         queue = self.registry.queue_for(spec)
         job = queue.submit(plan.work(self.registry), on_progress)
-        if self.metrics is not None:
-            self.metrics.queue_depth.labels(queue.device).set(queue.depth)
-        job.future.add_done_callback(lambda _f: events.put_nowait(_DONE))
+        job.future.add_done_callback(finished)
+        encoding: asyncio.Future[Any] | None = None
         try:
+            # Progress goes out as it happens: the device's steps, then the encoder's
+            # (both threads hand their events to the loop, ahead of their future's end).
             while (event := await events.get()) is not _DONE:
                 yield {"progress": event}
             raw = job.future.result()
@@ -124,11 +145,14 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             def encode_step(step: int, total: int, stage: str) -> None:
                 loop.call_soon_threadsafe(on_progress, stage, step, total, 0)
 
-            artifacts = await loop.run_in_executor(self.encode_pool, plan.encode, raw, encode_step)
-            while not events.empty():
-                item = events.get_nowait()
-                if item is not _DONE:
-                    yield {"progress": item}
+            context = contextvars.copy_context()  # the request id, in the encoder's logs
+            encoding = loop.run_in_executor(
+                self.encode_pool, context.run, plan.encode, raw, encode_step
+            )
+            encoding.add_done_callback(finished)
+            while (event := await events.get()) is not _DONE:
+                yield {"progress": event}
+            artifacts = encoding.result()
             encoded = time.perf_counter()
             for artifact in artifacts:
                 for chunk in to_chunks(artifact):
@@ -147,6 +171,8 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             }
         finally:
             queue.withdraw(job)
+            if encoding is not None and not encoding.done():
+                encoding.add_done_callback(mark_retrieved)  # the caller left while it encoded
 
 
 def model_info(spec: ModelSpec, is_default: bool, loaded: bool) -> pb.ModelInfo:

@@ -3,36 +3,98 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from genserve.logs import LogFormat, LogLevel, format_named, level_named
 from inference_server.security import check_tls_files
 
 
 class ServerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GENSERVE_INFERENCE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="GENSERVE_INFERENCE_", extra="ignore", use_attribute_docstrings=True
+    )
 
     host: str = "127.0.0.1"
-    port: int = 50051
-    metrics_port: int | None = None
+    """Address the gRPC server listens on."""
+    port: int = Field(50051, ge=0, le=65535)
+    """gRPC port."""
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+    """Port of the Prometheus `/metrics` endpoint; unset: off."""
     models_file: Path | None = Field(
         None,
         validation_alias=AliasChoices("GENSERVE_MODELS_FILE", "GENSERVE_INFERENCE_MODELS_FILE"),
     )
+    """TOML file of `[models.<public-name>]` tables binding public names to checkpoints; unset:
+    the embedded small models, built locally (no download).
+    """
     cache_dir: Path = Path("data/models")
-    queue_size: int = 32
-    encode_workers: int = 2
-    grace_seconds: float = 30.0
+    """Where models are built or downloaded to, and cached between starts."""
+    queue_size: int = Field(32, ge=1)
+    """Work waiting per device beyond the running one; past it, new work is refused
+    (`RESOURCE_EXHAUSTED`).
+    """
+    encode_workers: int = Field(2, ge=1)
+    """Threads encoding outputs (PNG, WebP, MP4, GLB) beside the device thread."""
+    grace_seconds: float = Field(30.0, ge=0)
+    """On SIGTERM: seconds running work may take to finish before it is cancelled."""
     max_message_bytes: int = 64 * 1024 * 1024
+    """Largest gRPC message, in bytes, either way (input images, output chunks)."""
     # The gRPC link (read by the bridge too): TLS with cert+key, mutual TLS with the CA as well.
     grpc_tls_cert: Path | None = Field(None, validation_alias="GENSERVE_GRPC_TLS_CERT")
+    """PEM certificate chain the server serves TLS with (with `GENSERVE_GRPC_TLS_KEY`); it must
+    name the host the bridges dial. Shared with the bridge, where it is the client
+    certificate.
+    """
     grpc_tls_key: Path | None = Field(None, validation_alias="GENSERVE_GRPC_TLS_KEY")
+    """PEM private key of `GENSERVE_GRPC_TLS_CERT`."""
     grpc_tls_ca: Path | None = Field(None, validation_alias="GENSERVE_GRPC_TLS_CA")
+    """PEM CA: when set, the server requires client certificates it signed (mutual TLS)."""
     # GENSERVE_INFERENCE_TOKEN: every call but health checks must carry it as a Bearer token.
     token: SecretStr | None = None
+    """Service token: every call but health checks must carry `authorization: Bearer <token>`
+    (else `UNAUTHENTICATED`).
+    """
     # GENSERVE_INFERENCE_REFLECTION: serve gRPC server reflection (off unless asked).
     reflection: bool = False
+    """Serve gRPC server reflection (behind the token when one is set)."""
+    log_format: LogFormat = Field("json", validation_alias="GENSERVE_LOG_FORMAT")
+    """Log lines: `json`, one object per line (time, level, logger, message, request id and the
+    line's fields), or `text` for a person at a terminal. Shared by both servers.
+    """
+    log_level: LogLevel = Field("INFO", validation_alias="GENSERVE_LOG_LEVEL")
+    """Lowest level logged: `DEBUG` (health probes' access lines too), `INFO`, `WARNING`,
+    `ERROR` or `CRITICAL`. Shared by both servers.
+    """
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> str:
+        return format_named(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> str:
+        return level_named(value)
+
+    @classmethod
+    def with_overrides(cls, **values: object) -> ServerSettings:
+        """The environment's settings with ``values`` (by field name) taking precedence.
+
+        A field read from a variable of another name (``models_file`` from
+        ``GENSERVE_MODELS_FILE``) is validated under that name only, so a value
+        passed by field name would be dropped without a word; this passes it by it.
+        """
+        named: dict[str, Any] = {}
+        for name, value in values.items():
+            alias = cls.model_fields[name].validation_alias
+            if isinstance(alias, AliasChoices):
+                named[str(alias.choices[0])] = value
+            else:
+                named[alias if isinstance(alias, str) else name] = value
+        return cls(**named)
 
     @field_validator("grpc_tls_cert", "grpc_tls_key", "grpc_tls_ca", "token", mode="before")
     @classmethod

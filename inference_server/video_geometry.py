@@ -2,33 +2,22 @@
 
 The public API speaks in resolution names, aspect ratios and seconds; LTX models
 need sides that are multiples of 32 and ``8k+1`` frames. These functions bridge
-the two, and are pure so the bridge can price and validate a request with the
-same numbers the inference server will use.
+the two (generate a little larger, then crop to the exact size), and are pure
+so the bridge can price and validate a request with the same numbers the
+inference server will use.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from genserve.vocabulary import RESOLUTIONS, VIDEO_ASPECT_RATIOS, ratio_parts, short_side
 from inference_server.errors import InvalidArgument
 
 
-def _multiples_near(value: float, factor: int) -> list[int]:
-    """The multiples of ``factor`` just below and above ``value`` (never zero)."""
-    low = max(factor, math.floor(value / factor) * factor)
-    high = max(factor, math.ceil(value / factor) * factor)
-    return sorted({low, high})
-
-
-def video_size(resolution: str, aspect_ratio: str, factor: int) -> tuple[int, int]:
-    """Return ``(width, height)`` for a resolution name and aspect ratio.
-
-    The resolution names the short side (``"720p"`` at 16:9 is about 1280x720).
-    Each side becomes a multiple of ``factor`` next to its exact value; of those
-    candidates the one whose ratio is closest to the requested one wins, then the
-    one whose area is closest, so 720p 16:9 with factor 32 gives 1280x736.
-    """
+def _check(resolution: str, aspect_ratio: str) -> None:
     if resolution not in RESOLUTIONS:
         raise InvalidArgument(
             f"resolution must be one of {', '.join(RESOLUTIONS)}; got {resolution!r}"
@@ -37,27 +26,42 @@ def video_size(resolution: str, aspect_ratio: str, factor: int) -> tuple[int, in
         raise InvalidArgument(
             f"aspect_ratio must be one of {', '.join(VIDEO_ASPECT_RATIOS)}; got {aspect_ratio!r}"
         )
-    if factor < 1:
-        raise InvalidArgument(f"size factor must be a positive integer; got {factor}")
+
+
+def output_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
+    """The ``(width, height)`` a resolution name and aspect ratio mean, exactly.
+
+    The resolution names the short side (``"720p"`` at 16:9 is 1280x720, at 9:16
+    720x1280); the long side is the short one times the ratio, rounded to an even
+    number (H.264 in yuv420p needs even sides): 520p 16:9 is 924x520.
+    """
+    _check(resolution, aspect_ratio)
     ratio_w, ratio_h = ratio_parts(aspect_ratio)
     short = short_side(resolution)
-    if ratio_w >= ratio_h:
-        exact_w, exact_h = short * ratio_w / ratio_h, float(short)
-    else:
-        exact_w, exact_h = float(short), short * ratio_h / ratio_w
-    target_log_ratio = math.log(ratio_w / ratio_h)
-    target_area = exact_w * exact_h
-    candidates = [
-        (w, h) for w in _multiples_near(exact_w, factor) for h in _multiples_near(exact_h, factor)
-    ]
-    return min(
-        candidates,
-        key=lambda size: (
-            round(abs(math.log(size[0] / size[1]) - target_log_ratio), 9),
-            abs(size[0] * size[1] - target_area),
-            size[0] * size[1],
-        ),
-    )
+    long = 2 * round(short * max(ratio_w, ratio_h) / min(ratio_w, ratio_h) / 2)
+    return (long, short) if ratio_w >= ratio_h else (short, long)
+
+
+def video_size(resolution: str, aspect_ratio: str, factor: int) -> tuple[int, int]:
+    """The ``(width, height)`` to generate at: the smallest multiples of ``factor``
+    covering :func:`output_size` (LTX: 32, so 720p 16:9 is generated at 1280x736).
+
+    The decoded frames are then centre-cropped to the output size (:func:`centre_crop`),
+    so a model's multiple never changes the size a client gets.
+    """
+    if factor < 1:
+        raise InvalidArgument(f"size factor must be a positive integer; got {factor}")
+    width, height = output_size(resolution, aspect_ratio)
+    return math.ceil(width / factor) * factor, math.ceil(height / factor) * factor
+
+
+def centre_crop(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The middle ``width`` x ``height`` of [T, H, W, C] frames (a view, no copy)."""
+    frame_h, frame_w = frames.shape[1], frames.shape[2]
+    if width > frame_w or height > frame_h:
+        raise ValueError(f"cannot crop {frame_w}x{frame_h} frames to {width}x{height}")
+    top, left = (frame_h - height) // 2, (frame_w - width) // 2
+    return frames[:, top : top + height, left : left + width]
 
 
 def encoded_frame_count(duration_s: float, fps: float) -> int:

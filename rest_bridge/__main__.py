@@ -3,18 +3,49 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
-import uvicorn
+from genserve.cmdline import Parser, listen_problem, one_line, port_number
 
-from rest_bridge.app import create_app
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="genserve bridge", description="genserve REST bridge")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port", type=partial(port_number, allow_zero=False), default=8000, help="HTTP port"
+    )
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="genserve REST bridge")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from rest_bridge.access import configure_logging
+    from rest_bridge.settings import BridgeSettings
+
+    try:
+        settings = BridgeSettings()
+    except ValidationError as exc:
+        raise SystemExit(f"genserve bridge: invalid settings: {one_line(exc)}") from None
+    configure_logging(settings.log_format, settings.log_level)
+    problem = listen_problem(args.host, args.port)
+    if problem is not None:
+        raise SystemExit(f"genserve bridge: {problem}")
+
+    import uvicorn
+
+    from rest_bridge.app import create_app
+
+    # Our logging (configured above) and our access log (rest_bridge.access): uvicorn's
+    # records reach the same handler, and it writes no request lines of its own.
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ Models allow extra fields: the document's shapes are the floor, and additions
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+
+from rest_bridge.errors import codes_for
 
 T = TypeVar("T")
 
@@ -133,29 +136,59 @@ class HealthAnswer(Answer):
     status: Literal["ok"]
 
 
-ERROR_STATUSES: dict[int, str] = {
-    400: "Malformed JSON or query (`invalid_request`).",
-    401: "Missing, malformed, unknown or revoked key (`invalid_api_key`).",
-    404: "No such resource for this key (`not_found`).",
-    409: "A conflict (`idempotency_conflict`, `generation_finished`, `generation_cancelled`).",
-    413: "Body too large (`payload_too_large`).",
-    422: "A field is invalid (`validation_error`, with `details`).",
-    429: "Hourly limit or failed-authentication brake (`rate_limited`, with `Retry-After`).",
-    503: "No inference server, or busy (`inference_unavailable`, `overloaded`).",
-}
-GENERATION_ERRORS = {
-    **ERROR_STATUSES,
-    402: "Not enough points (`insufficient_points`).",
-    502: "The inference server failed (`inference_error`).",
-    504: "The generation did not finish in time (`generation_timeout`).",
-}
+class ReadyAnswer(Answer):
+    status: Literal["ready"]
+    checks: dict[str, str]
+    """Each dependency (``database``, ``redis``, ``inference``) and how it answered."""
 
 
-def error_responses(statuses: dict[int, str] = ERROR_STATUSES) -> dict[int | str, Any]:
-    return {
-        status: {"model": ErrorEnvelope, "description": text}
-        for status, text in sorted(statuses.items())
-    }
+ERROR_STATUSES: tuple[int, ...] = (400, 401, 404, 405, 409, 413, 422, 429, 503)
+"""What any keyed route may answer besides its 200 (409 on the generation routes)."""
+GENERATION_ERRORS: tuple[int, ...] = (*ERROR_STATUSES, 402, 502, 504)
+"""A generation route adds the price, the inference server's failures and the deadline."""
+
+
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "One Server-Sent Event: `event` names it, `data` is its JSON (`queued`: position; "
+        "`progress`: stage, step, total, elapsed, estimated_remaining; `preview`: a small "
+        "image of the work so far; `completed`: the 200 `data`; `failed`: the error "
+        "envelope), `id` resumes after it (`Last-Event-ID`). A client ignores event names "
+        "it does not know."
+    ),
+    "properties": {
+        "event": {"type": "string", "examples": ["queued", "progress", "completed", "failed"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string"},
+    },
+    "required": ["event", "data"],
+}
+"""What each event of a ``text/event-stream`` answer holds (schemathesis reads it per event)."""
+
+ENVELOPE_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+
+
+def error_responses(
+    statuses: Iterable[int] = ERROR_STATUSES, *, non_json_route: bool = False
+) -> dict[int | str, Any]:
+    """The error envelope under each status, described from ``errors.ERROR_CODES``.
+
+    ``non_json_route``: the route answers 200 with another media type (events, files);
+    FastAPI would file a model under that type, so the envelope is named by reference,
+    as JSON (the JSON routes put ``ErrorEnvelope`` among the components).
+    """
+    responses: dict[int | str, Any] = {}
+    for status in sorted(set(statuses)):
+        codes = codes_for(status)
+        if not codes:
+            raise ValueError(f"no error code in errors.ERROR_CODES answers {status}")
+        text = " ".join(f"`{e.code}`: {e.meaning}" for e in codes)
+        if non_json_route:
+            responses[status] = {"description": text, "content": ENVELOPE_JSON}
+        else:
+            responses[status] = {"model": ErrorEnvelope, "description": text}
+    return responses
 
 
 def generation_responses(answer: type[BaseModel]) -> dict[int | str, Any]:

@@ -6,21 +6,26 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from rest_bridge import envelope
+from rest_bridge import envelope, openapi
+from rest_bridge.access import AccessLog, note_route
 from rest_bridge.auth import install_key_redaction
+from rest_bridge.body_limit import BodyLimit
 from rest_bridge.generation.bus import bus_for
 from rest_bridge.generation.live import LiveGenerations
 from rest_bridge.inference_client import CatalogueWatch, InferenceClient
 from rest_bridge.link_security import LinkSecurity
 from rest_bridge.maintenance import Maintenance
+from rest_bridge.metrics import count_points
 from rest_bridge.ratelimit import RateLimits, redacted_url
 from rest_bridge.routes import (
     account,
+    docs,
     files,
     generations,
     images,
+    openai_compat,
     projects,
     service,
     three_d,
@@ -29,6 +34,7 @@ from rest_bridge.routes import (
 )
 from rest_bridge.settings import BridgeSettings
 from rest_bridge.state import BridgeState
+from rest_bridge.web import login_link, studio
 from rest_bridge.web import routes as web
 from rest_bridge.webhooks import WebhookSender
 from storage.blobs import blob_store_from_url
@@ -100,10 +106,16 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         version="0.1.0",
         description="Self-hostable AI generation API.",
         lifespan=lifespan,
+        docs_url=None,  # served by routes/docs.py, with assets that need no network
+        redoc_url=None,
+        dependencies=[Depends(note_route)],  # the route's template, for the access log
     )
+    app.add_middleware(BodyLimit)  # innermost middleware: inside the request id, before routing
     envelope.install(app)
     app.include_router(account.router)
     app.include_router(web.router)
+    app.include_router(studio.router)  # /projects, /playground and their /web/api/
+    app.include_router(login_link.router)  # one-time log-in links (genserve up prints one)
     for router in (
         images.router,
         generations.router,
@@ -114,5 +126,10 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         service.router,
     ):
         app.include_router(router)
+    app.include_router(openai_compat.router)  # /v1/: OpenAI's shapes, its own error format
+    docs.install(app)
+    openapi.install(app)
     app.include_router(unmatched.router)  # last: it answers what no other route serves
+    app.add_middleware(AccessLog)  # outermost: request id, access log and request metrics
+    count_points()
     return app

@@ -2,8 +2,13 @@
 
 Order: the client address's failure brake, the header's shape, the key's
 checksum, the keyed hash, then the key's hourly counter. Failed attempts count
-against the address, so keys cannot be guessed at speed; a blocked address is
-answered 429 before its key is looked at, so the answer reveals nothing about it.
+against the address, so keys cannot be guessed at speed. The brake never refuses
+a valid key, since many clients may share an address (NAT, a proxy): a braked
+address still has its key checked, and anything but a live key is answered 429,
+the same answer whatever was wrong with it, without counting further failures.
+That costs what any request costs (a checksum, then one HMAC and one indexed
+read, the stored hash compared in constant time), and tells a braked client no
+more than an unbraked one learns: a valid key works; keys carry ~190 random bits.
 """
 
 from __future__ import annotations
@@ -107,9 +112,7 @@ async def authenticate(
     limits = state.ratelimits
     address = client_address(request)
     try:
-        blocked = await limits.address_blocked(address)
-        if blocked is not None:
-            raise too_many_failures(blocked)
+        braked = await limits.address_blocked(address)
         try:
             token = bearer_token(request)
             if not is_well_formed(token):
@@ -119,8 +122,11 @@ async def authenticate(
             found = await state.db(key_owner, hash_key(token, state.secret))
             if found is None:
                 raise _unauthorized("The API key is unknown or has been revoked.")
-        except _AuthFailure:
-            await limits.address_failed(address)
+        except ApiError as refused:
+            if braked is not None:  # only a live key passes a braked address
+                raise too_many_failures(braked) from None
+            if isinstance(refused, _AuthFailure):
+                await limits.address_failed(address)
             raise
         key, account = found
         assert key.id is not None and account.id is not None

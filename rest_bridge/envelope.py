@@ -22,7 +22,6 @@ HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
-    415: "unsupported_media_type",
 }
 
 
@@ -122,6 +121,9 @@ def _validation_to_api_error(exc: RequestValidationError) -> ApiError:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return ApiError(400, "invalid_request", "The request body is not valid JSON.")
+    if any(e.get("type") == "missing" and tuple(e.get("loc", ())) == ("body",) for e in errors):
+        # No bytes at all: not JSON either (valid JSON of another shape stays a 422).
+        return ApiError(400, "invalid_request", "The request body is empty; send a JSON object.")
     if any(e.get("loc", ("",))[0] == "query" for e in errors):
         details = [
             {"field": _field_name(tuple(e["loc"])), "message": str(e["msg"])}

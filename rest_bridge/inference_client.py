@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
+from genserve.logs import request_id_var
 from rest_bridge.background import Periodic
 from rest_bridge.catalogue import Catalogue, ModelEntry
 from rest_bridge.errors import ApiError
 from rest_bridge.link_security import LinkSecurity
+from rest_bridge.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,40 @@ ProgressHook = Callable[[pb.Progress], Awaitable[None]]
 SERVICE = "genserve.inference.v1.InferenceService"
 
 
+MAX_PUBLIC_DETAILS = 300
+_TRACEBACK = re.compile(r'Traceback \(most recent call last\)|^\s*File "', re.MULTILINE)
+# An absolute or home-relative path (POSIX or Windows), a file: URL, or ./ and ../ paths;
+# only where a token starts, so URLs and "a/b" values stay.
+_PATH = re.compile(
+    r"""(?<![\w:/.\\-])(?:file:/|~/|\.{1,2}/|/(?=[^\s'"(),;])|[A-Za-z]:[\\/]|\\\\)[^\s'"(),;]*"""
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def public_details(details: str) -> str:
+    """An inference server's validation message as a client may read it.
+
+    Our inference server writes INVALID_ARGUMENT and NOT_FOUND details for clients
+    ("steps must be between 1 and 200"); even so, anything that looks like a
+    traceback is cut off, paths are replaced by ``[path]``, only the first line is
+    kept and it is shortened. Empty when nothing readable is left.
+    """
+    match = _TRACEBACK.search(details)
+    text = details[: match.start()] if match else details
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    text = _CONTROL.sub(" ", _PATH.sub("[path]", text)).strip(" :")
+    if len(text) > MAX_PUBLIC_DETAILS:
+        text = text[: MAX_PUBLIC_DETAILS - 1].rstrip() + "…"
+    return text if any(c.isalnum() for c in text.replace("[path]", "")) else ""
+
+
 def rest_error(err: grpc.aio.AioRpcError | grpc.RpcError, retry_after: int) -> ApiError:
-    """Maps an RPC failure to the envelope; the only place that does."""
+    """Maps an RPC failure to the envelope; the only place that does.
+
+    The message is public: a fixed sentence per status, except validation refusals,
+    whose details are passed through :func:`public_details`. The raw details are
+    for the logs only.
+    """
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = (err.details() if hasattr(err, "details") else "") or ""
     retry = {"Retry-After": str(retry_after)}
@@ -43,7 +78,8 @@ def rest_error(err: grpc.aio.AioRpcError | grpc.RpcError, retry_after: int) -> A
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ApiError(503, "overloaded", "The server is busy; try again shortly.", headers=retry)
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
-        return ApiError(422, "validation_error", details or "The request was refused.")
+        message = public_details(details) or "The request was refused."
+        return ApiError(422, "validation_error", message)
     if code == grpc.StatusCode.CANCELLED:
         return ApiError(409, "generation_cancelled", "The generation was cancelled.")
     if code == grpc.StatusCode.FAILED_PRECONDITION:
@@ -232,18 +268,26 @@ class InferenceClient:
         """
         deadline = time.monotonic() + deadline_s
         tried: list[str] = []
+        metadata = request_metadata(request)
         while True:
             link = self.route(model, exclude=tried)
             assert link is not None  # the first attempt has every target; a retry checked
             tried.append(link.target)
             call = getattr(link.stub, method)(
-                request, timeout=max(0.001, deadline - time.monotonic())
+                request, timeout=max(0.001, deadline - time.monotonic()), metadata=metadata
             )
             self._outstanding[link.target] = self._outstanding.get(link.target, 0) + 1
             progress = StreamProgress()
+            sent, outcome = time.perf_counter(), "error"
             try:
-                return await collect(call, on_progress, progress)
+                result = await collect(call, on_progress, progress)
+                outcome = "OK"
+                return result
+            except asyncio.CancelledError:
+                outcome = "CANCELLED"
+                raise
             except grpc.aio.AioRpcError as exc:
+                outcome = exc.code().name
                 again = (
                     len(tried) == 1
                     and not progress.output_started
@@ -262,6 +306,13 @@ class InferenceClient:
             finally:
                 call.cancel()
                 self._outstanding[link.target] -= 1
+                METRICS.inference.labels(method, outcome).observe(time.perf_counter() - sent)
+
+
+def request_metadata(request: Any) -> tuple[tuple[str, str], ...] | None:
+    """``x-request-id``: the bridge's request id, which the inference server logs under."""
+    rid = getattr(request, "request_id", "") or request_id_var.get()
+    return (("x-request-id", rid),) if rid else None
 
 
 class CatalogueWatch(Periodic):

@@ -1,4 +1,5 @@
-"""Hourly request limits per API key, and a brake on failed authentication per client address.
+"""Hourly request limits per API key, a brake on failed authentication per client address,
+and per-address limits on the web page's sign-ups and log-ins.
 
 Counters live in Redis when ``REDIS_URL`` is set, shared by every bridge process;
 otherwise in this process, which is then the only one that may serve.
@@ -22,6 +23,7 @@ from rest_bridge.settings import BridgeSettings
 
 KEY_NAMESPACE = "requests"
 FAILURE_NAMESPACE = "auth-failures"
+ATTEMPT_NAMESPACES = {"signup": "signups", "login": "logins"}
 
 
 class RateLimiterUnavailable(Exception):
@@ -68,15 +70,27 @@ def redacted_url(url: str) -> str:
 class RateLimits:
     """The bridge's counters, in one store."""
 
-    def __init__(self, storage: Storage, failure_limits: list[RateLimitItem], shared: bool) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        failure_limits: list[RateLimitItem],
+        shared: bool,
+        attempt_limits: dict[str, list[RateLimitItem]] | None = None,
+    ) -> None:
+        """``attempt_limits``: per-address limits of the web forms, by ``signup`` and ``login``."""
         self.storage = storage
         self.failure_limits = failure_limits
         self.shared = shared
+        self.attempt_limits = attempt_limits or _default_attempt_limits()
         self._fixed = FixedWindowRateLimiter(storage)
 
     @classmethod
     def from_settings(cls, settings: BridgeSettings) -> RateLimits:
         failures = parse_many(settings.auth_failure_limits)
+        attempts = {
+            "signup": parse_many(settings.signup_limits),
+            "login": parse_many(settings.login_limits),
+        }
         if settings.redis_url:
             storage: Storage = RedisStorage(
                 "async+" + settings.redis_url,
@@ -86,8 +100,10 @@ class RateLimits:
                 socket_timeout=5,
                 socket_connect_timeout=5,
             )
-            return cls(storage, failures, shared=True)
-        return cls(MemoryStorage(wrap_exceptions=True), failures, shared=False)
+            return cls(storage, failures, shared=True, attempt_limits=attempts)
+        return cls(
+            MemoryStorage(wrap_exceptions=True), failures, shared=False, attempt_limits=attempts
+        )
 
     @classmethod
     def in_process(cls) -> RateLimits:
@@ -143,3 +159,27 @@ class RateLimits:
                 await self._fixed.hit(item, FAILURE_NAMESPACE, address)
         except StorageError as exc:
             raise RateLimiterUnavailable(str(exc)) from exc
+
+    async def attempt(self, form: str, address: str) -> int | None:
+        """Counts one ``signup`` or ``login`` attempt from the address.
+
+        Returns the seconds to wait when the address is past one of the form's
+        limits (the attempt is then refused), else None.
+        """
+        namespace = ATTEMPT_NAMESPACES[form]
+        try:
+            for item in self.attempt_limits[form]:
+                if not await self._fixed.hit(item, namespace, address):
+                    stats = await self._fixed.get_window_stats(item, namespace, address)
+                    return max(1, math.ceil(stats.reset_time - time.time()))
+        except StorageError as exc:
+            raise RateLimiterUnavailable(str(exc)) from exc
+        return None
+
+
+def _default_attempt_limits() -> dict[str, list[RateLimitItem]]:
+    fields = BridgeSettings.model_fields
+    return {
+        "signup": parse_many(str(fields["signup_limits"].default)),
+        "login": parse_many(str(fields["login_limits"].default)),
+    }

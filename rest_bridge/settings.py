@@ -11,60 +11,175 @@ from limits import parse_many
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from genserve.logs import LogFormat, LogLevel, format_named, level_named
 from genserve.vocabulary import MAX_INPUT_BYTES
 from rest_bridge.address_policy import AddressPolicy
 from rest_bridge.link_security import check_tls_files
 
 
 class BridgeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GENSERVE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="GENSERVE_", extra="ignore", use_attribute_docstrings=True
+    )
 
     environment: Literal["development", "production"] = "development"
+    """`production` refuses to start without `GENSERVE_KEY_SECRET`; `development` creates one
+    under the data folder.
+    """
     data_dir: Path = Path("data")
+    """Folder of the SQLite database, the local output files (`blobs/`), the generated key secret
+    and `genserve up`'s logs.
+    """
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("DATABASE_URL", "GENSERVE_DATABASE_URL")
     )
+    """SQLAlchemy URL of the database, e.g. `postgresql://user@host/db` (needed for more than one
+    bridge); unset: SQLite at `<data_dir>/genserve.db`.
+    """
     redis_url: str | None = Field(
         None, validation_alias=AliasChoices("REDIS_URL", "GENSERVE_REDIS_URL")
     )
+    """Redis for shared hourly rate limits, live job events, cancels and one-time key reveals;
+    needed for more than one bridge. Unset: kept in this process.
+    """
     # Output files: ``s3://bucket/prefix`` for an S3-compatible bucket (endpoint and
     # credentials from the standard AWS_* variables), else the folder ``data_dir/blobs``.
     blob_url: str | None = None
+    """Where output files go: `s3://bucket/prefix` for an S3-compatible bucket (endpoint and
+    credentials from the standard `AWS_*` variables); unset: the folder `<data_dir>/blobs`.
+    Files are always served by the bridge.
+    """
     inference_targets: str = "127.0.0.1:50051"
+    """Comma-separated inference servers (`host:port`, `[v6]:port`, `dns:///name:port`), one gRPC
+    channel each.
+    """
     public_base_url: str = "http://127.0.0.1:8000"
+    """Base of every absolute URL the bridge answers with (output files, status URLs, log-in
+    links); `genserve up` derives it from `--host`/`--port` (127.0.0.1 for 0.0.0.0) unless
+    set.
+    """
     key_secret: str | None = None
+    """HMAC secret for API keys, CSRF tokens and log-in links, at least 32 characters (required
+    in production); unset: generated once into `<data_dir>/secret.key`.
+    """
     image_timeout_s: float = 300.0
+    """Deadline of one image generation, in seconds (504 `generation_timeout` past it, refunded)."""
     video_timeout_s: float = 1800.0
+    """Deadline of one video generation, in seconds."""
     mesh_timeout_s: float = 600.0
+    """Deadline of one image-to-3D generation, in seconds."""
     price_image: int = 4
+    """Points per image (`num_images` images cost that many times this)."""
     price_video: int = 10
+    """Points for a 4-second 720p video; other durations scale it linearly, other resolutions by
+    a factor each (both listed by `GET /api/v1/models`).
+    """
     price_3d: int = 20
+    """Points per 3D model."""
     sse_heartbeat_s: float = 15.0
+    """Seconds between keep-alive comments on a quiet Server-Sent Events stream (keeps proxies
+    from closing it).
+    """
     # How often each inference target's health is checked; a target that comes (back)
     # is asked for its models with ListModels.
     catalogue_refresh_s: float = 5.0
-    maintenance_interval_s: float = 60.0
+    """How often each inference target's health is checked, in seconds; a target that comes
+    (back) is asked for its models with `ListModels`.
+    """
+    maintenance_interval_s: float = Field(60.0, gt=0)
+    """Seconds between full housekeeping sweeps: generations without a lease (written before
+    leases) still live past their deadline plus a minute refunded, expired idempotency records
+    purged.
+    """
+    job_lease_s: float = Field(30.0, gt=0)
+    """A running generation's lease, in seconds: its bridge renews it every third of this, and
+    every bridge looks that often for leases run out (their bridge died) to fail and refund
+    those generations, send their webhooks and release their idempotency keys.
+    """
     webhook_timeout_s: float = 10.0
+    """Seconds to wait for a webhook receiver's answer."""
     webhook_max_attempts: int = 6
+    """Deliveries tried per webhook before it is given up."""
     webhook_backoff_s: float = 2.0
+    """First wait between webhook attempts, in seconds; doubled after each failure."""
     signup_points: int = 100
+    """Points a new account starts with (web sign-up, `genserve accounts create`, `genserve keys
+    create`).
+    """
     retry_after_s: int = 10
+    """The `Retry-After` seconds sent with 503 answers (no inference server, rate-limit store
+    down).
+    """
     fetch_allow_loopback: bool = False
+    """Fetch policy: let `image_url` and webhooks reach loopback addresses (127.0.0.0/8, ::1).
+    Off: public addresses only.
+    """
     fetch_allow_private: bool = False
+    """Fetch policy: let `image_url` and webhooks reach private and link-local addresses (10/8,
+    172.16/12, 192.168/16, fc00::/7...). Off: public addresses only.
+    """
     max_upload_bytes: int = MAX_INPUT_BYTES
+    """Largest input image (`image_base64` decoded, or fetched from `image_url`), in bytes."""
     # Failed authentications (bad API keys, wrong passwords) allowed per client address.
     auth_failure_limits: str = "20/minute;100/hour"
+    """Failed authentications (bad API keys, wrong passwords) allowed per client address, as
+    `limits` strings (`N/minute;M/hour`); past them the address is braked (429).
+    """
+    # Web sign-ups (each an argon2 hash and a grant of points) and log-ins per client address.
+    signup_limits: str = "5/hour"
+    """Web sign-ups allowed per client address (each an argon2 hash and a grant of points)."""
+    login_limits: str = "10/minute"
+    """Web log-in attempts allowed per client address."""
+    # ``open``: anyone may sign up on the web page; ``closed``: accounts come from the operator
+    # (``genserve accounts create``).
+    signup: Literal["open", "closed"] = "open"
+    """`open`: anyone may sign up on the web page; `closed`: accounts come from the operator
+    (`genserve accounts create`).
+    """
+    # Live (unrevoked) API keys per account: the hourly request limit is per key.
+    max_keys_per_account: int = Field(10, ge=1)
+    """Live (unrevoked) API keys an account may hold; the hourly request limit is per key."""
     # Prefix of the rate-limit counters in Redis (several deployments may share one Redis).
     ratelimit_prefix: str = "genserve"
+    """Prefix of this deployment's keys in Redis (several deployments may share one Redis)."""
     session_days: int = 14
+    """Lifetime of a web session (the settings pages), in days."""
     # The gRPC link to the inference servers: TLS (verified against this CA) when
     # GENSERVE_GRPC_TLS_CA is set, with a client certificate (mutual TLS) when
     # GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY are set too; the service token
     # GENSERVE_INFERENCE_TOKEN goes on every call as ``authorization: Bearer``.
     grpc_tls_cert: Path | None = None
+    """PEM client certificate chain for mutual TLS to the inference servers (with
+    `GENSERVE_GRPC_TLS_KEY` and `GENSERVE_GRPC_TLS_CA`).
+    """
     grpc_tls_key: Path | None = None
+    """PEM private key of `GENSERVE_GRPC_TLS_CERT`."""
     grpc_tls_ca: Path | None = None
+    """PEM CA: when set, the bridge connects to the inference servers over TLS and verifies them
+    with it; unset: plaintext (loopback).
+    """
     inference_token: SecretStr | None = None
+    """Service token sent on every gRPC call as `authorization: Bearer <token>`; the inference
+    servers must have the same one.
+    """
+    log_format: LogFormat = "json"
+    """Log lines: `json`, one object per line (time, level, logger, message, request id and the
+    line's fields), or `text` for a person at a terminal. Shared by both servers.
+    """
+    log_level: LogLevel = "INFO"
+    """Lowest level logged: `DEBUG` (health probes' access lines too), `INFO`, `WARNING`,
+    `ERROR` or `CRITICAL`. Shared by both servers.
+    """
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> str:
+        return format_named(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> str:
+        return level_named(value)
 
     @model_validator(mode="after")
     def _production_secrets(self) -> BridgeSettings:
@@ -90,7 +205,7 @@ class BridgeSettings(BaseSettings):
     def inference_token_value(self) -> str | None:
         return self.inference_token.get_secret_value() if self.inference_token else None
 
-    @field_validator("auth_failure_limits")
+    @field_validator("auth_failure_limits", "signup_limits", "login_limits")
     @classmethod
     def _limits_parse(cls, value: str) -> str:
         parse_many(value)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -27,6 +30,9 @@ class BridgeState:
     client: InferenceClient
     secret: bytes
     ratelimits: RateLimits = field(default_factory=RateLimits.in_process)
+    # This process among the bridges sharing the database: the owner of the generations
+    # it runs (their leases; see rest_bridge/maintenance.py).
+    instance_id: str = field(default_factory=lambda: new_instance_id())
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Runs ``fn(session, ...)`` on a worker thread with a fresh session."""
@@ -39,6 +45,11 @@ class BridgeState:
 
     def file_url(self, token: str, file_name: str) -> str:
         return f"{self.settings.base_url}/files/{token}/{file_name}"
+
+
+def new_instance_id() -> str:
+    """Host, process and a random part: unique among bridges, readable in the database."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def get_state(request: Request) -> BridgeState:

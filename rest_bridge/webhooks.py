@@ -11,24 +11,14 @@ from typing import Any
 from genserve.webhooks import HEADER, sign
 from rest_bridge.address_policy import AddressPolicy
 from rest_bridge.background import Periodic
-from rest_bridge.envelope import error_body, ok
 from rest_bridge.errors import ApiError
+from rest_bridge.generation.ending import queue_webhook
 from rest_bridge.generation.live import LiveGeneration
 from rest_bridge.safe_fetch import post_json
 from rest_bridge.state import BridgeState
 from storage import webhooks as store
 
 log = logging.getLogger(__name__)
-
-
-def payload_for(job: LiveGeneration) -> tuple[str, dict[str, Any]]:
-    if job.error is None:
-        event = "generation.completed"
-        body = ok(job.data)
-    else:
-        event = "generation.failed"
-        body = error_body(job.error, job.request_id)
-    return event, {"event": event, "generation_id": job.generation_id, **body}
 
 
 class WebhookSender(Periodic):
@@ -42,18 +32,14 @@ class WebhookSender(Periodic):
         self.policy = policy
 
     async def job_finished(self, job: LiveGeneration) -> None:
+        """Queues the webhook of a job this process ran, built from its ended row.
+
+        A row another bridge ended first (a cancel, the sweep) already has its webhook.
+        """
         if not job.webhook_url:
             return
-        event, payload = payload_for(job)
-        await self.state.db(
-            store.enqueue,
-            generation_id=job.generation_id,
-            account_id=job.account_id,
-            url=job.webhook_url,
-            event=event,
-            payload=payload,
-        )
-        self.wake()
+        if await self.state.db(queue_webhook, job.generation_id):
+            self.wake()
 
     async def run_once(self) -> None:
         due = await self.state.db(store.claim_due)

@@ -23,6 +23,14 @@ class EmailTaken(Exception):
     pass
 
 
+class TooManyKeys(Exception):
+    """The account already holds the most live keys it may."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"an account may hold at most {limit} live API keys")
+        self.limit = limit
+
+
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
@@ -104,7 +112,30 @@ class NewKey:
     record: ApiKey
 
 
-def create_api_key(session: Session, *, account_id: int, secret: bytes, name: str) -> NewKey:
+def live_key_count(session: Session, account_id: int) -> int:
+    """The account's keys that are not revoked."""
+    count = session.exec(
+        select(func.count())
+        .select_from(ApiKey)
+        .where(ApiKey.account_id == account_id, col(ApiKey.revoked_at).is_(None))
+    ).one()
+    return int(count)
+
+
+def create_api_key(
+    session: Session, *, account_id: int, secret: bytes, name: str, max_live: int | None = None
+) -> NewKey:
+    """A new key; with ``max_live``, only while the account holds fewer live keys (else
+    :class:`TooManyKeys`), exact under concurrent creations."""
+    if max_live is not None:
+        # Write-lock the account row first (a no-op update), so concurrent creations for one
+        # account count one after the other; the first statement of the transaction on SQLite.
+        session.execute(
+            update(Account).where(col(Account.id) == account_id).values(plan=Account.plan)
+        )
+        if live_key_count(session, account_id) >= max_live:
+            session.rollback()
+            raise TooManyKeys(max_live)
     plaintext = generate_key()
     record = ApiKey(
         account_id=account_id,

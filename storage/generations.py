@@ -115,3 +115,30 @@ def live_before(session: Session, kind: str, cutoff: datetime) -> list[str]:
             )
         ).all()
     )
+
+
+def renew_leases(session: Session, owner: str, until: datetime) -> int:
+    """Extends the lease of every live generation ``owner`` runs, in one statement."""
+    result = session.execute(
+        update(Generation)
+        .where(
+            col(Generation.owner) == owner,
+            col(Generation.status).in_(("pending", "running")),
+        )
+        .values(lease_until=until)
+    )
+    session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def lease_expired(session: Session, now: datetime) -> list[str]:
+    """Live generations whose owner stopped renewing their lease before ``now``."""
+    return list(
+        session.exec(
+            select(Generation.id).where(
+                col(Generation.status).in_(("pending", "running")),
+                col(Generation.lease_until).is_not(None),
+                col(Generation.lease_until) < now,
+            )
+        ).all()
+    )

@@ -81,6 +81,31 @@ def finish(
     session.commit()
 
 
+def attach(session: Session, record_id: int, generation_id: str) -> None:
+    """Ties a claim to the generation it started (in the caller's transaction, no commit)."""
+    session.execute(
+        update(IdempotencyRecord)
+        .where(col(IdempotencyRecord.id) == record_id)
+        .values(generation_id=generation_id)
+    )
+
+
+def release_claims_of(session: Session, generation_id: str) -> int:
+    """Forgets the in-progress claim of a generation ended elsewhere (no commit).
+
+    Its bridge is gone, so nobody will fill it in: the client's retry runs again
+    instead of meeting 409 until the record expires. A completed record (a 202
+    already answered) stays, and replays.
+    """
+    result = session.execute(
+        delete(IdempotencyRecord).where(
+            col(IdempotencyRecord.generation_id) == generation_id,
+            col(IdempotencyRecord.status) == "in_progress",
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def release(session: Session, record_id: int) -> None:
     """Forgets a claim whose request failed, so the client's retry runs again."""
     session.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.id) == record_id))

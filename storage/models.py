@@ -80,6 +80,11 @@ class Generation(SQLModel, table=True):
     generation_time_ms: int | None = None
     created_at: datetime = _ts(nullable=False, default=utcnow, index=True)
     completed_at: datetime | None = _ts(nullable=True)
+    # The bridge process running it, and until when: the owner renews the lease while the
+    # work is live; another bridge ends and refunds a live row whose lease has run out.
+    # Both None on rows written before leases (they keep the deadline rule).
+    owner: str | None = Field(default=None, max_length=64, index=True)
+    lease_until: datetime | None = _ts(nullable=True)
 
 
 class Asset(SQLModel, table=True):
@@ -157,9 +162,15 @@ class IdempotencyRecord(SQLModel, table=True):
 
 
 class WebhookDelivery(SQLModel, table=True):
-    """A signed POST owed to a client; retried with backoff until delivered or given up."""
+    """A signed POST owed to a client; retried with backoff until delivered or given up.
+
+    At most one per generation and event, whichever bridge ended the generation.
+    """
 
     __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        Index("uq_webhook_delivery_generation_event", "generation_id", "event", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     generation_id: str = Field(foreign_key="generation.id", index=True, max_length=24)

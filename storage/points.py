@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
+from storage import idempotency
 from storage.models import Account, Generation, PointsLedger, utcnow
 
 
@@ -15,15 +18,20 @@ class InsufficientPoints(Exception):
         self.needed = needed
 
 
-def start_generation(session: Session, generation: Generation) -> int:
+def start_generation(
+    session: Session, generation: Generation, *, claim_id: int | None = None
+) -> int:
     """Writes the pending generation and takes its points in one transaction.
 
     The conditional update can never take a balance below zero, whatever runs
-    beside it. Returns the balance after the debit.
+    beside it. ``claim_id``: the request's idempotency record, tied to the
+    generation in the same transaction. Returns the balance after the debit.
     """
     cost = generation.points_cost
     session.add(generation)
     session.flush()
+    if claim_id is not None:
+        idempotency.attach(session, claim_id, generation.id)
     if cost <= 0:
         session.commit()
         return balance(session, generation.account_id)
@@ -49,9 +57,18 @@ def start_generation(session: Session, generation: Generation) -> int:
 
 
 def finish_unsuccessfully(
-    session: Session, generation_id: str, *, status: str, code: str, message: str
+    session: Session,
+    generation_id: str,
+    *,
+    status: str,
+    code: str,
+    message: str,
+    also: Callable[[Session, Generation], None] | None = None,
 ) -> bool:
-    """Marks a live generation failed or cancelled and refunds it; only the first call acts."""
+    """Marks a live generation failed or cancelled and refunds it; only the first call acts.
+
+    ``also`` runs with the ended row inside the same transaction (the first call only).
+    """
     result = session.execute(
         update(Generation)
         .where(
@@ -79,6 +96,8 @@ def finish_unsuccessfully(
                 generation_id=gen.id,
             )
         )
+    if also is not None:
+        also(session, gen)
     session.commit()
     return True
 

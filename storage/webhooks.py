@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from storage.models import Account, WebhookDelivery, utcnow
@@ -21,15 +22,51 @@ def enqueue(
     url: str,
     event: str,
     payload: dict[str, Any],
-) -> int:
+) -> int | None:
+    """Queues a delivery; None when this generation's event is already queued (by any bridge)."""
+    delivery = add(
+        session,
+        generation_id=generation_id,
+        account_id=account_id,
+        url=url,
+        event=event,
+        payload=payload,
+    )
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return None
+    session.refresh(delivery)
+    assert delivery.id is not None
+    return delivery.id
+
+
+def add(
+    session: Session,
+    *,
+    generation_id: str,
+    account_id: int,
+    url: str,
+    event: str,
+    payload: dict[str, Any],
+) -> WebhookDelivery:
+    """Adds a delivery to the caller's transaction (no commit)."""
     delivery = WebhookDelivery(
         generation_id=generation_id, account_id=account_id, url=url, event=event, payload=payload
     )
     session.add(delivery)
-    session.commit()
-    session.refresh(delivery)
-    assert delivery.id is not None
-    return delivery.id
+    return delivery
+
+
+def queued(session: Session, generation_id: str, event: str) -> bool:
+    """Whether this generation's event already has a delivery."""
+    found = session.exec(
+        select(WebhookDelivery.id).where(
+            WebhookDelivery.generation_id == generation_id, WebhookDelivery.event == event
+        )
+    ).first()
+    return found is not None
 
 
 def claim_due(session: Session, limit: int = 10) -> list[tuple[WebhookDelivery, str]]:

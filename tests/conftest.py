@@ -126,6 +126,9 @@ def bridge_env(data_dir: Path, db_url: str, target: str, **extra: str) -> dict[s
         # Shared bridges see many deliberate bad keys from 127.0.0.1; the brake on failed
         # authentication is tested on bridges of its own (tests/rest_bridge/test_ratelimit.py).
         "GENSERVE_AUTH_FAILURE_LIMITS": "100000/minute",
+        # Likewise many sign-ups and log-ins; their limits are tested in test_abuse.py.
+        "GENSERVE_SIGNUP_LIMITS": "100000/minute",
+        "GENSERVE_LOGIN_LIMITS": "100000/minute",
         **extra,
     }
 

@@ -1,5 +1,6 @@
 """genserve-client installs on its own: a fresh virtual environment gets the stubs, the
-webhook signatures and the ``genserve`` command, and none of the servers or their weight."""
+webhook signatures, the SDK and the ``genserve`` command, and none of the servers or their
+weight."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ CLIENT_MODULES = (
     "genserve.inference.v1.inference_pb2_grpc",
     "genserve.webhooks",
     "genserve.cli",
+    "genserve.client_cli",
+    "genserve.client",
+    "genserve.async_client",
+    "genserve.errors",
+    "genserve.results",
+    "genserve.config",
+    "genserve.progress",
 )
 SERVER_SIDE = (
     "torch",
@@ -32,6 +40,8 @@ SERVER_SIDE = (
     "rest_bridge",
     "storage",
     "inference_server",
+    "rich",  # only with the [cli] extra
+    "pydantic",
 )
 PROBE = f"""
 import importlib, importlib.util, json, pkgutil
@@ -43,6 +53,17 @@ present = [n for n in {SERVER_SIDE!r} if importlib.util.find_spec(n) is not None
 print(json.dumps({{"modules": modules, "present": present}}))
 """
 GOOD_KEY = "gsk_client_package_test"
+SDK_PROBE = """
+import json, importlib.metadata
+import genserve
+models = [m.name for m in genserve.Client().models.list()]
+try:
+    genserve.Client(api_key="gsk_wrong").models.list()
+except genserve.AuthenticationError as err:
+    error = [type(err).__name__, err.code, err.request_id]
+extras = [r for r in importlib.metadata.requires("genserve-client") if "extra" in r]
+print(json.dumps({"models": models, "error": error, "extras": extras}))
+"""
 
 
 def _source_modules() -> set[str]:
@@ -70,9 +91,26 @@ def _pyenv_newest() -> Path | None:
     return max(found)[1] if found else None
 
 
+def _pyenv_310() -> Path | None:
+    """A pyenv Python 3.10, the oldest the client supports."""
+    root = os.environ.get("PYENV_ROOT")
+    if root is None and shutil.which("pyenv"):
+        done = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=30)
+        root = done.stdout.strip() or None
+    versions = Path(root or Path.home() / ".pyenv") / "versions"
+    found = sorted(versions.glob("3.10.*"))
+    pythons = [f / "bin" / "python3" for f in found if (f / "bin" / "python3").exists()]
+    return pythons[-1] if pythons else None
+
+
 def _interpreter(which: str) -> str:
     if which == "python3.11":
         return shutil.which("python3.11") or sys.executable
+    if which == "pyenv-3.10":
+        oldest = _pyenv_310()
+        if oldest is None:
+            pytest.skip("pyenv has no Python 3.10 (looked under `pyenv root`/versions)")
+        return str(oldest)
     newest = _pyenv_newest()
     if newest is None:
         pytest.skip("pyenv has no Python 3.12 or 3.13 (looked under `pyenv root`/versions)")
@@ -131,7 +169,7 @@ def catalogue() -> Iterator[str]:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("which", ["python3.11", "pyenv-newest"])
+@pytest.mark.parametrize("which", ["pyenv-3.10", "python3.11", "pyenv-newest"])
 def test_the_client_installs_alone(which: str, tmp_path: Path, catalogue: str) -> None:
     python = _interpreter(which)
     env = _clean_env()
@@ -186,5 +224,24 @@ def test_the_client_installs_alone(which: str, tmp_path: Path, catalogue: str) -
 
     refused = run(genserve, "models", "--base-url", catalogue, GENSERVE_API_KEY="gsk_wrong")
     assert refused.returncode == 1
-    assert refused.stderr == "genserve: invalid_api_key: Invalid or missing API key.\n"
+    assert refused.stderr.splitlines() == [
+        "genserve: invalid_api_key: Invalid or missing API key. (request_id req_test)",
+        "genserve: set GENSERVE_API_KEY, or run `genserve login`",
+    ]
     assert "Traceback" not in refused.stdout + refused.stderr
+
+    # The SDK, with the extra that brings the progress bar declared but not installed.
+    sdk = run(
+        str(venv / "bin" / "python"),
+        "-c",
+        SDK_PROBE,
+        GENSERVE_BASE_URL=catalogue,
+        GENSERVE_API_KEY=GOOD_KEY,
+        XDG_CONFIG_HOME=str(tmp_path / "xdg"),
+    )
+    assert sdk.returncode == 0, sdk.stderr
+    assert json.loads(sdk.stdout) == {
+        "models": ["nano-banana", "ltx-2"],
+        "error": ["AuthenticationError", "invalid_api_key", "req_test"],
+        "extras": ['rich>=13; extra == "cli"'],
+    }

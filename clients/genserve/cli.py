@@ -17,11 +17,12 @@ Handlers refuse with ``fail(message)``: one line on standard error, status 1.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from genserve.cmdline import Parser
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -41,46 +42,11 @@ def fail(message: str) -> int:
     return 1
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    import httpx
-
-    base = (args.base_url or os.environ.get("GENSERVE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-    key = os.environ.get("GENSERVE_API_KEY")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    try:
-        response = httpx.get(f"{base}/api/v1/models", headers=headers, timeout=args.timeout)
-    except httpx.HTTPError as exc:
-        return fail(f"cannot reach {base}: {exc}")
-    try:
-        body: Any = response.json()
-    except ValueError:
-        return fail(f"{base} answered {response.status_code} without JSON")
-    if not isinstance(body, dict) or body.get("success") is not True:
-        if isinstance(body, dict) and "error" in body:
-            return fail(f"{body.get('code', 'error')}: {body['error']}")
-        return fail(f"{base} answered {response.status_code} with no model list")
-    rows = [
-        (str(m.get("name", "")), str(m.get("kind", "")), "yes" if m.get("default") else "")
-        for m in body.get("data", {}).get("models", [])
-    ]
-    table = [("name", "kind", "default"), *rows]
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
-    for row in table:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-    return 0
-
-
 def _register_client_commands(sub: Subparsers) -> None:
-    models = sub.add_parser("models", help="list the models a genserve bridge serves")
-    models.add_argument(
-        "--base-url",
-        help=f"the bridge (default: $GENSERVE_BASE_URL, else {DEFAULT_BASE_URL}); "
-        "the key comes from $GENSERVE_API_KEY",
-    )
-    models.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
-    models.set_defaults(func=cmd_models)
+    """image, video, 3d, projects, models, account, login and logout (genserve.client_cli)."""
+    from genserve.client_cli import register
+
+    register(sub)
 
 
 def _register_operator_commands(sub: Subparsers) -> None:
@@ -102,7 +68,7 @@ def _register_operator_commands(sub: Subparsers) -> None:
 
 
 def _build() -> tuple[argparse.ArgumentParser, Subparsers]:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = Parser(
         prog="genserve",
         description="The client subcommands; a server install adds the operator ones.",
     )

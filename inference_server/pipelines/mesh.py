@@ -56,8 +56,9 @@ def run_shap_e(
     The mesh is centred on the origin, scaled so that its largest extent is
     1, +Y up with its front towards +Z. Vertex colours are linear RGB, as
     glTF's ``COLOR_0`` is. ``on_step`` hears ``(i, steps, "denoising")`` as
-    the denoising steps finish and ``(1, 1, "decoding")`` after the mesh is
-    extracted; a ``GenerationCancelled`` it raises ends the run.
+    the denoising steps finish, ``(0, 1, "decoding")`` when the mesh extraction
+    starts and ``(1, 1, "decoding")`` when it is done; a ``GenerationCancelled`` it
+    raises ends the run.
 
     Raises ``InvalidArgument`` for out-of-range arguments, and when the model
     finds no surface at all for this image and seed (another seed may).
@@ -84,6 +85,7 @@ def run_shap_e(
     finally:
         progress.remove()
     renderer = shap_e.shap_e_renderer
+    on_step(0, 1, "decoding")
     guard = renderer.mesh_decoder.register_forward_hook(_refuse_empty_surface)
     try:
         decoded = renderer.decode_to_mesh(latents[:1], device, grid_size=grid_size)

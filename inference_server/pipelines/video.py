@@ -15,6 +15,7 @@ import torch
 from diffusers import DiffusionPipeline, LTX2Pipeline, LTXPipeline
 
 from inference_server.errors import InvalidArgument
+from inference_server.previews import PreviewSink, due, video_preview
 from inference_server.progress import StepCallback
 
 # Prompts past this many tokens are truncated; the public limit is 4,000 characters,
@@ -92,12 +93,15 @@ def run_video(
     guidance: float,
     seed: int,
     on_step: StepCallback,
+    preview_every: int = 0,
+    on_preview: PreviewSink | None = None,
 ) -> VideoResult:
     """Generate one clip, reporting each denoising step and the decode.
 
     ``on_step`` runs inside the denoising loop, so a ``GenerationCancelled`` it
     raises stops the pipeline at that step and propagates to the caller.
     Decoding is reported as ``(0, 1)`` when it starts and ``(1, 1)`` when done.
+    Every ``preview_every`` steps the middle frame's latents go to ``on_preview``.
     """
     ltx2 = _is_ltx2(pipe)
     _check_shape(pipe, width, height, num_frames)
@@ -109,6 +113,9 @@ def run_video(
     ) -> dict[str, Any]:
         total = int(pipeline.num_timesteps)
         on_step(index + 1, total, "denoising")
+        if on_preview is not None and due(index + 1, preview_every, total):
+            preview = video_preview(pipeline, tensors["latents"], num_frames, (width, height))
+            on_preview(index + 1, total, preview)
         if index + 1 == total:
             on_step(0, 1, "decoding")
         return tensors

@@ -53,6 +53,13 @@ def steps_for(requested: int, spec: ModelSpec) -> int:
     return requested or spec.steps
 
 
+def preview_every(requested: int) -> int:
+    """Steps between live previews; 0 sends none."""
+    if requested < 0 or requested > 200:
+        raise InvalidArgument("preview_every must be between 0 and 200")
+    return requested
+
+
 def decode_input_image(data: bytes) -> Image.Image:
     """The request's image, fully decoded and in RGBA; refuses what is not a picture."""
     if not data:

@@ -15,7 +15,14 @@ from inference_server.errors import InvalidArgument
 from inference_server.geometry import image_size
 from inference_server.model_config import ModelSpec
 from inference_server.pipelines.image import ImageRun, run_image
-from inference_server.plans.common import accepted, prompt_text, random_seed, steps_for
+from inference_server.plans.common import (
+    accepted,
+    preview_every,
+    prompt_text,
+    random_seed,
+    steps_for,
+)
+from inference_server.previews import PreviewSink
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
 
@@ -26,10 +33,13 @@ class ImagePlan:
     run: ImageRun
     fmt: str
     seed: int
+    preview_every: int = 0
+    preview_sink: PreviewSink | None = None
 
     def work(self, registry: ModelRegistry) -> Any:
         def generate(on_step: StepCallback) -> list[Image.Image]:
-            return run_image(registry.pipeline(self.spec), self.run, on_step)
+            pipe = registry.pipeline(self.spec)
+            return run_image(pipe, self.run, on_step, self.preview_every, self.preview_sink)
 
         return generate
 
@@ -98,4 +108,6 @@ def plan_image(spec: ModelSpec, request: pb.GenerateImageRequest) -> ImagePlan:
         guidance=request.guidance_scale if request.HasField("guidance_scale") else spec.guidance,
         seed=seed,
     )
-    return ImagePlan(spec=spec, run=run, fmt=fmt, seed=seed)
+    return ImagePlan(
+        spec=spec, run=run, fmt=fmt, seed=seed, preview_every=preview_every(request.preview_every)
+    )

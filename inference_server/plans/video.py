@@ -20,10 +20,23 @@ from inference_server.encoders.video import encode_mp4, poster_frame, probe_mp4
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelSpec
 from inference_server.pipelines.video import VideoResult, run_video
-from inference_server.plans.common import accepted, prompt_text, random_seed, steps_for
+from inference_server.plans.common import (
+    accepted,
+    preview_every,
+    prompt_text,
+    random_seed,
+    steps_for,
+)
+from inference_server.previews import PreviewSink
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
-from inference_server.video_geometry import encoded_frame_count, frame_count, video_size
+from inference_server.video_geometry import (
+    centre_crop,
+    encoded_frame_count,
+    frame_count,
+    output_size,
+    video_size,
+)
 
 POSTER_FORMAT = "jpeg"
 
@@ -49,6 +62,12 @@ class VideoPlan:
     run: VideoRun
     encoded_frames: int
     seed: int
+    width: int
+    height: int
+    """The output size the resolution names (1280x720 for 720p 16:9); the run's own
+    size is the model's multiple covering it, and the frames are centre-cropped to this."""
+    preview_every: int = 0
+    preview_sink: PreviewSink | None = None
 
     def work(self, registry: ModelRegistry) -> Callable[[StepCallback], VideoResult]:
         def generate(on_step: StepCallback) -> VideoResult:
@@ -66,18 +85,21 @@ class VideoPlan:
                 guidance=run.guidance,
                 seed=run.seed,
                 on_step=on_step,
+                preview_every=self.preview_every,
+                on_preview=self.preview_sink,
             )
 
         return generate
 
     def encode(self, raw: VideoResult, on_step: StepCallback) -> list[Artifact]:
-        """The MP4 (the first ``encoded_frames`` frames) and a poster from the same frames.
+        """The MP4 (the first ``encoded_frames`` frames, centre-cropped to the output
+        size) and a poster from the same frames.
 
         The servicer keeps ``raw`` referenced until the last chunk is sent, and a
         1080p 10 s clip is over a gigabyte of pixels, so the arrays are taken out
         of it here: once this returns, the encoded file is the only copy left.
         """
-        frames = raw.frames[: self.encoded_frames]
+        frames = centre_crop(raw.frames[: self.encoded_frames], self.width, self.height)
         audio, sample_rate = raw.audio, raw.sample_rate
         raw.frames = np.empty((0, *raw.frames.shape[1:]), dtype=np.uint8)
         raw.audio = None
@@ -125,18 +147,17 @@ def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
             f"duration must be between {spec.min_duration} and {spec.max_duration} seconds "
             f"for {spec.name}; got {duration}"
         )
-    width, height = video_size(
-        accepted(
-            "resolution", request.resolution or vocab.DEFAULT_RESOLUTION, spec.resolutions, spec
-        ),
-        accepted(
-            "aspect_ratio",
-            request.aspect_ratio or vocab.DEFAULT_VIDEO_ASPECT_RATIO,
-            spec.allowed_aspect_ratios,
-            spec,
-        ),
-        spec.size_factor,
+    resolution = accepted(
+        "resolution", request.resolution or vocab.DEFAULT_RESOLUTION, spec.resolutions, spec
     )
+    aspect_ratio = accepted(
+        "aspect_ratio",
+        request.aspect_ratio or vocab.DEFAULT_VIDEO_ASPECT_RATIO,
+        spec.allowed_aspect_ratios,
+        spec,
+    )
+    width, height = video_size(resolution, aspect_ratio, spec.size_factor)
+    out_width, out_height = output_size(resolution, aspect_ratio)
     seed = random_seed(request.HasField("seed"), request.seed)
     run = VideoRun(
         prompt=prompt_text(request.prompt),
@@ -154,4 +175,7 @@ def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
         run=run,
         encoded_frames=encoded_frame_count(duration, spec.frame_rate),
         seed=seed,
+        width=out_width,
+        height=out_height,
+        preview_every=preview_every(request.preview_every),
     )

@@ -7,7 +7,14 @@ import sys
 from typing import TYPE_CHECKING
 
 from genserve.cli import fail
-from rest_bridge.commands.database import PLANS, account_or_none, open_database, when
+from rest_bridge.commands import login_link
+from rest_bridge.commands.database import (
+    PLANS,
+    account_or_none,
+    email_address,
+    open_database,
+    when,
+)
 
 if TYPE_CHECKING:
     from genserve.cli import Subparsers
@@ -118,7 +125,7 @@ def register(subparsers: Subparsers) -> None:
     accounts = subparsers.add_parser("accounts", help="accounts, plans and points")
     commands = accounts.add_subparsers(dest="accounts_command", required=True)
     create = commands.add_parser("create", help="create an account")
-    create.add_argument("--email", required=True)
+    create.add_argument("--email", required=True, type=email_address)
     create.add_argument("--plan", default="free", choices=PLANS)
     create.add_argument(
         "--points", type=_non_negative, help="opening balance (default: the sign-up grant)"
@@ -139,3 +146,4 @@ def register(subparsers: Subparsers) -> None:
     grant.add_argument("email")
     grant.add_argument("amount", type=_positive)
     grant.set_defaults(func=cmd_grant)
+    login_link.add_parser(commands)

@@ -6,7 +6,13 @@ import argparse
 from typing import TYPE_CHECKING
 
 from genserve.cli import fail
-from rest_bridge.commands.database import PLANS, account_or_none, open_database, when
+from rest_bridge.commands.database import (
+    PLANS,
+    account_or_none,
+    email_address,
+    open_database,
+    when,
+)
 
 if TYPE_CHECKING:
     from genserve.cli import Subparsers
@@ -15,9 +21,10 @@ if TYPE_CHECKING:
 def cmd_create(args: argparse.Namespace) -> int:
     from sqlmodel import Session
 
-    from storage.accounts import create_account, create_api_key, normalise_email
+    from storage.accounts import TooManyKeys, create_account, create_api_key, normalise_email
 
     engine, secret, settings = open_database()
+    cap = settings.max_keys_per_account
     with Session(engine, expire_on_commit=False) as session:
         account = account_or_none(session, args.email)
         if account is None:
@@ -28,7 +35,16 @@ def cmd_create(args: argparse.Namespace) -> int:
                 points=settings.signup_points,
             )
         assert account.id is not None
-        new = create_api_key(session, account_id=account.id, secret=secret, name=args.name)
+        try:
+            new = create_api_key(
+                session, account_id=account.id, secret=secret, name=args.name, max_live=cap
+            )
+        except TooManyKeys:
+            return fail(
+                f"{account.email} already has {cap} live keys, the most an account may hold "
+                "(GENSERVE_MAX_KEYS_PER_ACCOUNT); revoke one first "
+                "(genserve keys list / genserve keys revoke)"
+            )
     print(new.plaintext)
     return 0
 
@@ -84,7 +100,9 @@ def register(subparsers: Subparsers) -> None:
     keys = subparsers.add_parser("keys", help="API keys")
     commands = keys.add_subparsers(dest="keys_command", required=True)
     create = commands.add_parser("create", help="create a key and print it (shown once)")
-    create.add_argument("--email", default="operator@localhost", help="owning account")
+    create.add_argument(
+        "--email", default="operator@localhost", type=email_address, help="owning account"
+    )
     create.add_argument("--name", default="default", help="a label for the key")
     create.add_argument("--plan", default="free", choices=PLANS, help="for a new account")
     create.set_defaults(func=cmd_create)

@@ -7,12 +7,22 @@ projects page and the housekeeping sweep all read the kind from there.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, TypeVar
 
 from google.protobuf.message import Message
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 
 from genserve.vocabulary import Kind
 from rest_bridge.catalogue import ModelEntry
@@ -24,10 +34,52 @@ if TYPE_CHECKING:
     from rest_bridge.state import BridgeState
 
 
+def _whole(value: object) -> object:
+    """``2.0`` read as ``2``; any other value is left for the strict integer check."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[StrictInt, BeforeValidator(_whole)]
+"""A count or whole seconds: an integer, or a JSON number with nothing after the point
+(the document types ``num_images`` and ``duration`` as numbers); ``2.5``, ``"2"`` and
+``true`` are refused."""
+
+
+NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+"""What no string field may hold: NUL (PostgreSQL cannot store it), the other C0 control
+characters but tab and line breaks, DEL, and lone surrogates (not encodable as UTF-8, so
+neither storable nor sendable over gRPC)."""
+
+
 class StrictBody(BaseModel):
-    """The document's fields, strictly typed; unknown fields refused."""
+    """The document's fields, strictly typed; unknown fields refused; strings are text."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_only(cls, value: object) -> object:
+        if isinstance(value, str) and NOT_TEXT.search(value):
+            raise ValueError(
+                "must be text: no NUL, control characters (tab and line breaks aside) "
+                "or lone surrogates"
+            )
+        return value
+
+
+DEFAULT_PREVIEW_EVERY = 2
+
+Preview = StrictBool | Annotated[StrictInt, Field(ge=0, le=200)]
+"""Live previews in the event stream: ``true`` (every 2 steps), a step interval, or off."""
+
+
+def preview_every(value: bool | int) -> int:
+    """The protobuf ``preview_every`` of a body's ``preview`` (0: none)."""
+    if isinstance(value, bool):
+        return DEFAULT_PREVIEW_EVERY if value else 0
+    return value
 
 
 class GenerationBody(StrictBody):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
-from pydantic import Field, StrictInt, StrictStr, field_validator
+from pydantic import Field, StrictStr, field_validator
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
@@ -16,7 +16,10 @@ from rest_bridge.generation.base import (
     GenerationBody,
     GenerationKind,
     GenerationOutcome,
+    Preview,
+    WholeNumber,
     one_of,
+    preview_every,
 )
 from rest_bridge.settings import BridgeSettings
 from rest_bridge.views import file_view
@@ -29,8 +32,9 @@ class ImageRequest(GenerationBody):
     prompt: StrictStr
     aspect_ratio: vocab.ImageAspectRatio = vocab.DEFAULT_IMAGE_ASPECT_RATIO
     output_format: vocab.OutputFormat = vocab.DEFAULT_OUTPUT_FORMAT
-    num_images: StrictInt = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
+    num_images: WholeNumber = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
     model: StrictStr = "nano-banana"
+    preview: Preview = False
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
 
@@ -87,6 +91,7 @@ class ImageKind(GenerationKind[ImageRequest]):
             num_images=body.num_images,
             format=vocab.OUTPUT_FORMAT_TO_PB[body.output_format],
             request_id=rid,
+            preview_every=preview_every(body.preview),
         )
 
     def output(

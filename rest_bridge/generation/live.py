@@ -8,9 +8,9 @@ whatever happens to the HTTP request that started it; every way of answering
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,28 +61,46 @@ class LiveGeneration:
     bus: JobBus = field(default_factory=LocalBus)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _stage_started: dict[str, float] = field(default_factory=dict)
+    _last_elapsed: float = 0.0
 
-    async def emit(self, name: str, data: dict[str, Any]) -> None:
+    async def emit(self, name: str, data: dict[str, Any], share: bool = True) -> None:
+        """Logs and wakes followers; ``share=False`` keeps the event off the shared bus."""
         event = Event(len(self.events) + 1, name, data)
         self.events.append(event)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
-        await self.bus.publish(self.generation_id, event)
+        if share:
+            await self.bus.publish(self.generation_id, event)
 
     async def fail(self, err: ApiError) -> None:
         self.error = err
         await self.emit("failed", error_body(err, self.request_id))
 
     async def on_progress(self, p: pb.Progress) -> None:
+        """Emits the event, with the stage's remaining seconds at its mean pace so far.
+
+        Times are the inference server's (``elapsed_seconds``, since it received the
+        request). A stage began when the event before its first one was sent: the
+        server's last queue position (sent as the work leaves the queue) or the end
+        of the stage before. So the first step has an estimate, and none is short by
+        the time the first step took.
+        """
+        if p.HasField("preview"):
+            await self.emit_preview(p)
+            return
+        previous, self._last_elapsed = self._last_elapsed, p.elapsed_seconds
+        if p.elapsed_seconds < previous:  # another server took the request over: restart
+            self._stage_started.clear()
+            previous = 0.0
         if p.stage == pb.STAGE_QUEUED:
             await self.emit("queued", {"position": p.queue_position})
             return
         stage = STAGE_NAMES.get(p.stage, "working")
-        now = time.monotonic()
-        begun = self._stage_started.setdefault(stage, now)
+        begun = self._stage_started.setdefault(stage, previous)
         eta = None
         if p.total_steps and p.step:
-            eta = round((now - begun) / p.step * (p.total_steps - p.step), 3)
+            spent = max(p.elapsed_seconds - begun, 0.0)
+            eta = round(spent / p.step * (p.total_steps - p.step), 3)
         await self.emit(
             "progress",
             {
@@ -92,6 +110,25 @@ class LiveGeneration:
                 "elapsed": round(p.elapsed_seconds, 3),
                 "estimated_remaining": eta,
             },
+        )
+
+    async def emit_preview(self, p: pb.Progress) -> None:
+        """A ``preview`` event: a small JPEG as a data URL, for this process's followers only.
+
+        Previews are a few kilobytes each and stale at the next one, so they stay out
+        of the shared bus (Redis streams) that every bridge reads and keeps.
+        """
+        await self.emit(
+            "preview",
+            {
+                "step": p.step,
+                "total": p.total_steps,
+                "width": p.preview.width,
+                "height": p.preview.height,
+                "data_url": "data:image/jpeg;base64,"
+                + base64.b64encode(p.preview.jpeg).decode("ascii"),
+            },
+            share=False,
         )
 
     async def follow(

@@ -11,6 +11,7 @@ from rest_bridge.catalogue import ModelEntry
 from rest_bridge.errors import ApiError, validation_error
 from rest_bridge.generation.base import GenerationBody, GenerationKind
 from rest_bridge.state import BridgeState
+from storage import points
 
 
 @dataclass
@@ -84,19 +85,38 @@ async def find_model(state: BridgeState, unit: GenerationKind[Any], name: str | 
     return model
 
 
+def insufficient_points(needed: int, balance: int) -> ApiError:
+    return ApiError(
+        402, "insufficient_points", f"This needs {needed} points and the balance is {balance}."
+    )
+
+
 async def order_for(
-    state: BridgeState, unit: GenerationKind[Any], body: GenerationBody, rid: str
+    state: BridgeState,
+    unit: GenerationKind[Any],
+    body: GenerationBody,
+    rid: str,
+    account_id: int,
 ) -> GenerationOrder:
-    """Every check of the request, cheap ones first; nothing is debited or sent yet."""
+    """Every check of the request, cheap ones first; nothing is debited or sent yet.
+
+    The balance is read before ``prepare`` (which may fetch and decode an input
+    image), so a caller who cannot pay costs nothing: 402 at once. The debit
+    itself stays in ``run.begin``, conditional on the balance at that moment.
+    """
     model = await find_model(state, unit, unit.model_name(body))
     unit.check(body, model)
+    cost = unit.price(state.settings, body)
+    balance = await state.db(points.balance, account_id)
+    if balance < cost:
+        raise insufficient_points(cost, balance)
     prepared = await unit.prepare(state, body)
     return GenerationOrder(
         unit=unit,
         body=body,
         model=model,
         request=unit.request(body, model, rid, prepared),
-        cost=unit.price(state.settings, body),
+        cost=cost,
         timeout_s=unit.timeout_s(state.settings),
         request_id=rid,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -50,22 +51,49 @@ def status_urls(state: BridgeState, generation_id: str) -> dict[str, str]:
     return {"status_url": base, "events_url": f"{base}/events", "cancel_url": f"{base}/cancel"}
 
 
+def request_digest(request: Request, body: GenerationBody) -> str:
+    """What a retry must repeat: method, path, answer mode and the parsed body.
+
+    The body is compared as parsed (canonical JSON of the validated fields, defaults
+    filled in), so other whitespace, another key order or ``2.0`` for ``2`` is the
+    same request.
+    """
+    mode = "events" if wants_events(request) else "async" if wants_async(request) else "sync"
+    canonical = json.dumps(
+        body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
+    parts = [request.method, request.url.path, mode, canonical]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _replayed(record: IdempotencyRecord) -> JSONResponse:
+    """The stored answer, under the first request's id (``request_id`` in the body and
+    ``X-Request-ID`` agree, as on every answer)."""
+    stored = record.response_body or {}
+    data = stored.get("data")
+    first_id = data.get("request_id") if isinstance(data, dict) else None
+    headers = {"Idempotent-Replayed": "true"}
+    if isinstance(first_id, str):
+        headers["X-Request-ID"] = first_id
+    return JSONResponse(stored, status_code=record.response_status or 200, headers=headers)
+
+
 async def _claim_key(
-    request: Request, state: BridgeState, caller: Caller
+    request: Request, state: BridgeState, caller: Caller, body: GenerationBody
 ) -> tuple[IdempotencyRecord | None, Response | None]:
     """Our claim on the request's Idempotency-Key, or the answer a retry gets instead."""
     key = request.headers.get("idempotency-key")
     if key is None:
         return None, None
     if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
-        raise validation_error(
-            "Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters", 400
+        message = f"must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters"
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"Idempotency-Key: {message}",
+            details=[{"field": "Idempotency-Key", "message": message}],
         )
-    body = await request.body()
-    mode = "events" if wants_events(request) else "async" if wants_async(request) else "sync"
-    digest = hashlib.sha256(
-        b"\0".join([request.method.encode(), request.url.path.encode(), mode.encode(), body])
-    ).hexdigest()
+    digest = request_digest(request, body)
     claim = await state.db(
         idempotency.claim, account_id=caller.account_id, key=key, request_hash=digest
     )
@@ -83,11 +111,7 @@ async def _claim_key(
             "A request with this Idempotency-Key is still running; retry when it has finished.",
             headers={"Retry-After": "1"},
         )
-    return None, JSONResponse(
-        record.response_body,
-        status_code=record.response_status or 200,
-        headers={"Idempotent-Replayed": "true"},
-    )
+    return None, _replayed(record)
 
 
 async def respond(
@@ -100,12 +124,12 @@ async def respond(
     """Validates, starts the generation (debit included) and answers in the mode asked for."""
     if body.webhook_url:
         await check_url(body.webhook_url, policy=state.settings.fetch_policy(), field="webhook_url")
-    record, replay = await _claim_key(request, state, caller)
+    record, replay = await _claim_key(request, state, caller, body)
     if replay is not None:
         return replay
     try:
-        order = await order_for(state, unit, body, request_id(request))
-        started = await begin(state, caller, order)
+        order = await order_for(state, unit, body, request_id(request), caller.account_id)
+        started = await begin(state, caller, order, record.id if record is not None else None)
     except BaseException:
         if record is not None:
             await asyncio.shield(state.db(idempotency.release, record.id))

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import grpc
 from starlette.concurrency import run_in_threadpool
@@ -23,9 +24,10 @@ from rest_bridge.errors import ApiError
 from rest_bridge.generation.base import GenerationOutcome
 from rest_bridge.generation.order import GenerationOrder
 from rest_bridge.inference_client import CollectedFile, ProgressHook, rest_error
+from rest_bridge.metrics import METRICS
 from rest_bridge.state import BridgeState
 from storage import generations, points
-from storage.models import Asset, Generation, new_asset_token
+from storage.models import Asset, Generation, new_asset_token, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,14 @@ class Started:
     request_id: str
 
 
-async def begin(state: BridgeState, caller: Caller, order: GenerationOrder) -> Started:
-    """Writes the pending row and debits it; 402 before any RPC when points are short."""
+async def begin(
+    state: BridgeState, caller: Caller, order: GenerationOrder, claim_id: int | None = None
+) -> Started:
+    """Writes the pending row and debits it; 402 before any RPC when points are short.
+
+    The row is leased to this process (renewed while it runs, see ``maintenance``);
+    ``claim_id``, the request's idempotency record, is tied to it in the same transaction.
+    """
     gen = Generation(
         account_id=caller.account_id,
         api_key_id=caller.key_id,
@@ -56,9 +64,11 @@ async def begin(state: BridgeState, caller: Caller, order: GenerationOrder) -> S
         params=order.params,
         points_cost=order.cost,
         request_id=order.request_id,
+        owner=state.instance_id,
+        lease_until=utcnow() + timedelta(seconds=state.settings.job_lease_s),
     )
     try:
-        remaining = await state.db(points.start_generation, gen)
+        remaining = await state.db(points.start_generation, gen, claim_id=claim_id)
     except points.InsufficientPoints as exc:
         raise ApiError(
             402,
@@ -73,6 +83,17 @@ UNEXPECTED_MESSAGE = "An unexpected error occurred; its points were refunded."
 
 
 async def execute(
+    state: BridgeState,
+    started: Started,
+    order: GenerationOrder,
+    on_progress: ProgressHook | None = None,
+) -> GenerationOutcome:
+    """``_execute``, counted by kind and outcome on ``/metrics`` and logged when it ends."""
+    with METRICS.generation(order.unit.kind, started.generation.id):
+        return await _execute(state, started, order, on_progress)
+
+
+async def _execute(
     state: BridgeState,
     started: Started,
     order: GenerationOrder,
@@ -95,8 +116,17 @@ async def execute(
         )
     except grpc.aio.AioRpcError as exc:
         err = rest_error(exc, state.settings.retry_after_s)
-        status = "cancelled" if exc.code() == grpc.StatusCode.CANCELLED else "failed"
-        await _end(state, gen.id, status, err.code, exc.details() or err.message)
+        cancelled = exc.code() == grpc.StatusCode.CANCELLED
+        # The row (and so GET, events and webhooks) gets the public message; the details,
+        # which may name sockets, hosts or paths, go to the operator's log.
+        log.log(
+            logging.INFO if cancelled else logging.WARNING,
+            "generation %s: inference answered %s: %s",
+            gen.id,
+            exc.code().name,
+            exc.details(),
+        )
+        await _end(state, gen.id, "cancelled" if cancelled else "failed", err.code, err.message)
         raise err from exc
     except asyncio.CancelledError:
         await asyncio.shield(_end(state, gen.id, "cancelled", "cancelled", CANCELLED_MESSAGE))

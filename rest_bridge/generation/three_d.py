@@ -8,10 +8,11 @@ to the inference server for a request that cannot succeed.
 
 from __future__ import annotations
 
+from math import gcd
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
-from pydantic import StrictStr
+from pydantic import PrivateAttr, StrictStr
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
@@ -41,6 +42,9 @@ class MeshRequest(GenerationBody):
     orientation: vocab.Orientation = "default"
     model: StrictStr | None = None
 
+    _input_size: tuple[int, int] | None = PrivateAttr(None)
+    """The input image's width and height, once ``prepare`` has decoded its header."""
+
 
 class ModelFile(Answer):
     url: str
@@ -57,6 +61,12 @@ class ThreeDAnswer(Answer):
     generation_time: int
     remaining_points: int
     request_id: str
+
+
+def reduced_ratio(width: int, height: int) -> str:
+    """``1600x1200`` as ``"4:3"``: the input image's aspect ratio, in lowest terms."""
+    divisor = gcd(width, height) or 1
+    return f"{width // divisor}:{height // divisor}"
 
 
 class ThreeDKind(GenerationKind[MeshRequest]):
@@ -85,20 +95,32 @@ class ThreeDKind(GenerationKind[MeshRequest]):
         one_of("orientation", body.orientation, model.orientations, model)
 
     async def prepare(self, state: BridgeState, body: MeshRequest) -> DecodedImage:
-        return await load_image_input(
+        image = await load_image_input(
             body.image_url,
             body.image_base64,
             policy=state.settings.fetch_policy(),
             max_bytes=state.settings.max_upload_bytes,
             max_pixels=vocab.MAX_INPUT_PIXELS,
         )
+        body._input_size = (image.width, image.height)
+        return image
 
     def params(self, body: MeshRequest) -> dict[str, Any]:
-        return {
+        """The options, and the input image's size: a 3D project's ``dimensions`` and
+        ``aspect_ratio`` are the input image's (the GLB has no pixel size)."""
+        params: dict[str, Any] = {
             "texture_quality": body.texture_quality,
             "texture_alignment": body.texture_alignment,
             "orientation": body.orientation,
         }
+        if body._input_size is not None:
+            width, height = body._input_size
+            params.update(
+                input_width=width,
+                input_height=height,
+                aspect_ratio=reduced_ratio(width, height),
+            )
+        return params
 
     def request(self, body: MeshRequest, model: ModelEntry, rid: str, prepared: Any) -> Message:
         image: DecodedImage = prepared
@@ -145,11 +167,15 @@ class ThreeDKind(GenerationKind[MeshRequest]):
         }
 
     def metadata(self, gen: Generation) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "texture_quality": gen.params.get("texture_quality"),
             "texture_alignment": gen.params.get("texture_alignment"),
             "orientation": gen.params.get("orientation"),
         }
+        width, height = gen.params.get("input_width"), gen.params.get("input_height")
+        if width and height:  # rows from before the input size was recorded have neither
+            found["dimensions"] = f"{width}x{height}"
+        return found
 
 
 THREE_D = ThreeDKind()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
-from pydantic import StrictInt, StrictStr, field_validator
+from pydantic import StrictStr, field_validator
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
@@ -16,7 +16,10 @@ from rest_bridge.generation.base import (
     GenerationBody,
     GenerationKind,
     GenerationOutcome,
+    Preview,
+    WholeNumber,
     one_of,
+    preview_every,
 )
 from rest_bridge.settings import BridgeSettings
 from storage.models import Generation
@@ -32,9 +35,10 @@ relative to 4 s."""
 class VideoRequest(GenerationBody):
     prompt: StrictStr
     model: StrictStr = "vidu-q2"
-    duration: StrictInt = vocab.DEFAULT_DURATION_S
+    duration: WholeNumber = vocab.DEFAULT_DURATION_S
     resolution: vocab.Resolution = vocab.DEFAULT_RESOLUTION
     aspect_ratio: vocab.VideoAspectRatio = vocab.DEFAULT_VIDEO_ASPECT_RATIO
+    preview: Preview = False
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
 
@@ -114,6 +118,7 @@ class VideoKind(GenerationKind[VideoRequest]):
             resolution=body.resolution,
             duration_seconds=body.duration,
             request_id=rid,
+            preview_every=preview_every(body.preview),
         )
 
     def output(

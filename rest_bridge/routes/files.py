@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from rest_bridge.answers import error_responses
 from rest_bridge.auth import StateDep
 from rest_bridge.errors import ApiError
 from storage.blobs import MEDIA_TYPES, media_type
@@ -21,13 +22,34 @@ __all__ = ["MEDIA_TYPES", "router"]
 
 router = APIRouter(tags=["files"])
 
-_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+"""Output file names as the bridge writes them (``generated-image-<id>-1.png``)."""
 CACHE_HEADERS = {"Cache-Control": "public, max-age=31536000, immutable"}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
-@router.get("/files/{token}/{name}", response_model=None)
+class FileBytes(Response):
+    media_type = "application/octet-stream"  # the fallback; each file has its own type
+
+
+@router.get(
+    "/files/{token}/{name}",
+    response_model=None,
+    response_class=FileBytes,
+    responses={
+        200: {
+            "description": "The file, with an immutable Cache-Control.",
+            "content": {mt: _BINARY for mt in sorted(set(MEDIA_TYPES.values()))},
+        },
+        **error_responses(
+            [404, 405, 413, 422], non_json_route=True
+        ),  # 422: FastAPI lists it for any parameter
+    },
+)
 async def get_file(token: str, name: str, state: StateDep) -> Response:
-    if not _TOKEN.match(token):
+    """A token or name the bridge cannot have written is a 404 without a look at the store."""
+    if not _TOKEN.fullmatch(token) or not _NAME.fullmatch(name):
         raise ApiError(404, "not_found", "No such file.")
     key = f"{token}/{name}"
     path = state.blobs.path(key)

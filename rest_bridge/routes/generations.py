@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
-from rest_bridge.answers import CancelAnswer, GenerationStatus, Ok, error_responses
+from rest_bridge.answers import (
+    SSE_EVENT_SCHEMA,
+    CancelAnswer,
+    GenerationStatus,
+    Ok,
+    error_responses,
+)
 from rest_bridge.auth import CurrentCaller, StateDep
-from rest_bridge.envelope import error_body, ok
+from rest_bridge.envelope import ok
 from rest_bridge.errors import ApiError
 from rest_bridge.generation.bus import Event, JobBus
+from rest_bridge.generation.ending import end_unowned, final_event
 from rest_bridge.generation.live import SSE_HEADERS, sse
 from rest_bridge.generation.respond import live_of
 from rest_bridge.state import BridgeState
 from rest_bridge.views import iso
-from storage import generations, points
+from storage import generations
 from storage.models import Generation
 
 router = APIRouter(prefix="/api/v1/generations", tags=["generations"])
@@ -29,7 +37,19 @@ CANCEL_WAIT_S = 10.0
 """How long a cancel waits for the bridge that runs the generation to stop it."""
 
 
+GENERATION_ID = re.compile(r"[0-9a-f]{24}")
+"""A generation id as the contract writes it; anything else cannot exist (404, no query)."""
+EVENT_ID = re.compile(r"[0-9]{1,18}")
+"""A ``Last-Event-ID`` this bridge sent (``final`` aside); anything else resumes from the start."""
+
+
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
 async def _owned(state: BridgeState, generation_id: str, account_id: int) -> Generation:
+    if not GENERATION_ID.fullmatch(generation_id):
+        raise ApiError(404, "not_found", "No generation with that id.")
     gen = await state.db(generations.get_owned, generation_id, account_id)
     if gen is None:
         raise ApiError(404, "not_found", "No generation with that id.")
@@ -37,13 +57,7 @@ async def _owned(state: BridgeState, generation_id: str, account_id: int) -> Gen
 
 
 def _final_event(gen: Generation, result: dict[str, Any] | None) -> Event:
-    if gen.status == "completed" and result is not None:
-        return Event(0, "completed", result)
-    code = gen.error_code or "generation_failed"
-    if gen.status == "cancelled":
-        code = "generation_cancelled"
-    err = ApiError(409, code, gen.error_message or "The generation failed.")
-    return Event(0, "failed", error_body(err, gen.request_id))
+    return Event(0, *final_event(gen, result))
 
 
 @router.get("/{generation_id}", response_model=Ok[GenerationStatus], responses=error_responses())
@@ -85,7 +99,17 @@ async def _latest_progress(request: Request, generation_id: str) -> Event | None
     return next((e for e in reversed(events) if e.name in ("progress", "queued")), None)
 
 
-@router.get("/{generation_id}/events")
+@router.get(
+    "/{generation_id}/events",
+    response_class=EventStream,
+    responses={
+        200: {
+            "description": "The generation's events, as Server-Sent Events.",
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+        },
+        **error_responses(non_json_route=True),
+    },
+)
 async def generation_events(
     generation_id: str,
     request: Request,
@@ -95,7 +119,7 @@ async def generation_events(
 ) -> StreamingResponse:
     """Server-Sent Events; ``Last-Event-ID`` resumes after the event it names."""
     gen = await _owned(state, generation_id, caller.account_id)
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    after = int(last_event_id) if last_event_id and EVENT_ID.fullmatch(last_event_id) else 0
     job = live_of(request).get(gen.id)
     heartbeat = state.settings.sse_heartbeat_s
 
@@ -183,7 +207,8 @@ async def _cancel_elsewhere(state: BridgeState, bus: JobBus, gen: Generation) ->
     Through the bus, the bridge that holds the RPC cancels it (the GPU stops at
     its next step) and ends the row, refunding it. When no bridge answers in
     time (none listens, or the owner is gone), the row is ended and refunded
-    here; the exactly-once refund is the row's conditional update either way.
+    here, with its webhook queued and its idempotency claim released; the
+    exactly-once refund is the row's conditional update either way.
     """
     latest = None
     try:
@@ -202,7 +227,7 @@ async def _cancel_elsewhere(state: BridgeState, bus: JobBus, gen: Generation) ->
                 return step
             await asyncio.sleep(0.05)
     await state.db(
-        points.finish_unsuccessfully,
+        end_unowned,
         gen.id,
         status="cancelled",
         code="cancelled",

@@ -1,32 +1,100 @@
-"""Health and the model catalogue."""
+"""Liveness, readiness, metrics and the model catalogue.
+
+``/healthz`` says the process serves (for a restart policy); ``/readyz`` says it
+can do its work (for a load balancer): the database answers, Redis too when one
+is configured, and at least one inference server is SERVING. ``/metrics`` is
+Prometheus text, without a key and outside the OpenAPI: protect it at the proxy.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlmodel import Session
 
-from rest_bridge.answers import HealthAnswer, ModelsAnswer, Ok, error_responses
+from rest_bridge.answers import HealthAnswer, ModelsAnswer, Ok, ReadyAnswer, error_responses
 from rest_bridge.auth import CurrentCaller, StateDep
 from rest_bridge.envelope import ok
 from rest_bridge.errors import ApiError
 from rest_bridge.generation.kinds import KINDS
+from rest_bridge.metrics import METRICS
+from rest_bridge.state import BridgeState
 
 router = APIRouter(tags=["service"])
+log = logging.getLogger(__name__)
+
+CHECK_DEADLINE_S = 2.0
+OK = "ok"
 
 
-@router.get("/healthz", response_model=Ok[HealthAnswer], responses=error_responses({503: ""}))
-async def healthz(state: StateDep) -> dict[str, Any]:
-    """200 while some inference server is serving; the catalogue follows it."""
-    await state.client.refresh()
-    if not any(link.serving for link in state.client.links.values()):
+@router.get("/healthz", response_model=Ok[HealthAnswer])
+async def healthz() -> dict[str, Any]:
+    """Alive: 200 whenever the process answers, whatever its dependencies do."""
+    return ok({"status": "ok"})
+
+
+async def _checked(name: str, check: Awaitable[str]) -> tuple[str, str]:
+    """``(name, "ok")``, or ``(name, why not)`` when the check fails or takes too long."""
+    try:
+        return name, await asyncio.wait_for(check, CHECK_DEADLINE_S + 1)
+    except TimeoutError:
+        return name, f"no answer within {CHECK_DEADLINE_S + 1:.0f} s"
+    except Exception as exc:  # the reason goes to the log; the answer stays generic
+        log.debug("readiness check %s failed: %r", name, exc)
+        return name, "unreachable"
+
+
+def _select_one(session: Session) -> None:
+    session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+
+
+async def _database(state: BridgeState) -> str:
+    await state.db(_select_one)
+    return OK
+
+
+async def _redis(state: BridgeState) -> str:
+    return OK if await state.ratelimits.check() else "unreachable"
+
+
+async def _inference(state: BridgeState) -> str:
+    await state.client.refresh(CHECK_DEADLINE_S)  # the catalogue follows the servers
+    links = state.client.links.values()
+    serving = sum(1 for link in links if link.serving)
+    return OK if serving else f"none of {len(links)} serving"
+
+
+@router.get("/readyz", response_model=Ok[ReadyAnswer], responses=error_responses([503]))
+async def readyz(state: StateDep) -> dict[str, Any]:
+    """Ready: the database, Redis (when configured) and an inference server; 503 says which not."""
+    checks = [_checked("database", _database(state)), _checked("inference", _inference(state))]
+    if state.settings.redis_url:
+        checks.append(_checked("redis", _redis(state)))
+    results = dict(await asyncio.gather(*checks))
+    failing = {name: why for name, why in results.items() if why != OK}
+    if failing:
         raise ApiError(
             503,
-            "inference_unavailable",
-            "No inference server is serving yet.",
+            "not_ready",
+            "Not ready: " + "; ".join(f"{name} {why}" for name, why in failing.items()) + ".",
+            details=[{"field": name, "message": why} for name, why in failing.items()],
             headers={"Retry-After": str(state.settings.retry_after_s)},
         )
-    return ok({"status": "ok"})
+    if not state.settings.redis_url:
+        results["redis"] = "not configured"
+    return ok({"status": "ready", "checks": results})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus text exposition of this process's series (``rest_bridge.metrics``)."""
+    return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/api/v1/models", response_model=Ok[ModelsAnswer], responses=error_responses())

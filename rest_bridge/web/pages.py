@@ -88,7 +88,13 @@ def _error(message: str | None) -> str:
 
 
 def credentials_page(
-    *, mode: str, csrf: str, nonce: str, email: str = "", error: str | None = None
+    *,
+    mode: str,
+    csrf: str,
+    nonce: str,
+    email: str = "",
+    error: str | None = None,
+    signup_open: bool = True,
 ) -> str:
     """The sign-up or the log-in form (``mode`` is ``signup`` or ``login``)."""
     signup = mode == "signup"
@@ -97,6 +103,8 @@ def credentials_page(
         '<p class="muted">Already have an account? <a href="/login">Log in</a>.</p>'
         if signup
         else '<p class="muted">New here? <a href="/signup">Create an account</a>.</p>'
+        if signup_open
+        else ""
     )
     autocomplete = "new-password" if signup else "current-password"
     hint = '<p class="muted">At least 8 characters.</p>' if signup else ""
@@ -150,6 +158,7 @@ def keys_page(
     webhook_secret: str = "",
     new_key: tuple[str, str] | None = None,
     error: str | None = None,
+    max_keys: int | None = None,
 ) -> str:
     """Settings → API Keys; ``new_key`` (name, plaintext) is shown on this response only."""
     hidden = f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
@@ -187,6 +196,11 @@ def keys_page(
         if rows
         else '<p class="muted" id="no-keys">No API keys yet.</p>'
     )
+    cap = (
+        f' An account holds at most <span id="max-keys">{max_keys}</span> live keys.'
+        if max_keys is not None
+        else ""
+    )
     body = f"""<h1>Settings</h1>
 <section>
 <h2>Account</h2>
@@ -199,7 +213,7 @@ def keys_page(
 <section>
 <h2>API Keys</h2>
 <p class="muted">Send a key as <code>Authorization: Bearer &lt;key&gt;</code>.
-Revoking a key ends it at once.</p>
+Revoking a key ends it at once.{cap}</p>
 {_error(error)}
 {created}
 <form method="post" action="/settings/api-keys">

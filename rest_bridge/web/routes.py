@@ -1,4 +1,9 @@
-"""Sign-up, log-in, log-out and Settings → API Keys."""
+"""Sign-up, log-in, log-out and Settings → API Keys.
+
+Sign-ups and log-ins are limited per client address (each costs an argon2 hash,
+and a sign-up grants points); sign-ups can be closed (``GENSERVE_SIGNUP``), and an
+account holds at most ``GENSERVE_MAX_KEYS_PER_ACCOUNT`` live keys.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from rest_bridge.auth import StateDep, client_address
+from rest_bridge.generation.base import NOT_TEXT
 from rest_bridge.ratelimit import RateLimiterUnavailable
 from rest_bridge.state import BridgeState
-from rest_bridge.web import pages
+from rest_bridge.web import pages, reveal
 from rest_bridge.web.security import (
     FORM_COOKIE,
     SESSION_COOKIE,
@@ -35,6 +41,7 @@ from storage import sessions
 from storage.accounts import (
     PLANS,
     EmailTaken,
+    TooManyKeys,
     account_by_email,
     api_key_of,
     create_account,
@@ -63,10 +70,50 @@ def _nonce() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _message(title: str, message: str, status: int, link: tuple[str, str]) -> HTMLResponse:
+def _message(
+    title: str,
+    message: str,
+    status: int,
+    link: tuple[str, str],
+    headers: Mapping[str, str] | None = None,
+) -> HTMLResponse:
     nonce = _nonce()
     page = pages.message_page(title=title, message=message, nonce=nonce, link=link)
-    return _html(page, nonce, status)
+    response = _html(page, nonce, status)
+    response.headers.update(headers or {})
+    return response
+
+
+def _unavailable(state: BridgeState, back: str) -> HTMLResponse:
+    retry = {"Retry-After": str(state.settings.retry_after_s)}
+    return _message("Unavailable", "Try again shortly.", 503, (back, "Back"), headers=retry)
+
+
+def _signups_closed(status: int) -> HTMLResponse:
+    return _message(
+        "Sign-ups are closed",
+        "This server does not take new sign-ups; ask its operator for an account.",
+        status,
+        ("/login", "Log in"),
+    )
+
+
+async def _attempt_refused(state: BridgeState, form: str, address: str) -> Response | None:
+    """Counts a sign-up or log-in attempt from the address; the page refusing it past the limit."""
+    try:
+        wait = await state.ratelimits.attempt(form, address)
+    except RateLimiterUnavailable:
+        return _unavailable(state, f"/{form}")
+    if wait is None:
+        return None
+    what = "sign-ups" if form == "signup" else "log-in attempts"
+    return _message(
+        "Too many attempts",
+        f"Too many {what} from this address; try again in {wait} s.",
+        429,
+        (f"/{form}", "Back"),
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def _forbidden() -> HTMLResponse:
@@ -142,6 +189,7 @@ def _credentials_form(
         nonce=nonce,
         email=email,
         error=error,
+        signup_open=state.settings.signup == "open",
     )
     response = _html(page, nonce, status)
     if fresh:
@@ -164,7 +212,8 @@ async def _credentials_post(
     unknown = _unknown_fields(form, CREDENTIAL_FIELDS)
     if unknown:
         return _refused_fields(unknown, f"/{mode}")
-    return normalise_email(_field(form, "email")), _field(form, "password")
+    email = _field(form, "email")  # no valid email holds a control character (or NUL)
+    return normalise_email("" if NOT_TEXT.search(email) else email), _field(form, "password")
 
 
 @router.get("/")
@@ -175,11 +224,15 @@ async def home(request: Request, state: StateDep) -> Response:
 
 @router.get("/signup")
 async def signup_form(request: Request, state: StateDep) -> Response:
+    if state.settings.signup == "closed":
+        return _signups_closed(200)
     return _credentials_form(request, state, "signup")
 
 
 @router.post("/signup")
 async def signup(request: Request, state: StateDep) -> Response:
+    if state.settings.signup == "closed":
+        return _signups_closed(403)
     checked = await _credentials_post(request, state, "signup")
     if isinstance(checked, Response):
         return checked
@@ -188,6 +241,9 @@ async def signup(request: Request, state: StateDep) -> Response:
     problem = problem or password_problem(password)
     if problem:
         return _credentials_form(request, state, "signup", email=email, error=problem, status=422)
+    refused = await _attempt_refused(state, "signup", client_address(request))
+    if refused is not None:  # counted here, where the work (a hash, an account) would start
+        return refused
     password_hash = await run_in_threadpool(hash_password, password)
     try:
         account = await state.db(
@@ -221,18 +277,22 @@ async def login(request: Request, state: StateDep) -> Response:
     try:
         blocked = await state.ratelimits.address_blocked(address)
     except RateLimiterUnavailable:
-        return _message("Unavailable", "Try again shortly.", 503, ("/login", "Back"))
+        return _unavailable(state, "/login")
     if blocked is not None:
         return _message(
             "Too many attempts",
             f"Too many failed attempts from this address; try again in {blocked} s.",
             429,
             ("/login", "Back"),
+            headers={"Retry-After": str(blocked)},
         )
     checked = await _credentials_post(request, state, "login")
     if isinstance(checked, Response):
         return checked
     email, password = checked
+    refused = await _attempt_refused(state, "login", address)
+    if refused is not None:  # every checked attempt counts, right or wrong: each is a hash
+        return refused
 
     account = await state.db(account_by_email, email)
     stored = account.password_hash if account is not None else None
@@ -340,6 +400,7 @@ async def _keys_page(
         webhook_secret=account.webhook_secret,
         new_key=new_key,
         error=error,
+        max_keys=state.settings.max_keys_per_account,
     )
     return _html(page, nonce, status)
 
@@ -349,12 +410,15 @@ async def keys_settings(request: Request, state: StateDep) -> Response:
     signed = await _signed_in(request, state)
     if signed is None:
         return _to_login()
-    return await _keys_page(state, signed)
+    new_key = await reveal.take(request, state.settings, signed.token)  # once, after creating
+    response = await _keys_page(state, signed, new_key=new_key)
+    reveal.forget(request, state.settings, response)
+    return response
 
 
 @router.post(KEYS_PATH)
 async def create_key(request: Request, state: StateDep) -> Response:
-    """Shows the new key in this response only: it is never stored, so never shown again."""
+    """Creates a key and redirects to the page that shows it once (``reveal.py``)."""
     checked = await _signed_form(request, state)
     if isinstance(checked, Response):
         return checked
@@ -368,10 +432,26 @@ async def create_key(request: Request, state: StateDep) -> Response:
             state, signed, error="A key name is at most 100 printable characters.", status=422
         )
     assert signed.account.id is not None
-    new = await state.db(
-        create_api_key, account_id=signed.account.id, secret=state.secret, name=name
-    )
-    return await _keys_page(state, signed, new_key=(name, new.plaintext))
+    try:
+        new = await state.db(
+            create_api_key,
+            account_id=signed.account.id,
+            secret=state.secret,
+            name=name,
+            max_live=state.settings.max_keys_per_account,
+        )
+    except TooManyKeys as exc:
+        return await _keys_page(
+            state,
+            signed,
+            error=f"This account already has {exc.limit} live keys, the most it may hold; "
+            "revoke one to create another.",
+            status=409,
+        )
+    # Post/redirect/get: a reload repeats the GET, which shows the key once and creates none.
+    response = RedirectResponse(KEYS_PATH, status_code=303)
+    await reveal.remember(request, state.settings, response, signed.token, name, new.plaintext)
+    return response
 
 
 @router.post(KEYS_PATH + "/{key_id}/revoke")
@@ -384,7 +464,7 @@ async def revoke_key(key_id: str, request: Request, state: StateDep) -> Response
     assert account_id is not None
 
     def revoke(session: Session) -> bool:
-        if not key_id.isdigit() or len(key_id) > 18:
+        if not (key_id.isascii() and key_id.isdigit()) or len(key_id) > 18:
             return False
         if api_key_of(session, key_id=int(key_id), account_id=account_id) is None:
             return False

@@ -55,7 +55,10 @@ def same_origin(request: Request, settings: BridgeSettings) -> bool:
         referer = request.headers.get("referer")
         if referer is None:
             return True
-        parts = urlsplit(referer)
+        try:
+            parts = urlsplit(referer)
+        except ValueError:  # not a URL (``http://[``): no origin of ours
+            return False
         origin = f"{parts.scheme}://{parts.netloc}"
     own = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
     public = urlsplit(settings.base_url)

@@ -167,7 +167,7 @@ def fleet(
 
 def test_requests_spread_over_both_servers(fleet: Fleet) -> None:
     before = [s.rpc_count() for s in fleet.servers]
-    key = fleet.bridges[0].new_key(points=100)
+    key = fleet.bridges[0].new_key(points=100, plan="enterprise")
     for i in range(6):
         with fleet.bridges[i % 2].client(key) as c:
             r = c.post("/api/v1/images", json={"prompt": f"spread {i}"})
@@ -181,7 +181,7 @@ def test_requests_spread_over_both_servers(fleet: Fleet) -> None:
 def test_a_model_served_by_one_server_always_lands_there(fleet: Fleet) -> None:
     first, second = fleet.servers
     before = (first.rpc_count(), second.rpc_count())
-    key = fleet.bridges[0].new_key(points=100)
+    key = fleet.bridges[0].new_key(points=100, plan="enterprise")
     for i in range(4):
         with fleet.bridges[i % 2].client(key) as c:
             r = c.post("/api/v1/images", json={"prompt": "only", "model": "first-only"})
@@ -202,7 +202,7 @@ def _steps(events: list[SseEvent]) -> list[int]:
 
 def test_events_and_cancel_of_a_job_started_on_another_bridge(fleet: Fleet) -> None:
     a, b = fleet.bridges
-    key = a.new_key(points=100)
+    key = a.new_key(points=100, plan="enterprise")
     cancelled_before = sum(cancelled_rpcs(s) for s in fleet.servers)
     with a.client(key) as ca:
         r = ca.post(
@@ -247,7 +247,12 @@ def test_a_draining_server_finishes_its_work_and_is_skipped(
     """SIGTERM: the server answers NOT_SERVING, finishes what it holds, and gets no new work."""
     first = fleet.servers[0]
     models = tmp_path / "third.toml"
-    models.write_text(SHARED.replace("[models.mid-banana]", "[models.third-only]"))
+    # Light enough to finish within the drain's grace period on a loaded machine.
+    models.write_text(
+        SHARED
+        + '[models.third-only]\nkind = "image"\nsource = "builtin:tiny-sdxl"\n'
+        + "width = 128\nheight = 128\nsteps = 40\n"
+    )
     proc, port, metrics_port = start_inference(model_cache, logs, models_file=models)
     third = InferenceProc(proc, port, metrics_port)
     a = fleet.bridges[0]
@@ -258,7 +263,7 @@ def test_a_draining_server_finishes_its_work_and_is_skipped(
         GENSERVE_CATALOGUE_REFRESH_S="0.5",
     )
     d_proc, d_base = start_bridge(env, logs)
-    key = a.new_key(points=100)
+    key = a.new_key(points=100, plan="enterprise")
     try:
         with httpx.Client(base_url=d_base, headers={"Authorization": f"Bearer {key}"}) as c:
             r = c.post(
@@ -321,7 +326,7 @@ def test_sigkill_of_one_server_mid_run_loses_no_point(
         GENSERVE_CATALOGUE_REFRESH_S="60",
     )
     c_proc, c_base = start_bridge(env, logs)
-    key = a.new_key(points=100)
+    key = a.new_key(points=100, plan="enterprise")
     ids = []
     for i in range(4):
         with fleet.bridges[i % 2].client(key) as c:
@@ -365,7 +370,7 @@ def test_sigkill_of_one_server_mid_run_loses_no_point(
     for bridge in fleet.bridges:
         assert bridge.blob_files() == 0
 
-    other = a.new_key(points=100)
+    other = a.new_key(points=100, plan="enterprise")
     try:
         with httpx.Client(base_url=c_base, headers={"Authorization": f"Bearer {other}"}) as c:
             for i in range(2):  # one of them is routed to the dead server first

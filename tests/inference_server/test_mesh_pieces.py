@@ -327,7 +327,10 @@ def test_run_shap_e_gives_a_coloured_mesh_and_reports_progress(
     assert mesh.visual.kind == "vertex"
     assert mesh.extents.max() == pytest.approx(1.0)
     assert np.allclose(mesh.bounds.mean(axis=0), 0.0, atol=1e-9)
-    assert recorder.calls == [(step, 4, "denoising") for step in range(1, 5)] + [(1, 1, "decoding")]
+    assert recorder.calls == [(step, 4, "denoising") for step in range(1, 5)] + [
+        (0, 1, "decoding"),
+        (1, 1, "decoding"),
+    ]
 
 
 def test_run_shap_e_stops_when_cancelled(shap_e_pipe: ShapEImg2ImgPipeline) -> None:

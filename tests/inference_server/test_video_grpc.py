@@ -67,7 +67,7 @@ def test_video_stream_reports_every_stage(stub: pb_grpc.InferenceServiceStub) ->
     poster = b"".join(c.data for c in chunks if c.role == pb.ARTIFACT_ROLE_PREVIEW)
     meta = next(c for c in chunks if c.role == pb.ARTIFACT_ROLE_PRIMARY)
     assert meta.content_type == "video/mp4" and meta.total_size == len(primary)
-    assert (meta.width, meta.height) == (352, 352)
+    assert (meta.width, meta.height) == (360, 360)  # generated at 384x384, cropped
     assert (meta.frame_count, meta.frame_rate, meta.duration_seconds) == (8, 8.0, 1.0)
     order = mp4_box_order(primary)
     assert order.index("moov") < order.index("mdat")
@@ -75,7 +75,7 @@ def test_video_stream_reports_every_stage(stub: pb_grpc.InferenceServiceStub) ->
     assert (facts.width, facts.height, facts.frame_count) == (meta.width, meta.height, 8)
     assert decoded_frame_sizes(primary) == [(meta.width, meta.height)] * meta.frame_count
     image = Image.open(io.BytesIO(poster))
-    assert image.format == "JPEG" and image.size == (352, 352)
+    assert image.format == "JPEG" and image.size == (360, 360)
     completion = events[-1].completion
     assert completion.seed == 11 and completion.artifact_count == 1
 
@@ -103,7 +103,8 @@ def test_plan_resolves_the_defaults() -> None:
     spec = EMBEDDED.get("vidu-q2", "video")
     assert spec is not None
     plan = plan_video(spec, pb.GenerateVideoRequest(prompt="a"))
-    assert (plan.run.width, plan.run.height) == (1280, 736)
+    assert (plan.run.width, plan.run.height) == (1280, 736)  # the model's multiple of 32
+    assert (plan.width, plan.height) == (1280, 720)  # what 720p 16:9 means: the output
     assert plan.run.num_frames == 33 and plan.encoded_frames == 32  # 4 s at 8 fps
     assert plan.run.steps == spec.steps and plan.run.guidance == spec.guidance
     with pytest.raises(InvalidArgument):
@@ -122,7 +123,7 @@ def test_vae_tiling_option_reaches_the_vae(model_cache: Path, name: str) -> None
     )
     result = plan.work(registry)(lambda step, total, stage: None)
     assert registry.pipeline(spec).vae.use_tiling
-    assert result.frames.shape == (9, 352, 640, 3)
+    assert result.frames.shape == (9, 384, 640, 3)
     assert np.isfinite(result.frames).all() and result.frames.std() > 0
     artifacts = plan.encode(result, lambda step, total, stage: None)
     assert result.frames.size == 0, "the encoder released the raw frames"

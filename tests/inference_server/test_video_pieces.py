@@ -19,7 +19,13 @@ from inference_server.encoders.video import (
 from inference_server.errors import GenerationCancelled, InvalidArgument
 from inference_server.pipelines.video import VideoResult, run_video
 from inference_server.tiny import ltx2, ltx_video
-from inference_server.video_geometry import encoded_frame_count, frame_count, video_size
+from inference_server.video_geometry import (
+    centre_crop,
+    encoded_frame_count,
+    frame_count,
+    output_size,
+    video_size,
+)
 from tests.utils.steps import Recorder
 
 SIZE = 64
@@ -183,30 +189,51 @@ def test_pipeline_still_works_after_a_cancel(ltx_video_pipe: LTXPipeline) -> Non
 
 
 @pytest.mark.parametrize(
-    ("resolution", "aspect_ratio", "size"),
+    ("resolution", "aspect_ratio", "output", "generated"),
     [
-        ("360p", "16:9", (640, 352)),
-        ("520p", "16:9", (896, 512)),
-        ("720p", "16:9", (1280, 736)),
-        ("1080p", "16:9", (1920, 1088)),
-        ("720p", "9:16", (736, 1280)),
-        ("720p", "1:1", (704, 704)),
-        ("720p", "4:3", (960, 736)),
-        ("720p", "3:4", (736, 960)),
+        ("360p", "16:9", (640, 360), (640, 384)),
+        ("520p", "16:9", (924, 520), (928, 544)),
+        ("720p", "16:9", (1280, 720), (1280, 736)),
+        ("1080p", "16:9", (1920, 1080), (1920, 1088)),
+        ("720p", "9:16", (720, 1280), (736, 1280)),
+        ("720p", "1:1", (720, 720), (736, 736)),
+        ("720p", "4:3", (960, 720), (960, 736)),
+        ("520p", "3:4", (520, 694), (544, 704)),
     ],
 )
-def test_video_size(resolution: str, aspect_ratio: str, size: tuple[int, int]) -> None:
-    assert video_size(resolution, aspect_ratio, 32) == size
+def test_video_size(
+    resolution: str, aspect_ratio: str, output: tuple[int, int], generated: tuple[int, int]
+) -> None:
+    """The document's sizes (720p 16:9 is 1280x720), generated at the model's multiple."""
+    assert output_size(resolution, aspect_ratio) == output
+    assert video_size(resolution, aspect_ratio, 32) == generated
 
 
 @pytest.mark.parametrize("resolution", ["360p", "520p", "720p", "1080p"])
 @pytest.mark.parametrize("aspect_ratio", ["16:9", "9:16", "1:1", "4:3", "3:4"])
-def test_video_size_is_close_to_the_request(resolution: str, aspect_ratio: str) -> None:
-    width, height = video_size(resolution, aspect_ratio, 32)
+def test_the_output_size_is_exact_and_generated_sizes_cover_it(
+    resolution: str, aspect_ratio: str
+) -> None:
+    width, height = output_size(resolution, aspect_ratio)
     ratio_w, ratio_h = (int(part) for part in aspect_ratio.split(":"))
-    assert width % 32 == 0 and height % 32 == 0
-    assert abs(min(width, height) - int(resolution[:-1])) <= 32
-    assert abs((width / height) / (ratio_w / ratio_h) - 1) < 0.05
+    assert min(width, height) == int(resolution[:-1])
+    assert width % 2 == 0 and height % 2 == 0  # yuv420p
+    assert (
+        abs(max(width, height) - min(width, height) * max(ratio_w, ratio_h) / min(ratio_w, ratio_h))
+        <= 1
+    )
+    gen_w, gen_h = video_size(resolution, aspect_ratio, 32)
+    assert gen_w % 32 == 0 and gen_h % 32 == 0
+    assert 0 <= gen_w - width < 32 and 0 <= gen_h - height < 32
+
+
+def test_centre_crop_keeps_the_middle() -> None:
+    frames = np.arange(2 * 6 * 8 * 1, dtype=np.uint8).reshape(2, 6, 8, 1)
+    cropped = centre_crop(frames, 4, 2)
+    assert cropped.shape == (2, 2, 4, 1)
+    assert (cropped == frames[:, 2:4, 2:6]).all()
+    with pytest.raises(ValueError):
+        centre_crop(frames, 10, 2)
 
 
 @pytest.mark.parametrize(("resolution", "aspect_ratio"), [("480p", "16:9"), ("720p", "21:9")])

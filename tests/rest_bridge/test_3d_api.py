@@ -224,6 +224,10 @@ def test_data_url_jpeg_with_the_documents_defaults_is_a_3d_project(bridge: Bridg
     assert metadata["texture_alignment"] == "original_image"
     assert metadata["orientation"] == "default"
     assert metadata["file_size"] == model["file_size"]
+    # No prompt; the input image gives the size and ratio (320x200 is 8:5).
+    assert project["prompt"] == ""
+    assert metadata["dimensions"] == "320x200"
+    assert metadata["aspect_ratio"] == "8:5"
     assert images_only.json()["data"]["projects"] == []
 
     with Session(bridge.engine) as s:
@@ -403,12 +407,11 @@ def test_an_oversized_body_is_a_413_before_it_is_read(
         )
     check_refusal(declared, 413, "payload_too_large", "image_base64")
     check_refusal(chunked, 413, "payload_too_large", "image_base64")
-    # Without a valid key the answer is 401 whatever the size, as everywhere else.
+    # The size is judged before the key, as on every route (tests/rest_bridge/test_body_limits.py).
     anonymous = httpx.post(
         f"{bridge.base}/api/v1/3d", content=huge, headers={"Content-Type": "application/json"}
     )
-    assert anonymous.status_code == 401
-    assert anonymous.json()["code"] == "invalid_api_key"
+    check_refusal(anonymous, 413, "payload_too_large", "image_base64")
     no_work.check()
 
 

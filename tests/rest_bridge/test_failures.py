@@ -36,8 +36,12 @@ def test_inference_down_is_503_before_any_debit(tmp_path: Path, logs: Path) -> N
     """No server has listed its models yet: 503 before the debit, no row, no files."""
     bridge = _bridge(tmp_path, logs, f"127.0.0.1:{free_port()}")
     try:
-        health = httpx.get(f"{bridge.base}/healthz")
-        assert health.status_code == 503
+        assert httpx.get(f"{bridge.base}/healthz").status_code == 200  # alive all the same
+        ready = httpx.get(f"{bridge.base}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["code"] == "not_ready"
+        assert ready.json()["details"] == [{"field": "inference", "message": "none of 1 serving"}]
+        assert int(ready.headers["retry-after"]) > 0
         key = bridge.new_key(points=100)
         with bridge.client(key) as c:
             r = c.post("/api/v1/images", json={"prompt": "a", "num_images": 2})
@@ -90,7 +94,7 @@ def test_deadline_is_504_and_refunded(tmp_path: Path, logs: Path, inference: Inf
         bridge.proc.stop()
 
 
-@pytest.mark.parametrize("path", ["/healthz"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_health_ok_with_serving_inference(bridge: Bridge, path: str) -> None:
     r = httpx.get(bridge.base + path)
     assert r.status_code == 200
@@ -98,42 +102,75 @@ def test_health_ok_with_serving_inference(bridge: Bridge, path: str) -> None:
 
 
 def test_generations_abandoned_by_a_dead_bridge_are_refunded(tmp_path: Path, logs: Path) -> None:
-    """A row left pending past its deadline (its bridge died) is failed and refunded at start."""
+    """Rows whose bridge died are failed and refunded at start, their webhooks queued and
+    their idempotency claims released: a lease that ran out (at once), and a row without a
+    lease (from before leases) left pending past its deadline."""
     from datetime import timedelta
 
-    from storage import points
+    from storage import idempotency, points
     from storage.accounts import create_account
-    from storage.models import utcnow
+    from storage.models import IdempotencyRecord, WebhookDelivery, utcnow
 
     db_url = f"sqlite:///{tmp_path / 'genserve.db'}"
     engine = make_engine(db_url)
     migrate(engine)
+    hook = {"webhook_url": "https://hooks.example.test/genserve"}
     with Session(engine, expire_on_commit=False) as s:
         account = create_account(s, email=None, points=100)
         assert account.id is not None
-        old = Generation(account_id=account.id, kind="image", model="nano-banana", points_cost=8)
-        fresh = Generation(account_id=account.id, kind="image", model="nano-banana", points_cost=4)
-        points.start_generation(s, old)
-        points.start_generation(s, fresh)
+
+        def pending(cost: int, **fields: object) -> Generation:
+            gen = Generation(
+                account_id=account.id, kind="image", model="nano-banana", points_cost=cost
+            )
+            for name, value in fields.items():
+                setattr(gen, name, value)
+            claim = idempotency.claim(
+                s, account_id=account.id, key=f"k-{cost}", request_hash="h" * 64
+            )
+            points.start_generation(s, gen, claim_id=claim.record.id)
+            return gen
+
+        old = pending(8, params=dict(hook), request_id="req_old")
+        lapsed = pending(
+            16, params=dict(hook), owner="dead:1:x", lease_until=utcnow() - timedelta(seconds=1)
+        )
+        leased = pending(2, owner="alive:2:y", lease_until=utcnow() + timedelta(hours=1))
+        fresh = pending(4)
         old.created_at = utcnow() - timedelta(hours=2)
         s.add(old)
         s.commit()
-        assert points.balance(s, account.id) == 88
+        assert points.balance(s, account.id) == 70
     bridge = _bridge(tmp_path, logs, f"127.0.0.1:{free_port()}")
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with Session(engine) as s:
-                if s.get(Generation, old.id).status == "failed":  # type: ignore[union-attr]
+                statuses = [s.get(Generation, g.id).status for g in (old, lapsed)]  # type: ignore[union-attr]
+                if statuses == ["failed", "failed"]:
                     break
             time.sleep(0.1)
         with Session(engine) as s:
-            ended = s.get(Generation, old.id)
-            live = s.get(Generation, fresh.id)
-            assert ended is not None and live is not None
-            assert ended.status == "failed" and ended.error_code == "generation_abandoned"
-            assert live.status == "pending"  # within its deadline: it may still be running
-            assert points.balance(s, account.id) == 96 == points.ledger_sum(s, account.id)
+            for gen in (old, lapsed):
+                ended = s.get(Generation, gen.id)
+                assert ended is not None
+                assert ended.status == "failed" and ended.error_code == "generation_abandoned"
+                deliveries = s.exec(
+                    select(WebhookDelivery).where(WebhookDelivery.generation_id == gen.id)
+                ).all()
+                assert len(deliveries) == 1
+                assert deliveries[0].url == hook["webhook_url"]
+                assert deliveries[0].event == "generation.failed"
+                payload = deliveries[0].payload
+                assert payload["generation_id"] == gen.id and payload["success"] is False
+                assert payload["code"] == "generation_abandoned"
+                assert payload["request_id"] == ended.request_id
+            for gen in (leased, fresh):  # a live lease, or within its deadline: may be running
+                live = s.get(Generation, gen.id)
+                assert live is not None and live.status == "pending"
+            claims = s.exec(select(IdempotencyRecord.generation_id)).all()
+            assert sorted(claims) == sorted([leased.id, fresh.id])  # the ended ones released
+            assert points.balance(s, account.id) == 94 == points.ledger_sum(s, account.id)
     finally:
         bridge.proc.stop()
         engine.dispose()

@@ -127,17 +127,36 @@ def test_bad_input_is_refused_before_any_work(
     assert inference.rpc_count() == before_rpcs
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b'{"prompt": "a",}', b""])
+@pytest.mark.parametrize("raw", [b"{not json", b'{"prompt": "a",}', b"", b"  \n"])
 def test_malformed_json_is_400(bridge: Bridge, raw: bytes) -> None:
+    """Bytes that are not JSON at all (an empty body included) are a 400, never a 422."""
     key = bridge.new_key()
     r = httpx.post(
         f"{bridge.base}/api/v1/images",
         content=raw,
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
-    assert r.status_code in (400, 422), r.text
-    assert r.json()["code"] in ("invalid_request", "validation_error")
-    assert r.json()["success"] is False
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["code"] == "invalid_request"
+    assert body["success"] is False
+    assert body["request_id"] == r.headers["x-request-id"]
+    assert "JSON" in body["error"]
+
+
+@pytest.mark.parametrize("raw", [b"[]", b'"prompt"', b"null", b"4"])
+def test_json_that_is_not_an_object_is_422(bridge: Bridge, raw: bytes) -> None:
+    """Valid JSON of the wrong shape is a validation error on the body."""
+    key = bridge.new_key()
+    r = httpx.post(
+        f"{bridge.base}/api/v1/images",
+        content=raw,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["code"] == "validation_error"
+    assert body["details"] == [{"field": "body", "message": "the body must be a JSON object"}]
 
 
 def test_points_ledger_matches_balance(bridge: Bridge) -> None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from sqlmodel import Session, select
 from genserve.webhooks import HEADER, verify
 from storage.models import Account, Generation
 from tests.conftest import Bridge, InferenceProc, bridge_env, fresh_pg_database
+from tests.utils.hooks import Receiver, receiving
 from tests.utils.procs import start_bridge, start_inference
 from tests.utils.sse import SseEvent, read_events
 
@@ -292,68 +290,75 @@ def test_synchronous_client_disconnect_cancels_and_refunds(rig: JobRig) -> None:
     assert rig.balance(account) == 100
 
 
-def test_idempotent_retries(rig: JobRig) -> None:
+def test_idempotent_retry_while_the_first_runs_is_409(rig: JobRig) -> None:
+    """The first request is still streaming (a slow model) when the retry arrives."""
+    key = rig.bridge.new_key(points=100)
+    account = account_of(rig, key)
+    body = {"prompt": "once, slowly", "model": "slow-banana"}
+    headers = {"Idempotency-Key": "order-slow", "Accept": "text/event-stream"}
+    with rig.bridge.client(key) as c:
+        with c.stream("POST", "/api/v1/images", json=body, headers=headers) as first:
+            assert first.status_code == 200
+            events = read_events(first)
+            for event in events:
+                if event.name == "progress" and event.data["stage"] == "denoising":
+                    break
+            retry = c.post("/api/v1/images", json=body, headers=headers)
+            assert retry.status_code == 409, retry.text
+            assert retry.json()["code"] == "idempotency_conflict"
+            assert retry.headers["retry-after"] == "1"
+            assert rig.balance(account) == 96  # one debit, the first request's
+        # The first stream closed early: its job is cancelled and refunded, the key released.
+        gens = _wait_generations_ended(rig, account, 1)
+        assert [g.status for g in gens] == ["cancelled"]
+        assert rig.balance(account) == 100
+        again = c.post("/api/v1/images", json={"prompt": "once, slowly", "model": "nano-banana"})
+        assert again.status_code == 200, again.text
+
+
+def test_idempotent_retry_after_completion_replays(rig: JobRig) -> None:
     key = rig.bridge.new_key(points=100)
     account = account_of(rig, key)
     body = {"prompt": "once"}
     headers = {"Idempotency-Key": "order-42"}
-
-    def post(_: int) -> httpx.Response:
-        with rig.bridge.client(key) as c:
-            return c.post("/api/v1/images", json=body, headers=headers)
-
-    with ThreadPoolExecutor(2) as pool:
-        first, second = list(pool.map(post, range(2)))
-    statuses = sorted([first.status_code, second.status_code])
-    assert statuses in ([200, 409], [200, 200]), (first.text, second.text)
-    winner = first if first.status_code == 200 else second
-    if 409 in statuses:
-        loser = second if winner is first else first
-        assert loser.json()["code"] == "idempotency_conflict"
-    assert rig.balance(account) == 96  # one debit
-    replay = post(0)
-    assert replay.status_code == 200
-    assert replay.headers.get("idempotent-replayed") == "true"
-    assert replay.json() == winner.json()
-    assert rig.balance(account) == 96
     with rig.bridge.client(key) as c:
+        first = c.post("/api/v1/images", json=body, headers=headers)
+        assert first.status_code == 200, first.text
+        assert "idempotent-replayed" not in first.headers
+        assert rig.balance(account) == 96
+        replay = c.post("/api/v1/images", json=body, headers=headers)
+        assert replay.status_code == 200, replay.text
+        assert replay.headers.get("idempotent-replayed") == "true"
+        assert replay.json() == first.json()
+        assert rig.balance(account) == 96  # no second debit
         other = c.post("/api/v1/images", json={**body, "prompt": "twice"}, headers=headers)
         assert other.status_code == 422
         assert other.json()["code"] == "validation_error"
         too_long = c.post("/api/v1/images", json=body, headers={"Idempotency-Key": "k" * 256})
         assert too_long.status_code == 400
     assert rig.balance(account) == 96
+    with Session(rig.bridge.engine) as s:
+        gens = s.exec(select(Generation).where(Generation.account_id == account)).all()
+        assert [g.status for g in gens] == ["completed"]
 
 
-@dataclass
-class Receiver:
-    statuses: list[int]
-    hits: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    port: int = 0
+def _wait_generations_ended(
+    rig: JobRig, account: int, count: int, timeout: float = 60
+) -> list[Generation]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Session(rig.bridge.engine) as s:
+            gens = list(s.exec(select(Generation).where(Generation.account_id == account)).all())
+        if len(gens) == count and all(g.status not in ("pending", "running") for g in gens):
+            return gens
+        time.sleep(0.1)
+    raise TimeoutError("generations still live")
 
 
 @pytest.fixture()
 def receiver() -> Iterator[Receiver]:
-    rec = Receiver(statuses=[])
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            rec.hits.append(({k: v for k, v in self.headers.items()}, self.rfile.read(length)))
-            status = rec.statuses.pop(0) if rec.statuses else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    rec.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield rec
-    server.shutdown()
+    with receiving() as rec:
+        yield rec
 
 
 def test_webhook_is_signed_and_retried(rig: JobRig, receiver: Receiver) -> None:
@@ -397,26 +402,58 @@ def test_webhook_url_checked_against_address_policy(bridge: Bridge) -> None:
 
 
 def test_full_queue_answers_overloaded(rig: JobRig) -> None:
+    """The server queues two behind the running one (queue size 2); the next is refused.
+
+    Each request is sent once the previous one is where the bridge reports it
+    (running, then queued at positions 1 and 2), so the outcome is exact.
+    """
     key = rig.bridge.new_key(points=100)
     account = account_of(rig, key)
+
+    def progress_of(c: httpx.Client, gid: str) -> dict[str, Any]:
+        data: dict[str, Any] = c.get(f"/api/v1/generations/{gid}").json()["data"]
+        return data
+
     with rig.bridge.client(key) as c:
-        ids = [
-            c.post(
+        ids: list[str] = []
+
+        def submit(i: int) -> str:
+            r = c.post(
                 "/api/v1/images",
                 json={"prompt": f"q{i}", "model": "slow-banana"},
                 headers={"Prefer": "respond-async"},
-            ).json()["data"]["generation_id"]
-            for i in range(4)
-        ]
-        time.sleep(0.5)
-        states = [c.get(f"/api/v1/generations/{g}").json()["data"] for g in ids]
-        overloaded = [s for s in states if s["status"] == "failed"]
-        assert overloaded, states
-        assert all(s["error"]["code"] == "overloaded" for s in overloaded)
-        for g in ids:
-            c.post(f"/api/v1/generations/{g}/cancel")
-        for g in ids:
-            wait_status(c, g, {"cancelled", "failed", "completed"})
+            )
+            assert r.status_code == 202, r.text
+            gid: str = r.json()["data"]["generation_id"]
+            ids.append(gid)
+            return gid
+
+        def reaches(gid: str, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+            deadline = time.monotonic() + 60
+            while True:
+                data = progress_of(c, gid)
+                if wanted(data):
+                    return data
+                assert data["status"] in ("pending", "running"), data
+                assert time.monotonic() < deadline, data
+                time.sleep(0.05)
+
+        try:
+            reaches(submit(0), lambda d: d["status"] == "running")
+            for position in (1, 2):
+                reaches(
+                    submit(position),
+                    lambda d, p=position: (d.get("progress") or {}).get("position") == p,
+                )
+            refused = reaches(submit(3), lambda d: d["status"] == "failed")
+            assert refused["error"]["code"] == "overloaded", refused
+            states = [progress_of(c, g)["status"] for g in ids]
+            assert states == ["running", "pending", "pending", "failed"], states
+        finally:
+            for g in ids:
+                c.post(f"/api/v1/generations/{g}/cancel")
+            for g in ids:
+                wait_status(c, g, {"cancelled", "failed", "completed"})
     assert rig.balance(account) == 100 - 4 * sum(
         1 for g in ids if rig.generation(g).status == "completed"
     )

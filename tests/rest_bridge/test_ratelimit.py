@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from storage.accounts import key_owner, set_plan
+from storage.accounts import key_owner, revoke_api_key, set_plan
 from storage.keys import generate_key, hash_key
 from tests.conftest import KEY_SECRET, Bridge, BridgePair, bridge_env
 from tests.utils.procs import free_port, start_bridge
@@ -146,27 +146,47 @@ def test_a_plan_change_moves_the_ceiling_and_keeps_the_count(redis_bridges: Brid
 def test_failed_authentication_is_braked_per_address(redis_bridges: BridgePair) -> None:
     """Five failures a minute here (the pair's setting), counted across both processes."""
     attacker, bystander = _address(), _address()
-    valid = redis_bridges.new_key()
     bases = [redis_bridges.first.base, redis_bridges.second.base]
     guesses = [generate_key() for _ in range(5)]
     for i, guess in enumerate(guesses):
         r = httpx.get(bases[i % 2] + "/api/v1/account", headers=_auth(guess, attacker))
         assert r.status_code == 401, r.text
     for base in bases:
-        blocked = httpx.get(base + "/api/v1/account", headers=_auth(generate_key(), attacker))
-        assert blocked.status_code == 429
-        assert blocked.json()["code"] == "rate_limited"
-        assert 0 < int(blocked.headers["retry-after"]) <= 60
-        # a right key from the blocked address is not looked at either: no oracle
-        r = httpx.get(base + "/api/v1/account", headers=_auth(valid, attacker))
-        assert r.status_code == 429
-        assert "x-ratelimit-limit" not in r.headers
-    # the key itself was not counted while its address was blocked, and others are unaffected
-    r = httpx.get(bases[0] + "/api/v1/account", headers=_auth(valid, bystander))
-    assert r.status_code == 200
-    assert _window(r)[1] == 99
+        for headers in (_auth(generate_key(), attacker), _auth("nonsense", attacker)):
+            blocked = httpx.get(base + "/api/v1/account", headers=headers)
+            assert blocked.status_code == 429
+            assert blocked.json()["code"] == "rate_limited"
+            assert 0 < int(blocked.headers["retry-after"]) <= 60
+            assert "x-ratelimit-limit" not in blocked.headers
+        missing = httpx.get(base + "/api/v1/account", headers={"X-Forwarded-For": attacker})
+        assert missing.status_code == 429
+    # others are unaffected
     r = httpx.get(bases[1] + "/api/v1/account", headers=_auth(generate_key(), bystander))
     assert r.status_code == 401
+
+
+def test_the_brake_never_refuses_a_valid_key(redis_bridges: BridgePair) -> None:
+    """Clients behind one NAT or proxy: a bad client's brake leaves the others' keys working."""
+    shared = _address()
+    valid = redis_bridges.new_key()
+    revoked = redis_bridges.new_key()
+    with Session(redis_bridges.engine) as s:
+        found = key_owner(s, hash_key(revoked, KEY_SECRET.encode()))
+        assert found is not None and found[0].id is not None
+        assert revoke_api_key(s, key_id=found[0].id)
+    bases = [redis_bridges.first.base, redis_bridges.second.base]
+    for i in range(5):
+        r = httpx.get(bases[i % 2] + "/api/v1/account", headers=_auth(generate_key(), shared))
+        assert r.status_code == 401
+    for i, base in enumerate(bases):
+        ok = httpx.get(base + "/api/v1/account", headers=_auth(valid, shared))
+        assert ok.status_code == 200, ok.text
+        assert _window(ok)[:2] == (100, 99 - i)  # counted as any request with the key
+        # bad attempts from the address stay refused, all alike: unknown, revoked, malformed
+        for key in (generate_key(), revoked, valid[:-1] + ("A" if valid[-1] != "A" else "B")):
+            r = httpx.get(base + "/api/v1/account", headers=_auth(key, shared))
+            assert r.status_code == 429, r.text
+            assert r.json()["error"].startswith("Too many failed authentication attempts")
 
 
 def test_an_ipv6_client_is_braked_by_its_64(redis_bridges: BridgePair) -> None:

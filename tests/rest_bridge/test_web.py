@@ -113,12 +113,17 @@ def test_a_new_key_is_shown_once_and_works_until_revoked(bridge: Bridge) -> None
     with WebUser(bridge.base) as user:
         user.signup()
         created = user.create_key("ci runner")
-        assert created.status_code == 200
-        assert created.headers["cache-control"] == "no-store"
-        assert "it won't be shown again" in created.text
+        assert created.status_code == 303  # post/redirect/get: a reload creates nothing
+        shown = user.keys_page()
+        assert shown.headers["cache-control"] == "no-store"
+        assert "it won't be shown again" in shown.text
+        assert "gs_reveal" not in shown.headers.get("set-cookie", "") or (
+            "Max-Age=0" in shown.headers["set-cookie"]
+        )
         key_id, key = user.new_key("ci runner")
         later = user.keys_page()
         assert key not in later.text  # never shown again
+        assert "won't be shown again" not in later.text
         assert f"{key[:8]}…{key[-4:]}" in later.text
         assert "ci runner" in later.text
         row = later.text[later.text.index(f'data-key-id="{key_id}"') :]

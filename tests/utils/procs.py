@@ -110,6 +110,8 @@ def start_inference(
 
 
 def start_bridge(env: dict[str, str], log_dir: Path, wait_healthy: bool = True) -> tuple[Proc, str]:
+    """Starts a bridge; returns once ``/readyz`` answers 200 (an inference server is serving),
+    or, with ``wait_healthy=False``, once ``/healthz`` does (the process serves)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     full_env = {"GENSERVE_PUBLIC_BASE_URL": base, **env}
@@ -121,10 +123,10 @@ def start_bridge(env: dict[str, str], log_dir: Path, wait_healthy: bool = True) 
 
     def up() -> bool:
         try:
-            r = httpx.get(f"{base}/healthz", timeout=1)
+            r = httpx.get(f"{base}/readyz" if wait_healthy else f"{base}/healthz", timeout=3)
         except httpx.HTTPError:
             return False
-        return r.status_code == 200 or (not wait_healthy and r.status_code == 503)
+        return r.status_code == 200
 
     proc.wait_until(up, timeout=120)
     return proc, base

@@ -64,8 +64,11 @@ class WebUser:
         return self.http.post("/settings/api-keys", data={"csrf": csrf, "name": name, **extra})
 
     def new_key(self, name: str = "laptop") -> tuple[int, str]:
-        """Creates a key; returns its id and the plaintext read from the page."""
-        r = self.create_key(name)
+        """Creates a key; returns its id and the plaintext read from the page it redirects to."""
+        created = self.create_key(name)
+        assert created.status_code == 303, created.text
+        assert created.headers["location"] == "/settings/api-keys"
+        r = self.http.get(created.headers["location"])
         assert r.status_code == 200, r.text
         found = NEW_KEY.search(r.text)
         assert found is not None, r.text

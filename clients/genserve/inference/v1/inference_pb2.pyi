@@ -223,6 +223,7 @@ class GenerateImageRequest(_message.Message):
     GUIDANCE_SCALE_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PREVIEW_EVERY_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Public model name, such as "nano-banana"."""
     prompt: _builtins.str
@@ -243,6 +244,8 @@ class GenerateImageRequest(_message.Message):
     """Random seed; unset means a random one, reported in the completion."""
     request_id: _builtins.str
     """An identifier for logs, carried from the REST request."""
+    preview_every: _builtins.int
+    """Send a preview with the progress every this many denoising steps; 0 sends none."""
     def __init__(
         self,
         *,
@@ -256,10 +259,11 @@ class GenerateImageRequest(_message.Message):
         guidance_scale: _builtins.float | None = ...,
         seed: _builtins.int | None = ...,
         request_id: _builtins.str = ...,
+        preview_every: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "guidance_scale", b"guidance_scale", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "format", b"format", "guidance_scale", b"guidance_scale", "model", b"model", "negative_prompt", b"negative_prompt", "num_images", b"num_images", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "format", b"format", "guidance_scale", b"guidance_scale", "model", b"model", "negative_prompt", b"negative_prompt", "num_images", b"num_images", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__guidance_scale: _TypeAlias = _typing.Literal["guidance_scale"]  # noqa: Y015
     _WhichOneofArgType__guidance_scale: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale"]  # noqa: Y015
@@ -326,6 +330,7 @@ class GenerateVideoRequest(_message.Message):
     GUIDANCE_SCALE_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PREVIEW_EVERY_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Public model name, such as "vidu-q2"."""
     prompt: _builtins.str
@@ -346,6 +351,8 @@ class GenerateVideoRequest(_message.Message):
     """Random seed; unset means a random one, reported in the completion."""
     request_id: _builtins.str
     """An identifier for logs, carried from the REST request."""
+    preview_every: _builtins.int
+    """Send a preview with the progress every this many denoising steps; 0 sends none."""
     def __init__(
         self,
         *,
@@ -359,10 +366,11 @@ class GenerateVideoRequest(_message.Message):
         guidance_scale: _builtins.float | None = ...,
         seed: _builtins.int | None = ...,
         request_id: _builtins.str = ...,
+        preview_every: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "guidance_scale", b"guidance_scale", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "guidance_scale", b"guidance_scale", "model", b"model", "negative_prompt", b"negative_prompt", "prompt", b"prompt", "request_id", b"request_id", "resolution", b"resolution", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "guidance_scale", b"guidance_scale", "model", b"model", "negative_prompt", b"negative_prompt", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "resolution", b"resolution", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__guidance_scale: _TypeAlias = _typing.Literal["guidance_scale"]  # noqa: Y015
     _WhichOneofArgType__guidance_scale: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale"]  # noqa: Y015
@@ -514,6 +522,7 @@ class Progress(_message.Message):
     TOTAL_STEPS_FIELD_NUMBER: _builtins.int
     ELAPSED_SECONDS_FIELD_NUMBER: _builtins.int
     QUEUE_POSITION_FIELD_NUMBER: _builtins.int
+    PREVIEW_FIELD_NUMBER: _builtins.int
     stage: Global___Stage.ValueType
     """The phase this event describes."""
     step: _builtins.int
@@ -524,6 +533,10 @@ class Progress(_message.Message):
     """Seconds since the server received the request."""
     queue_position: _builtins.int
     """Requests ahead of this one in the queue (queued stage only)."""
+    @_builtins.property
+    def preview(self) -> Global___Preview:
+        """A small picture of the work in progress, when the request asked for previews."""
+
     def __init__(
         self,
         *,
@@ -532,14 +545,45 @@ class Progress(_message.Message):
         total_steps: _builtins.int = ...,
         elapsed_seconds: _builtins.float = ...,
         queue_position: _builtins.int = ...,
+        preview: Global___Preview | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preview", b"preview"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["elapsed_seconds", b"elapsed_seconds", "queue_position", b"queue_position", "stage", b"stage", "step", b"step", "total_steps", b"total_steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["elapsed_seconds", b"elapsed_seconds", "preview", b"preview", "queue_position", b"queue_position", "stage", b"stage", "step", b"step", "total_steps", b"total_steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Progress: _TypeAlias = Progress  # noqa: Y015
+
+@_typing.final
+class Preview(_message.Message):
+    """A cheap look at the latents being denoised (no VAE): a small JPEG."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JPEG_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    jpeg: _builtins.bytes
+    """JPEG bytes, at most 128 pixels on the long side."""
+    width: _builtins.int
+    """Width in pixels."""
+    height: _builtins.int
+    """Height in pixels."""
+    def __init__(
+        self,
+        *,
+        jpeg: _builtins.bytes = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "jpeg", b"jpeg", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Preview: _TypeAlias = Preview  # noqa: Y015
 
 @_typing.final
 class ArtifactChunk(_message.Message):

@@ -1,0 +1,394 @@
+"""The client subcommands of ``genserve``: generate, list, log in, all through the SDK.
+
+    genserve login                       # asks for the base URL and the key, saves them (0600)
+    genserve image "a fox" -n 2 -o out/  # a live progress bar, then the saved files' paths
+    genserve video "waves" --resolution 360p --duration 2
+    genserve 3d photo.png
+    genserve projects --type images
+    genserve models
+    genserve account
+
+The key comes from ``GENSERVE_API_KEY`` or the file ``genserve login`` wrote; there is no
+flag for it (a flag would land in the shell's history and the process list). Failures
+print ``genserve: <code>: <message> (request_id ...)`` on standard error, status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genserve import vocabulary as vocab
+from genserve.config import DEFAULT_BASE_URL, config_path, normalize_base_url
+
+if TYPE_CHECKING:
+    from genserve.cli import Subparsers
+    from genserve.client import Client, GenerationStream
+    from genserve.results import GenerationResult
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _say(message: str) -> None:
+    print(f"genserve: {message}", file=sys.stderr)
+
+
+def _client(args: argparse.Namespace, api_key: str | None = None) -> Client:
+    from genserve.client import Client
+
+    return Client(
+        api_key=api_key,
+        base_url=args.base_url,
+        timeout=args.timeout,
+        max_retries=args.retries,
+    )
+
+
+def guarded(handler: Handler) -> Handler:
+    """Runs a handler; an API, network or file error is one line on stderr, never a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        from genserve.errors import AuthenticationError, GenserveError
+
+        try:
+            return handler(args)
+        except AuthenticationError as err:
+            _say(str(err))
+            print(
+                "genserve: set GENSERVE_API_KEY, or run `genserve login`",
+                file=sys.stderr,
+            )
+            return 1
+        except GenserveError as err:
+            _say(str(err))
+            return 1
+        except OSError as err:
+            where = f"{err.filename}: " if err.filename else ""
+            _say(f"{where}{err.strerror or err}")
+            return 1
+        except ValueError as err:
+            _say(str(err))
+            return 1
+        except KeyboardInterrupt:
+            _say("interrupted (a generation still running was cancelled and refunded)")
+            return 130
+
+    return run
+
+
+# ---------------------------------------------------------------- generation commands
+
+
+def _follow(stream: GenerationStream[Any], label: str, show_progress: bool) -> GenerationResult:
+    """Reads the stream, drawing its progress; the result."""
+    from genserve.progress import make_display
+
+    display = make_display(label) if show_progress else None
+    try:
+        for event in stream:
+            if display is not None:
+                display.update(event)
+    finally:
+        if display is not None:
+            display.close()
+        stream.close()
+    return stream.until_done()
+
+
+def _finish(result: GenerationResult, output: str, what: str) -> int:
+    folder = Path(output).expanduser()
+    paths = result.save(folder)
+    for path in paths:
+        print(path)
+    seconds = result.generation_time / 1000
+    count = len(paths)
+    noun = what if count == 1 else f"{what}s"
+    print(
+        f"genserve: {count} {noun} in {seconds:.1f} s; generation {result.generation_id}; "
+        f"{result.remaining_points} points left",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        stream = client.images.generate(
+            args.prompt,
+            aspect_ratio=args.aspect_ratio,
+            output_format=args.format,
+            num_images=args.num_images,
+            model=args.model,
+            stream=True,
+        )
+        result = _follow(stream, "image", args.progress)
+        return _finish(result, args.output, "image")
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        stream = client.videos.generate(
+            args.prompt,
+            model=args.model,
+            duration=args.duration,
+            resolution=args.resolution,
+            aspect_ratio=args.aspect_ratio,
+            stream=True,
+        )
+        result = _follow(stream, "video", args.progress)
+        return _finish(result, args.output, "video")
+
+
+def cmd_3d(args: argparse.Namespace) -> int:
+    source: str = args.image
+    is_url = source.startswith(("http://", "https://"))
+    if not is_url and not Path(source).expanduser().is_file():
+        _say(f"{source}: no such file (give a PNG, JPEG or WebP file, or an http(s) URL)")
+        return 1
+    with _client(args) as client:
+        stream = client.three_d.generate(
+            image_url=source if is_url else None,
+            image_path=None if is_url else Path(source).expanduser(),
+            texture_quality=args.texture_quality,
+            texture_alignment=args.texture_alignment,
+            orientation=args.orientation,
+            model=args.model,
+            stream=True,
+        )
+        result = _follow(stream, "3d", args.progress)
+        return _finish(result, args.output, "model")
+
+
+# ---------------------------------------------------------------- listings
+
+
+def _table(rows: Iterable[tuple[str, ...]], header: tuple[str, ...]) -> None:
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+
+
+def _short(text: str, width: int = 48) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def cmd_projects(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.all:
+            projects = list(client.projects.iter(type=args.type, limit=100, order=args.order))
+            footer = f"{len(projects)} projects"
+        else:
+            page = client.projects.list(
+                type=args.type, page=args.page, limit=args.limit, order=args.order
+            )
+            projects = page.projects
+            p = page.pagination
+            footer = f"page {p.page} of {max(p.pages, 1)} ({p.total} projects)"
+            if p.has_more:
+                footer += f"; next: --page {p.page + 1}"
+    rows = [
+        (p.id, p.type, p.created_at, p.model or "", _short(p.prompt), p.url or "") for p in projects
+    ]
+    _table(rows, ("id", "type", "created", "model", "prompt", "url"))
+    print(f"genserve: {footer}", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        models = client.models.list()
+    rows = [(m.name, m.kind, "yes" if m.default else "") for m in models]
+    _table(rows, ("name", "kind", "default"))
+    return 0
+
+
+def cmd_account(args: argparse.Namespace) -> int:
+    import time
+
+    with _client(args) as client:
+        account = client.account.get()
+    if account.email:
+        print(f"email:    {account.email}")
+    print(f"plan:     {account.plan}")
+    print(f"points:   {account.points}")
+    reset = time.strftime("%H:%M:%S", time.localtime(account.reset)) if account.reset else "?"
+    print(f"requests: {account.remaining} of {account.limit} left this hour (resets {reset})")
+    return 0
+
+
+# ---------------------------------------------------------------- login, logout
+
+
+def _ask(prompt: str) -> str:
+    """A line from standard input; the prompt goes to stderr (stdout stays clean)."""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise ValueError("no answer on standard input")
+    return line.strip()
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from genserve.config import resolve, save_config
+    from genserve.errors import APIConnectionError
+
+    default = resolve(None, None).base_url
+    base = args.base_url or _ask(f"genserve base URL [{default}]: ") or default
+    base = normalize_base_url(base)
+    if not base.startswith(("http://", "https://")):
+        raise ValueError(f"{base!r} is not an http(s) URL")
+    if sys.stdin.isatty():
+        key = getpass.getpass("API key (input hidden): ", stream=sys.stderr).strip()
+    else:
+        key = _ask("API key: ")
+    if not key:
+        raise ValueError("no API key given")
+    if args.verify:
+        from genserve.client import Client
+
+        try:
+            with Client(api_key=key, base_url=base, timeout=args.timeout) as client:
+                account = client.account.get()
+        except APIConnectionError as err:
+            _say(f"{err} (use --no-verify to save it anyway)")
+            return 1
+        who = account.email or "this key's account"
+        summary = f"{who}: {account.plan} plan, {account.points} points"
+    else:
+        summary = "not checked"
+    path = save_config(base, key)
+    print(f"genserve: saved {base} and its key to {path} ({summary})", file=sys.stderr)
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from genserve.config import remove_config
+
+    path = config_path()
+    if remove_config(path):
+        print(f"genserve: removed {path}", file=sys.stderr)
+    else:
+        print(f"genserve: no saved key ({path} does not exist)", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------- registration
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--base-url",
+        help="the bridge (default: $GENSERVE_BASE_URL, else the one `genserve login` saved, "
+        f"else {DEFAULT_BASE_URL}); the key comes from $GENSERVE_API_KEY or `genserve login`",
+    )
+    common.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds per request (default: 600)"
+    )
+    common.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="retries after 429, 503 or a broken connection (default: 2)",
+    )
+    return common
+
+
+def _generation_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-o", "--output", default=".", metavar="DIR", help="where to save the files (default: .)"
+    )
+    common.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bar or lines on stderr",
+    )
+    return common
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
+def register(sub: Subparsers) -> None:
+    """Adds the client subcommands (``genserve.cli`` calls this before the operator ones)."""
+    conn = _connection_options()
+    gen = _generation_options()
+
+    image = sub.add_parser(
+        "image", parents=[conn, gen], help="generate images from a prompt and save them"
+    )
+    image.add_argument("prompt")
+    image.add_argument("--aspect-ratio", choices=vocab.IMAGE_ASPECT_RATIOS, help="default 1:1")
+    image.add_argument(
+        "-n", "--num-images", type=_positive, help=f"1 to {vocab.MAX_IMAGES} (default 1)"
+    )
+    image.add_argument("--format", choices=vocab.OUTPUT_FORMATS, help="default png")
+    image.add_argument("--model", help="default: the server's (nano-banana)")
+    image.set_defaults(func=guarded(cmd_image))
+
+    video = sub.add_parser(
+        "video", parents=[conn, gen], help="generate a video from a prompt and save it"
+    )
+    video.add_argument("prompt")
+    video.add_argument("--model", help="vidu-q2 (default) or ltx-2")
+    video.add_argument("--duration", type=_positive, help="whole seconds (default 4)")
+    video.add_argument("--resolution", choices=vocab.RESOLUTIONS, help="default 720p")
+    video.add_argument("--aspect-ratio", choices=vocab.VIDEO_ASPECT_RATIOS, help="default 16:9")
+    video.set_defaults(func=guarded(cmd_video))
+
+    three_d = sub.add_parser(
+        "3d", parents=[conn, gen], help="turn an image (file or URL) into a 3D model (GLB)"
+    )
+    three_d.add_argument("image", metavar="IMAGE_PATH_OR_URL")
+    three_d.add_argument("--texture-quality", choices=vocab.TEXTURE_QUALITIES)
+    three_d.add_argument("--texture-alignment", choices=vocab.TEXTURE_ALIGNMENTS)
+    three_d.add_argument("--orientation", choices=vocab.ORIENTATIONS)
+    three_d.add_argument("--model", help="default: the server's 3D model")
+    three_d.set_defaults(func=guarded(cmd_3d))
+
+    projects = sub.add_parser("projects", parents=[conn], help="list your generations")
+    projects.add_argument("--type", choices=("all", "images", "videos", "3d"), default=None)
+    projects.add_argument("--page", type=_positive, default=None)
+    projects.add_argument("--limit", type=_positive, default=None, help="1 to 100 (default 20)")
+    projects.add_argument("--order", choices=("asc", "desc"), default=None)
+    projects.add_argument("--all", action="store_true", help="every page")
+    projects.set_defaults(func=guarded(cmd_projects))
+
+    models = sub.add_parser("models", parents=[conn], help="list the models a bridge serves")
+    models.set_defaults(func=guarded(cmd_models))
+
+    account = sub.add_parser("account", parents=[conn], help="your plan, points and rate limit")
+    account.set_defaults(func=guarded(cmd_account))
+
+    login = sub.add_parser(
+        "login",
+        parents=[conn],
+        help="save a bridge's URL and your API key (asked for, never a flag)",
+        description="Asks for the base URL (unless --base-url) and the API key (hidden on a "
+        "terminal; otherwise one line of standard input), checks the key, and saves both "
+        f"with mode 0600 to {config_path()}.",
+    )
+    login.add_argument(
+        "--no-verify", dest="verify", action="store_false", help="save without checking the key"
+    )
+    login.set_defaults(func=guarded(cmd_login))
+
+    logout = sub.add_parser("logout", help="remove the saved URL and key")
+    logout.set_defaults(func=guarded(cmd_logout))

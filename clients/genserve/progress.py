@@ -1,0 +1,145 @@
+"""The command line's view of a generation's events: a live bar, or plain lines.
+
+The bar is drawn with ``rich`` (``pip install 'genserve-client[cli]'``) on a terminal;
+without rich, or when standard error is not a terminal (a log, a pipe), each stage
+and every quarter of it is one plain line instead. Nothing here is needed by the SDK.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Protocol, TextIO
+
+from genserve.results import Event
+
+
+class Display(Protocol):
+    def update(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def rich_available() -> bool:
+    try:
+        import rich.progress  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_display(
+    label: str, stream: TextIO | None = None, *, use_rich: bool | None = None
+) -> Display:
+    """A rich bar when rich is installed and ``stream`` is a terminal, else plain lines."""
+    out = stream if stream is not None else sys.stderr
+    if use_rich is None:
+        use_rich = rich_available() and out.isatty()
+    if use_rich:
+        return RichDisplay(label, out)
+    return PlainDisplay(label, out)
+
+
+def _describe(event: Event) -> str:
+    if event.type == "queued":
+        position = event.position
+        return "queued" if position is None else f"queued (position {position})"
+    if event.type == "progress":
+        return event.stage or "working"
+    return event.type
+
+
+class PlainDisplay:
+    """One line per stage, per quarter of a stage's steps, and for the end."""
+
+    def __init__(self, label: str, stream: TextIO) -> None:
+        self.label = label
+        self.stream = stream
+        self._stage: str | None = None
+        self._quarter = -1
+
+    def _line(self, text: str) -> None:
+        print(f"{self.label}: {text}", file=self.stream, flush=True)
+
+    def update(self, event: Event) -> None:
+        if event.type == "queued":
+            self._line(_describe(event))
+            return
+        if event.type == "completed":
+            self._line("done")
+            return
+        if event.type != "progress":
+            return
+        stage = _describe(event)
+        fraction = event.fraction
+        quarter = int(fraction * 4) if fraction is not None else -1
+        if stage != self._stage:
+            self._stage, self._quarter = stage, quarter
+            self._line(self._progress_text(stage, event))
+        elif quarter > self._quarter:
+            self._quarter = quarter
+            self._line(self._progress_text(stage, event))
+
+    @staticmethod
+    def _progress_text(stage: str, event: Event) -> str:
+        if event.total:
+            return f"{stage} {event.step or 0}/{event.total}"
+        return stage
+
+    def close(self) -> None:
+        pass
+
+
+class RichDisplay:
+    """A live bar: the stage, its steps, elapsed time and rich's estimate of what is left."""
+
+    def __init__(self, label: str, stream: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.label = label
+        self.console = Console(file=stream)
+        self.progress: Any = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(f"{label}: starting", total=None)
+        self._stage: str | None = None
+
+    def update(self, event: Event) -> None:
+        description = f"{self.label}: {_describe(event)}"
+        if event.type == "queued":
+            self.progress.update(self.task, description=description, total=None, completed=0)
+        elif event.type == "progress":
+            stage = _describe(event)
+            if stage != self._stage:
+                self._stage = stage
+                self.progress.reset(self.task, total=event.total or None, description=description)
+            self.progress.update(
+                self.task,
+                description=description,
+                total=event.total or None,
+                completed=event.step or 0,
+            )
+        elif event.type == "completed":
+            total = self.progress.tasks[0].total or 1
+            self.progress.update(
+                self.task, description=f"{self.label}: done", total=total, completed=total
+            )
+
+    def close(self) -> None:
+        self.progress.stop()

@@ -1,0 +1,150 @@
+"""/playground and /projects in headless Chromium, every request off this bridge blocked.
+
+Sign up and make a key, generate an image from the playground (queue, progress bar, live
+previews, result, points left), then see it, a video and a 3D model on /projects.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
+
+from tests.conftest import Bridge
+from tests.utils.web import new_email
+
+
+def _offline(context: BrowserContext, base: str) -> list[str]:
+    """Aborts every request that does not go to the bridge; returns the ones it aborted."""
+    blocked: list[str] = []
+
+    def handle(route: Route) -> None:
+        if route.request.url.startswith(base) or route.request.url.startswith("data:"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", handle)
+    return blocked
+
+
+def _sign_up_with_key(page: Page) -> str:
+    page.goto("/signup")
+    page.fill("#email", new_email())
+    page.fill("#password", "a browser's long password")
+    page.click("#submit")
+    expect(page).to_have_url(re.compile(r"/settings/api-keys$"))
+    page.fill("#key-name", "studio")
+    page.click("#create-key")
+    return page.locator("#new-key").inner_text().strip()
+
+
+def _png() -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 48), (200, 40, 40)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
+def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Path) -> None:
+    context = browser.new_context(base_url=bridge.base)
+    blocked = _offline(context, bridge.base)
+    page: Page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        key = _sign_up_with_key(page)
+        page.goto("/playground")
+        expect(page.locator("#points")).to_have_text("Points left: 100")
+        previews: list[str] = []
+        page.expose_function("notePreview", lambda src: previews.append(src))
+        page.evaluate(
+            """new MutationObserver(() => window.notePreview(
+                 document.getElementById('preview').src)).observe(
+                 document.getElementById('preview'), {attributes: true})"""
+        )
+        page.fill("#prompt", "a red cube")
+        page.click("#go")
+        expect(page.locator("#result img.output")).to_have_count(1, timeout=60_000)
+        expect(page.locator("#status")).to_have_text("Done")
+        assert page.eval_on_selector("#bar", "b => [b.value, b.max]") == [4, 4]
+        shown = [src for src in previews if src]  # the first change is the image unhidden
+        assert shown and all(src.startswith("data:image/jpeg;base64,") for src in shown)
+        points = int(page.locator("#points").inner_text().rsplit(" ", 1)[1])
+        assert 0 <= points < 100
+
+        page.select_option("#kind", "videos")
+        page.fill("#prompt", "a turning cube")
+        page.click("#go")
+        expect(page.locator("#result video.output[controls]")).to_have_count(1, timeout=60_000)
+        expect(page.locator("#status")).to_have_text("Done")
+
+        page.select_option("#kind", "3d")
+        expect(page.locator("#prompt-field")).to_be_hidden()
+        image = tmp_path / "subject.png"
+        image.write_bytes(base64.b64decode(_png()))
+        page.set_input_files("#image", str(image))
+        page.click("#go")
+        expect(page.locator("#result a")).to_have_text(re.compile(r"\.glb$"), timeout=60_000)
+        expect(page.locator("#status")).to_have_text("Done")
+        with httpx.Client(
+            base_url=bridge.base, headers={"Authorization": f"Bearer {key}"}, timeout=120
+        ) as api:
+            left = api.get("/api/v1/account").json()["data"]["points"]
+        expect(page.locator("#points")).to_have_text(f"Points left: {left}")
+
+        page.goto("/projects")
+        expect(page.locator(".project")).to_have_count(3)
+        expect(page.locator(".project[data-type=image] img")).to_have_count(1)
+        assert page.eval_on_selector(".project img", "i => i.naturalWidth") > 0
+        video_el = page.locator(".project[data-type=video] video[controls]")
+        expect(video_el).to_have_count(1)
+        page.wait_for_function("document.querySelector('video').readyState >= 1")
+        canvas = page.locator(".project[data-type='3d'] canvas.glb")
+        expect(canvas).to_have_attribute("data-loaded", "1")
+        if page.evaluate("!!document.createElement('canvas').getContext('webgl')"):
+            page.wait_for_function(
+                "Number(document.querySelector('canvas.glb').dataset.frames || 0) > 2"
+            )
+
+        page.goto("/projects?type=videos")
+        expect(page.locator(".project")).to_have_count(1)
+        expect(page.locator(".project[data-type=video]")).to_have_count(1)
+        assert errors == [], errors
+        assert blocked == [], blocked
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
+def test_web_api_needs_the_session_csrf_token(bridge: Bridge, browser: Browser) -> None:
+    context = browser.new_context(base_url=bridge.base)
+    _offline(context, bridge.base)
+    page = context.new_page()
+    try:
+        _sign_up_with_key(page)
+        page.goto("/playground")
+        status = page.evaluate(
+            """fetch('/web/api/images', {method: 'POST', body: JSON.stringify({prompt: 'x'}),
+                 headers: {'Content-Type': 'application/json'}}).then(r => r.status)"""
+        )
+        assert status == 403
+        page.goto("/projects")
+        expect(page.locator("#empty")).to_have_count(1)  # the refused call made nothing
+    finally:
+        context.close()
+
+
+def test_pages_send_signed_out_visitors_to_log_in(bridge: Bridge) -> None:
+    for path in ("/projects", "/playground"):
+        r = httpx.get(bridge.base + path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+    r = httpx.post(bridge.base + "/web/api/images", json={"prompt": "x"})
+    assert r.status_code == 401

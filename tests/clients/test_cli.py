@@ -1,0 +1,171 @@
+"""The ``genserve`` client subcommands, run as a user runs them, against the session's bridge."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.clients.test_sdk_live import subject_png
+from tests.conftest import Bridge
+from tests.utils.procs import ROOT
+
+SQLITE = pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
+WITHOUT_RICH = (
+    "import sys; sys.modules['rich'] = None; "
+    "from genserve.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def genserve(
+    home: Path, *args: str, stdin: str = "", without_rich: bool = False, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m genserve.cli ARGS`` with a config folder of its own and only ``env`` set."""
+    base_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_") and k != "HOME"
+    }
+    entry = ["-c", WITHOUT_RICH] if without_rich else ["-m", "genserve.cli"]
+    return subprocess.run(
+        [sys.executable, *entry, *args],
+        input=stdin,
+        env={**base_env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / "xdg"), **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def no_traceback(done: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+
+
+@SQLITE
+def test_generation_commands_save_their_files(bridge: Bridge, tmp_path: Path) -> None:
+    env = {"GENSERVE_BASE_URL": bridge.base, "GENSERVE_API_KEY": bridge.new_key(points=100)}
+    out = tmp_path / "images"
+    made = genserve(
+        tmp_path, "image", "a fox", "-n", "2", "--format", "webp", "-o", str(out), **env
+    )
+    assert made.returncode == 0, made.stderr
+    paths = [Path(line) for line in made.stdout.splitlines()]
+    assert len(paths) == 2 and all(p.parent == out and p.suffix == ".webp" for p in paths)
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.format == "WEBP"
+    # Standard error is not a terminal here: plain progress lines, then the summary.
+    assert "image: queued" in made.stderr and "image: done" in made.stderr
+    assert "denoising" in made.stderr
+    assert "92 points left" in made.stderr
+
+    # Without rich installed the command works the same, with plain lines.
+    video = genserve(
+        tmp_path,
+        "video",
+        "waves",
+        "--resolution",
+        "360p",
+        "--duration",
+        "1",
+        "-o",
+        str(tmp_path / "videos"),
+        without_rich=True,
+        **env,
+    )
+    assert video.returncode == 0, video.stderr
+    [clip] = [Path(line) for line in video.stdout.splitlines()]
+    assert clip.suffix == ".mp4" and clip.stat().st_size > 0
+    assert "video: done" in video.stderr
+
+    png = subject_png(tmp_path / "object.png")
+    mesh = genserve(tmp_path, "3d", str(png), "--no-progress", "-o", str(tmp_path / "3d"), **env)
+    assert mesh.returncode == 0, mesh.stderr
+    [glb] = [Path(line) for line in mesh.stdout.splitlines()]
+    assert glb.read_bytes()[:4] == b"glTF"
+    assert "3d:" not in mesh.stderr  # --no-progress
+
+    listed = genserve(tmp_path, "projects", "--type", "images", **env)
+    assert listed.returncode == 0, listed.stderr
+    rows = listed.stdout.splitlines()
+    assert rows[0].split()[:5] == ["id", "type", "created", "model", "prompt"]
+    assert len(rows) == 2 and "a fox" in rows[1] and "nano-banana" in rows[1]
+    assert "page 1 of 1 (1 projects)" in listed.stderr
+    every = genserve(tmp_path, "projects", "--all", **env)
+    assert every.returncode == 0 and len(every.stdout.splitlines()) == 4
+
+    account = genserve(tmp_path, "account", **env)
+    assert account.returncode == 0, account.stderr
+    assert "plan:     free" in account.stdout and "points:   71" in account.stdout
+
+
+@SQLITE
+def test_errors_print_the_code_without_a_traceback(bridge: Bridge, tmp_path: Path) -> None:
+    poor = genserve(
+        tmp_path,
+        "image",
+        "a fox",
+        "-o",
+        str(tmp_path),
+        GENSERVE_BASE_URL=bridge.base,
+        GENSERVE_API_KEY=bridge.new_key(points=0),
+    )
+    assert poor.returncode == 1
+    assert poor.stderr.startswith("genserve: insufficient_points: ")
+    assert "(request_id req_" in poor.stderr
+    assert poor.stdout == "" and not list(tmp_path.glob("*.png"))
+    no_traceback(poor)
+
+    bad_key = genserve(
+        tmp_path, "models", GENSERVE_BASE_URL=bridge.base, GENSERVE_API_KEY="gsk_wrong"
+    )
+    assert bad_key.returncode == 1
+    assert bad_key.stderr.startswith("genserve: invalid_api_key: ")
+    assert "genserve login" in bad_key.stderr
+    no_traceback(bad_key)
+
+    nowhere = genserve(tmp_path, "models", "--base-url", "http://127.0.0.1:9", "--retries", "0")
+    assert nowhere.returncode == 1
+    assert nowhere.stderr.startswith("genserve: connection_error: cannot reach http://127.0.0.1:9")
+    no_traceback(nowhere)
+
+    missing = genserve(tmp_path, "3d", str(tmp_path / "nope.png"), GENSERVE_API_KEY="k")
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+    no_traceback(missing)
+
+    usage = genserve(tmp_path, "image", "x", "--aspect-ratio", "7:3")
+    assert usage.returncode == 2 and "7:3" in usage.stderr
+    no_traceback(usage)
+
+
+@SQLITE
+def test_login_saves_the_key_for_later_commands(bridge: Bridge, tmp_path: Path) -> None:
+    key = bridge.new_key(points=100)
+    wrong = genserve(tmp_path, "login", "--base-url", bridge.base, stdin="gsk_wrong\n")
+    assert wrong.returncode == 1 and "invalid_api_key" in wrong.stderr
+    config = tmp_path / "xdg" / "genserve" / "config.json"
+    assert not config.exists()
+
+    # Base URL and key, one line each, as a script would pipe them.
+    logged = genserve(tmp_path, "login", stdin=f"{bridge.base}\n{key}\n")
+    assert logged.returncode == 0, logged.stderr
+    assert key not in logged.stdout + logged.stderr
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert json.loads(config.read_text()) == {"base_url": bridge.base, "api_key": key}
+
+    listed = genserve(tmp_path, "models")  # no GENSERVE_* in the environment
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split() == ["name", "kind", "default"]
+    assert any(
+        line.split()[:3] == ["nano-banana", "image", "yes"] for line in listed.stdout.splitlines()
+    )
+
+    out = genserve(tmp_path, "logout")
+    assert out.returncode == 0 and not config.exists()
+    after = genserve(tmp_path, "models", "--base-url", bridge.base)
+    assert after.returncode == 1 and after.stderr.startswith("genserve: invalid_api_key")

@@ -1,0 +1,161 @@
+"""First run: the account of the key ``genserve up`` prints can log in to the web pages.
+
+``genserve accounts login-link EMAIL`` (which ``up`` runs) prints a one-time link; and
+``genserve up`` on another host and port prints URLs that reach what it serves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import Session
+
+from storage.accounts import create_account
+from storage.login_links import create_login_link
+from tests.conftest import KEY_SECRET, Bridge
+from tests.rest_bridge.test_accounts_cli import genserve
+from tests.utils.procs import ROOT, free_port
+from tests.utils.web import new_email
+
+LINK = re.compile(r"(http://\S+/login/link\?token=[A-Za-z0-9_-]+)")
+
+
+def _db_url(bridge: Bridge) -> str:
+    return bridge.engine.url.render_as_string(hide_password=False)
+
+
+def _sign_in(link: str) -> httpx.Response:
+    return httpx.get(link, follow_redirects=False, timeout=30)
+
+
+@pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
+def test_a_login_link_signs_in_once(bridge: Bridge) -> None:
+    db, data = _db_url(bridge), bridge.data_dir
+    made = genserve(db, data, "keys", "create", "--email", (email := new_email()))
+    assert made.returncode == 0, made.stderr
+    printed = genserve(
+        db, data, "accounts", "login-link", email, GENSERVE_PUBLIC_BASE_URL=bridge.base
+    )
+    assert printed.returncode == 0, printed.stderr
+    link = printed.stdout.strip()
+    assert LINK.fullmatch(link) and link.startswith(bridge.base + "/login/link?token="), link
+
+    first = _sign_in(link)
+    assert first.status_code == 303
+    assert first.headers["location"] == "/settings/api-keys"
+    cookie = first.cookies.get("gs_session")
+    assert cookie
+    with httpx.Client(base_url=bridge.base, cookies={"gs_session": cookie}) as browser:
+        page = browser.get("/settings/api-keys")
+    assert page.status_code == 200
+    assert email in page.text and "make-up" not in page.text  # keys named "default" here
+
+    again = _sign_in(link)  # one use only
+    assert again.status_code == 400 and "gs_session" not in again.cookies
+    assert "expired or was already used" in again.text
+
+    forged = link.split("token=")[0] + "token=" + "A" * 43
+    assert _sign_in(forged).status_code == 400
+    token = link.split("token=")[1]
+    with httpx.Client(base_url=bridge.base, cookies={"gs_session": token}) as browser:
+        assert browser.get("/settings/api-keys").headers.get("location") == "/login"
+
+
+@pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
+def test_an_expired_link_is_refused(bridge: Bridge) -> None:
+    with Session(bridge.engine, expire_on_commit=False) as s:
+        account = create_account(s, email=new_email(), plan="free", points=0)
+        assert account.id is not None
+        token = create_login_link(
+            s, account_id=account.id, secret=KEY_SECRET.encode(), lifetime=timedelta(seconds=-1)
+        )
+    assert _sign_in(f"{bridge.base}/login/link?token={token}").status_code == 400
+
+
+def test_login_link_needs_a_known_account(tmp_path: Path) -> None:
+    done = genserve(
+        f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path, "accounts", "login-link", "x@y"
+    )
+    assert done.returncode == 1 and "no account with the email x@y" in done.stderr
+
+
+def test_up_on_another_host_and_port_prints_working_urls(model_cache: Path, tmp_path: Path) -> None:
+    """``genserve up --host 0.0.0.0 --port P``: links on 127.0.0.1:P, none on 0.0.0.0 or :8000."""
+    port, grpc_port = free_port(), free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GENSERVE_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(
+        GENSERVE_DATA_DIR=str(tmp_path / "data"),
+        GENSERVE_INFERENCE_CACHE_DIR=str(model_cache),
+        GENSERVE_INFERENCE_GRACE_SECONDS="5",
+    )
+    command = [sys.executable, "-m", "genserve.cli", "up", "--host", "0.0.0.0"]
+    command += ["--port", str(port), "--grpc-port", str(grpc_port)]
+    proc = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    out: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 300
+        for line in proc.stdout:
+            out.append(line)
+            if "Ctrl-C stops" in line or time.monotonic() > deadline:
+                break
+        text = "".join(out)
+        assert "genserve is up" in text, text
+        base = f"http://127.0.0.1:{port}"
+        assert f"Base URL: {base}" in text
+        assert "0.0.0.0" not in text and ":8000" not in text
+        key = re.search(r"API key:\s+(gsk_\S+)", text)
+        assert key is not None, text
+        account = httpx.get(
+            f"{base}/api/v1/account", headers={"Authorization": f"Bearer {key.group(1)}"}
+        )
+        assert account.status_code == 200 and account.json()["data"]["email"] == (
+            "operator@localhost"
+        )
+        link = LINK.search(text)
+        assert link is not None and link.group(1).startswith(base + "/login/link?token="), text
+        signed_in = _sign_in(link.group(1))
+        assert signed_in.status_code == 303 and signed_in.cookies.get("gs_session")
+        assert f"GET {base}/api/v1/models" in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _make_dry_run(target: str, tmp_path: Path) -> str:
+    done = subprocess.run(
+        ["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_make_up_installs_only_what_running_needs(tmp_path: Path) -> None:
+    up = _make_dry_run("up", tmp_path)
+    assert "-e ./clients" in up and "-e ." in up and "genserve up" in up
+    assert "[dev]" not in up and "npm" not in up
+    test = _make_dry_run("test", tmp_path)
+    assert "-e '.[dev]'" in test and "npm ci" in test and "pytest" in test
