@@ -212,12 +212,14 @@ def test_a_killed_bridges_job_is_refunded_by_another_within_its_lease(
     # The key's claim went with the job: the same request on B runs (no 409) ...
     with Session(b.engine) as s:
         assert s.exec(select(IdempotencyRecord)).all() == []
-    with b.client(key) as cb, cb.stream("POST", "/api/v1/images", json=body, headers=headers) as r:
-        assert r.status_code == 200, r.read()
-        first = next(read_events(r))
-        assert first.name in ("queued", "progress")
-    # ... and leaving its stream cancels it and refunds it, on the bridge that runs it.
-    retry = next(g for g in rig.generations(account.id) if g.id != gen.id)
+    with b.client(key) as cb:
+        with cb.stream("POST", "/api/v1/images", json=body, headers=headers) as r:
+            assert r.status_code == 200, r.read()
+            first = next(read_events(r))
+            assert first.name in ("queued", "progress")
+            # ... and B, which runs it, cancels and refunds it.
+            retry = next(g for g in rig.generations(account.id) if g.id != gen.id)
+            assert cb.post(f"/api/v1/generations/{retry.id}/cancel").status_code == 200
     assert rig.wait_row(retry.id, timeout=30).status == "cancelled"
     assert rig.ledger_ok(account.id, 100)
 
