@@ -329,7 +329,8 @@ class GenerationResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationResult:
-        raise NotImplementedError
+        """Each kind's result (images, video, 3D model) reads its own ``data``."""
+        raise NotImplementedError(f"{cls.__name__} is read by its kind's result class")
 
     @classmethod
     def _common(cls, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from rest_bridge.auth import Caller
 from rest_bridge.envelope import ok, request_id
@@ -93,7 +94,8 @@ async def _claim_key(
             f"Idempotency-Key: {message}",
             details=[{"field": "Idempotency-Key", "message": message}],
         )
-    digest = request_digest(request, body)
+    # A 3D body carries up to 20 MB of base64: serialising it is CPU work, off the loop.
+    digest = await run_in_threadpool(request_digest, request, body)
     claim = await state.db(
         idempotency.claim, account_id=caller.account_id, key=key, request_hash=digest
     )
