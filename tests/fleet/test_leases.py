@@ -215,11 +215,15 @@ def test_a_killed_bridges_job_is_refunded_by_another_within_its_lease(
     with b.client(key) as cb:
         with cb.stream("POST", "/api/v1/images", json=body, headers=headers) as r:
             assert r.status_code == 200, r.read()
-            first = next(read_events(r))
+            # Held: a dropped reader closes the connection, and a closed stream cancels its job.
+            retry_events = read_events(r)
+            first = next(retry_events)
             assert first.name in ("queued", "progress")
             # ... and B, which runs it, cancels and refunds it.
             retry = next(g for g in rig.generations(account.id) if g.id != gen.id)
-            assert cb.post(f"/api/v1/generations/{retry.id}/cancel").status_code == 200
+            cancelled = cb.post(f"/api/v1/generations/{retry.id}/cancel")
+            assert cancelled.status_code == 200, cancelled.text
+            del retry_events
     assert rig.wait_row(retry.id, timeout=30).status == "cancelled"
     assert rig.ledger_ok(account.id, 100)
 
