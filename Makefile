@@ -50,8 +50,10 @@ proto: $(DEV_STAMP)
 test: lint typecheck proto-lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# One table of figures; on a GPU machine: make bench BENCH_ARGS="--device cuda --fp8".
+BENCH_ARGS ?=
 bench: $(DEV_STAMP)
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
 
 # 60 s at a fixed rate against a bridge and an inference server it starts on loopback;
 # other figures with `make load LOAD_ARGS="--rate 8 --seconds 120"` (see bench/load.py).

@@ -2,7 +2,9 @@
 
 Uses the tiny random-weight LTX models, so the numbers measure the pipeline's
 fixed costs (attention over the latent grid, VAE decode at full size, x264)
-rather than a real model's quality. Run:
+rather than a real model's quality. A clip's figure is the whole wait; its note
+splits it: generate (text encode and denoise), decode (VAE and conversion to uint8)
+and encode (libx264 veryfast, crf 20). Run:
 
     python -m bench.bench_video [--device cuda] [--steps 2] [--model ltx-video] [--repeat 3]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 
+from bench.rows import Row, report
 from inference_server.encoders.video import encode_mp4
 from inference_server.pipelines.video import run_video
 from inference_server.tiny import ltx2, ltx_video
@@ -34,8 +38,8 @@ RESOLUTIONS = ("360p", "520p", "720p", "1080p")
 
 
 @dataclass
-class Row:
-    """One line of the table, in seconds."""
+class Clip:
+    """One clip's stages, in seconds."""
 
     label: str
     size: str
@@ -84,7 +88,7 @@ def moving_gradient(frames: int, height: int, width: int) -> np.ndarray:
     return video
 
 
-def median_row(rows: list[Row]) -> Row:
+def median_clip(rows: list[Clip]) -> Clip:
     """Each column's median over repeats: one slow run on a shared machine moves nothing."""
     first = rows[0]
 
@@ -92,7 +96,7 @@ def median_row(rows: list[Row]) -> Row:
         known = [v for v in values if v is not None]
         return statistics.median(known) if known else None
 
-    return Row(
+    return Clip(
         label=first.label,
         size=first.size,
         frames=first.frames,
@@ -104,22 +108,28 @@ def median_row(rows: list[Row]) -> Row:
 
 
 def bench_model(
-    pipe: DiffusionPipeline, device: str, steps: int, duration: int, fps: float, repeat: int = 1
-) -> list[Row]:
+    pipe: DiffusionPipeline,
+    device: str,
+    steps: int,
+    duration: int,
+    fps: float,
+    repeat: int = 1,
+    resolutions: tuple[str, ...] = RESOLUTIONS,
+) -> list[Clip]:
     rows = []
-    for resolution in RESOLUTIONS:
+    for resolution in resolutions:
         rows.append(
-            median_row(
+            median_clip(
                 [bench_clip(pipe, device, steps, duration, fps, resolution) for _ in range(repeat)]
             )
         )
-        print(f"  done {resolution}", flush=True)
+        print(f"[video] done {resolution}", file=sys.stderr, flush=True)
     return rows
 
 
 def bench_clip(
     pipe: DiffusionPipeline, device: str, steps: int, duration: int, fps: float, resolution: str
-) -> Row:
+) -> Clip:
     """One 16:9 clip: generation, decode and encode timed separately."""
     width, height = video_size(resolution, "16:9", 32)
     frames = frame_count(duration, fps, 8)
@@ -143,7 +153,7 @@ def bench_clip(
     started = time.perf_counter()
     data = encode_mp4(result.frames[:keep], fps, result.audio, result.sample_rate)
     encode = time.perf_counter() - started
-    return Row(
+    return Clip(
         label=resolution,
         size=f"{width}x{height}",
         frames=frames,
@@ -154,12 +164,12 @@ def bench_clip(
     )
 
 
-def bench_encode_only(duration: int, fps: float) -> Row:
+def bench_encode_only(duration: int, fps: float) -> Clip:
     frames = moving_gradient(encoded_frame_count(duration, fps), 720, 1280)
     started = time.perf_counter()
     data = encode_mp4(frames, fps)
-    return Row(
-        label="gradient",
+    return Clip(
+        label="x264 only, a moving gradient",
         size="1280x720",
         frames=frames.shape[0],
         generate=None,
@@ -169,19 +179,18 @@ def bench_encode_only(duration: int, fps: float) -> Row:
     )
 
 
-def seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def print_table(title: str, rows: list[Row]) -> None:
-    print(f"\n{title}")
-    header = f"{'clip':<10}{'size':>11}{'frames':>8}{'gen s':>9}{'decode s':>10}"
-    print(header + f"{'encode s':>10}{'mp4 KiB':>10}")
-    for row in rows:
-        print(
-            f"{row.label:<10}{row.size:>11}{row.frames:>8}{seconds(row.generate):>9}"
-            f"{seconds(row.decode):>10}{row.encode:>10.2f}{row.mp4_bytes / 1024:>10.0f}"
-        )
+def video_rows(section: str, rows: list[Clip]) -> list[Row]:
+    """A row per clip: the whole wait (generate + decode + encode), each stage in the note."""
+    out = []
+    for clip in rows:
+        stages = [("generate", clip.generate), ("decode", clip.decode), ("encode", clip.encode)]
+        known = [(name, value) for name, value in stages if value is not None]
+        note = ", ".join(f"{name} {value:.2f} s" for name, value in known)
+        out.append(
+            Row(section, f"{clip.label} {clip.size}, {clip.frames} frames",
+                sum(value for _, value in known), "s", f"{note}; {clip.mp4_bytes / 1024:.0f} KiB")
+        )  # fmt: skip
+    return out
 
 
 def main() -> None:
@@ -192,18 +201,16 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=4, help="clip length in seconds")
     parser.add_argument("--fps", type=float, default=24.0)
     parser.add_argument("--repeat", type=int, default=1, help="runs per clip; the median is shown")
+    parser.add_argument("--rows", action="store_true", help="rows as JSON lines (bench.run_all)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 360p, 1 s")
     args = parser.parse_args()
+    if args.quick:
+        args.duration = 1
 
     with tempfile.TemporaryDirectory(prefix="genserve-bench-") as folder:
         BUILDERS[args.model](pathlib.Path(folder))
         pipe = DiffusionPipeline.from_pretrained(folder).to(args.device)
     pipe.set_progress_bar_config(disable=True)
-    print(
-        f"tiny {args.model} on {args.device}, {args.steps} steps, "
-        f"{args.duration} s at {args.fps:g} fps, torch threads {torch.get_num_threads()}, "
-        f"median of {args.repeat}",
-        flush=True,
-    )
     # The first call pays one-off costs (kernel selection, allocator growth).
     run_video(
         pipe,
@@ -218,10 +225,18 @@ def main() -> None:
         seed=0,
         on_step=StageClock(),
     )
-    rows = bench_model(pipe, args.device, args.steps, args.duration, args.fps, args.repeat)
-    print_table("generation (gen = text encode + denoise; decode = VAE + to uint8)", rows)
-    encodes = [bench_encode_only(args.duration, args.fps) for _ in range(args.repeat)]
-    print_table("encode only (libx264 veryfast crf 20)", [median_row(encodes)])
+    resolutions = RESOLUTIONS[:1] if args.quick else RESOLUTIONS
+    clips = bench_model(
+        pipe, args.device, args.steps, args.duration, args.fps, args.repeat, resolutions
+    )
+    clips.append(
+        median_clip([bench_encode_only(args.duration, args.fps) for _ in range(args.repeat)])
+    )
+    section = (
+        f"video · {args.device} · tiny {args.model}, {args.steps} steps, {args.duration} s at"
+        f" {args.fps:g} fps, {torch.get_num_threads()} threads, median of {args.repeat}"
+    )
+    report(video_rows(section, clips), args.rows, "video")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import torch
 from inference_server.errors import ModelLoadError
 from inference_server.model_config import ModelSpec
 from inference_server.quiet import quiet_libraries
+from inference_server.speed import apply_options, placement
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ BUILTIN_BUILDERS: dict[str, str] = {
     "tiny-ltx-video": "inference_server.tiny.ltx_video",
     "tiny-ltx2": "inference_server.tiny.ltx2",
     "tiny-shap-e": "inference_server.tiny.shap_e",
+    "tiny-flux": "inference_server.tiny.flux",
+    "tiny-sd3": "inference_server.tiny.sd3",
+    "tiny-wan": "inference_server.tiny.wan",
 }
 WEIGHTLESS = {"relief"}
 
@@ -84,8 +88,12 @@ def pipeline_class(spec: ModelSpec) -> Any:
     return cls
 
 
-def load_pipeline(spec: ModelSpec, cache_dir: Path) -> Any:
-    """``from_pretrained`` by repository id or folder, then device, memory and speed options."""
+def load_pipeline(spec: ModelSpec, cache_dir: Path, compile_cache_dir: Path | None = None) -> Any:
+    """``from_pretrained`` by repository id or folder, then device, memory and speed options.
+
+    ``compile_cache_dir``: where compiled code is kept between starts; unset:
+    ``compile`` inside ``cache_dir``.
+    """
     if builtin_name(spec) in WEIGHTLESS:
         return None
     quiet_libraries()
@@ -94,7 +102,7 @@ def load_pipeline(spec: ModelSpec, cache_dir: Path) -> Any:
         pipe = pipeline_class(spec).from_pretrained(source, **{dtype_keyword(): DTYPES[spec.dtype]})
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{spec.name}: cannot load {source!r}: {exc}") from exc
-    apply_options(pipe, spec)
+    apply_options(pipe, spec, compile_cache_dir or cache_dir / "compile")
     pipe.set_progress_bar_config(disable=True)
     if spec.preview_decoder:
         pipe.genserve_preview_decoder = load_preview_decoder(spec)
@@ -114,29 +122,4 @@ def load_preview_decoder(spec: ModelSpec) -> Any:
         raise ModelLoadError(
             f"{spec.name}: cannot load preview decoder {spec.preview_decoder!r}: {exc}"
         ) from exc
-    on_cuda = spec.device.startswith("cuda") and torch.cuda.is_available()
-    return decoder.to(spec.device if on_cuda or not spec.device.startswith("cuda") else "cpu")
-
-
-def apply_options(pipe: Any, spec: ModelSpec) -> None:
-    """Device placement and the memory and speed options of the model's configuration."""
-    on_cuda = spec.device.startswith("cuda") and torch.cuda.is_available()
-    if spec.cpu_offload and on_cuda:
-        pipe.enable_model_cpu_offload(device=spec.device)
-    else:
-        pipe.to(spec.device if on_cuda or not spec.device.startswith("cuda") else "cpu")
-    if spec.vae_tiling:
-        if hasattr(pipe, "enable_vae_tiling"):
-            pipe.enable_vae_tiling()
-        elif hasattr(getattr(pipe, "vae", None), "enable_tiling"):
-            pipe.vae.enable_tiling()  # LTX pipelines expose tiling on their VAE only
-    if spec.attention == "xformers" and on_cuda:
-        try:
-            pipe.enable_xformers_memory_efficient_attention()
-        except (ImportError, ModuleNotFoundError, ValueError) as exc:
-            log.warning("%s: xformers unavailable, keeping SDPA: %s", spec.name, exc)
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    if spec.channels_last and denoiser is not None and hasattr(pipe, "unet"):
-        denoiser.to(memory_format=torch.channels_last)
-    if spec.compile and on_cuda and denoiser is not None:
-        denoiser.compile(mode="max-autotune-no-cudagraphs")
+    return decoder.to(placement(spec))

@@ -46,6 +46,14 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.batch_rows = Histogram(
+            "genserve_inference_batch_rows",
+            "Images per batched pipeline call (requests merged by the device queue), by device.",
+            ["device"],
+            registry=self.registry,
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+        )
+
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)
 

@@ -58,12 +58,45 @@ class ModelSpec(BaseModel):
     )
     orientations: list[vocab.Orientation] = Field(default_factory=lambda: list(vocab.ORIENTATIONS))
     negative_prompt: str = ""
+    max_sequence_length: int | None = Field(
+        None,
+        ge=1,
+        description="text tokens of the long text encoder (T5) where the pipeline takes "
+        "max_sequence_length (image models: FLUX, SD3); unset: the pipeline's default",
+    )
     vae_tiling: bool = False
+    vae_slicing: bool = Field(
+        False, description="decode the images of one call one at a time: less memory, same output"
+    )
     cpu_offload: bool = False
     attention: Literal["sdpa", "xformers"] = "sdpa"
     channels_last: bool = False
     compile: bool = False
+    quantize: Literal["none", "int8", "fp8"] = Field(
+        "none",
+        description="torchao weight quantization of the denoiser: int8 anywhere, fp8 on CUDA "
+        "GPUs of compute capability 8.9+ (elsewhere skipped with a warning); needs torchao",
+    )
+    warmup: bool = Field(
+        True,
+        description="one short generation (2 steps, at a default request's size) right after a "
+        "preloaded image model loads, so compiling and kernel choice are not paid by the first "
+        "request",
+    )
     preload: bool = True
+    max_batch_size: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="image requests of this model with the same size, steps and guidance "
+        "merged into one pipeline call; 1 turns batching off (video and 3D always run alone)",
+    )
+    batch_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        le=10_000,
+        description="the longest a request waits for company before its batch starts",
+    )
     preview_decoder: str | None = Field(
         None,
         description="a diffusers AutoencoderTiny (repository id or folder, e.g. "

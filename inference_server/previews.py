@@ -3,11 +3,16 @@
 A linear map from latent channels to RGB is cheap (one small matmul per preview)
 and needs no extra weights. Each model family has its table of factors; a family
 without one falls back to its first three channels, each normalised to [0, 1].
+
+Latents come in three layouts: images' [B, C, H, W]; FLUX's tokens [B, H/2 x W/2,
+4C] (2x2 patches packed), unpacked here; videos' [B, C, F, H, W] (Wan) or tokens
+(LTX, unpacked by its pipeline), of which the middle frame is shown.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -58,8 +63,8 @@ SDXL = RgbFactors(
 )
 
 
-def _ltx_factors(channels: int = 128) -> RgbFactors:
-    """A fixed map for LTX's 128-channel latents: three interleaved channel groups.
+def _interleaved(channels: int) -> RgbFactors:
+    """A fixed map for latents without a table of their own: three interleaved channel groups.
 
     Not a fitted table (none ships with diffusers): each colour averages every third
     channel with alternating signs, which keeps structure visible and is the same on
@@ -73,19 +78,51 @@ def _ltx_factors(channels: int = 128) -> RgbFactors:
     return RgbFactors(factors=tuple(rows), bias=(0.0, 0.0, 0.0))
 
 
-LTX_VIDEO = _ltx_factors()
+LTX_VIDEO = _interleaved(128)
+LATENT_16 = _interleaved(16)
+"""SD3's and FLUX's image VAEs and Wan's video VAE: 16 channels each."""
 
-FAMILIES: dict[str, RgbFactors] = {"sdxl": SDXL, "ltx": LTX_VIDEO}
+FAMILIES: dict[str, RgbFactors] = {
+    "sdxl": SDXL,
+    "ltx": LTX_VIDEO,
+    "sd3": LATENT_16,
+    "flux": LATENT_16,
+    "wan": LATENT_16,
+}
+
+_PREFIXES = (
+    ("StableDiffusionXL", "sdxl"),
+    ("StableDiffusion3", "sd3"),
+    ("Flux", "flux"),
+    ("LTX", "ltx"),
+    ("Wan", "wan"),
+)
 
 
 def family_of(pipe: Any) -> str:
     """The preview family of a diffusers pipeline, by class name."""
     name = type(pipe).__name__
-    if name.startswith("StableDiffusionXL"):
-        return "sdxl"
-    if name.startswith("LTX"):
-        return "ltx"
+    for prefix, family in _PREFIXES:
+        if name.startswith(prefix):
+            return family
     return "generic"
+
+
+def unpack_tokens(tokens: torch.Tensor, aspect: tuple[int, int]) -> torch.Tensor:
+    """FLUX's packed [B, S, 4C] latents to [B, C, H, W] (each token a 2x2 patch).
+
+    The token grid is the one of ``S`` cells closest to the picture's aspect
+    (``width x height``): for FLUX it is exactly ``height/16`` by ``width/16``.
+    """
+    batch, count, packed = tokens.shape
+    width, height = aspect
+    rows = min(
+        (r for r in range(1, count + 1) if count % r == 0),
+        key=lambda r: abs(math.log((count / r) / r) - math.log(width / height)),
+    )
+    cols = count // rows
+    grid = tokens.reshape(batch, rows, cols, packed // 4, 2, 2).permute(0, 3, 1, 4, 2, 5)
+    return grid.reshape(batch, packed // 4, 2 * rows, 2 * cols)
 
 
 def latents_to_rgb(latents: torch.Tensor, family: str) -> torch.Tensor:
@@ -125,11 +162,13 @@ def encode_preview(rgb: torch.Tensor, aspect: tuple[int, int], max_side: int = M
 def image_preview(
     latents: torch.Tensor, family: str, size: tuple[int, int], decoder: Any = None
 ) -> Preview:
-    """The first image of a [B, C, H, W] batch of latents.
+    """The first image of a [B, C, H, W] batch of latents (or FLUX's [B, S, 4C] tokens).
 
     With a tiny decoder configured (``preview_decoder``) it decodes the latents, a
     truer picture for a few milliseconds more; otherwise the linear projection.
     """
+    if latents.dim() == 3:
+        latents = unpack_tokens(latents[:1], size)
     if decoder is not None:
         return encode_preview(decoded_rgb(decoder, latents[:1]), size)
     return encode_preview(latents_to_rgb(latents[0], family), size)
@@ -147,16 +186,19 @@ def decoded_rgb(decoder: Any, latents: torch.Tensor) -> torch.Tensor:
 def video_preview(
     pipe: Any, packed: torch.Tensor, num_frames: int, size: tuple[int, int]
 ) -> Preview:
-    """The middle latent frame of LTX's packed [B, S, D] latents."""
+    """The middle latent frame of Wan's [B, C, F, H, W] or LTX's packed [B, S, D] latents."""
     width, height = size
-    latents = pipe._unpack_latents(
-        packed,
-        (num_frames - 1) // int(pipe.vae_temporal_compression_ratio) + 1,
-        height // int(pipe.vae_spatial_compression_ratio),
-        width // int(pipe.vae_spatial_compression_ratio),
-        pipe.transformer_spatial_patch_size,
-        pipe.transformer_temporal_patch_size,
-    )  # [B, C, F, H, W]
+    if packed.dim() == 5:
+        latents = packed
+    else:
+        latents = pipe._unpack_latents(
+            packed,
+            (num_frames - 1) // int(pipe.vae_temporal_compression_ratio) + 1,
+            height // int(pipe.vae_spatial_compression_ratio),
+            width // int(pipe.vae_spatial_compression_ratio),
+            pipe.transformer_spatial_patch_size,
+            pipe.transformer_temporal_patch_size,
+        )  # [B, C, F, H, W]
     frame = latents[0, :, latents.shape[2] // 2]
     return encode_preview(latents_to_rgb(frame, family_of(pipe)), size)
 

@@ -4,8 +4,8 @@ diffusers and transformers each put a handler of their own on their loggers
 (bare text on standard error, not propagated) and draw tqdm bars for every
 component and shard they load. ``quiet_libraries`` sends their records to the
 process's handler instead (one JSON object per line, like every other line)
-and turns the bars off, huggingface_hub's download bars included. It drops one
-notice an operator can do nothing about (``_TorchvisionNotice``); their other
+and turns the bars off, huggingface_hub's download bars included. It drops the
+few notices an operator can do nothing about (``_notices``); their other
 warnings stay, as warnings.
 """
 
@@ -13,19 +13,39 @@ from __future__ import annotations
 
 import logging
 
-_TORCHVISION_LOGGER = "transformers.utils.import_utils"
 
+class _Notice(logging.Filter):
+    """Drops the records of one logger that carry ``text``: a notice nobody can act on."""
 
-class _TorchvisionNotice(logging.Filter):
-    """Drops transformers' "requires torchvision ... falling back to ...Pil" notice.
-
-    The PIL image processors it falls back to are the ones these pipelines need
-    (they only turn an input picture into a tensor); the notice asks for a
-    package genserve does not use.
-    """
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "requires torchvision (not installed)" not in record.getMessage()
+        return self.text not in record.getMessage()
+
+
+def _notices() -> dict[str, str]:
+    """Logger name -> the text of its notice to drop.
+
+    - transformers' "requires torchvision ... falling back to ...Pil": the PIL image
+      processors it falls back to are the ones these pipelines need (they only turn
+      an input picture into a tensor); it asks for a package genserve does not use.
+    - torchao's, at import (transformers imports it whenever it is installed, the
+      ``cuda`` extra): no Triton, an Enum note from pytree, diffusers' fallback for
+      old tensor types, and, on a CPU build of torch, its CUDA kernels not loading.
+    """
+    import torch
+
+    notices = {
+        "transformers.utils.import_utils": "requires torchvision (not installed)",
+        "torchao.kernel.intmm": "Detected no triton",
+        "torch.utils._pytree": "is an Enum subclass and is now natively supported",
+        "diffusers.quantizers.torchao.torchao_quantizer": "Unable to import `torchao` Tensor",
+    }
+    if torch.version.cuda is None:
+        notices["torchao"] = "Failed to load"
+    return notices
 
 
 _quietened = False
@@ -39,9 +59,10 @@ def quiet_libraries() -> None:
     global _quietened
     if _quietened:
         return
-    notices = logging.getLogger(_TORCHVISION_LOGGER)  # the logger transformers will use
-    if not any(isinstance(f, _TorchvisionNotice) for f in notices.filters):
-        notices.addFilter(_TorchvisionNotice())
+    for name, text in _notices().items():  # the loggers the libraries will use
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Notice) and f.text == text for f in logger.filters):
+            logger.addFilter(_Notice(text))
     import diffusers.utils.logging as diffusers_logging
     import huggingface_hub.utils
     import transformers.utils.logging as transformers_logging

@@ -11,16 +11,28 @@ from inference_server.errors import ModelNotFound
 from inference_server.loader import load_pipeline
 from inference_server.model_config import ModelSpec, ModelTable
 from inference_server.scheduler import DeviceQueue
+from inference_server.warmup import wants_warmup, warm_up
 
 log = logging.getLogger(__name__)
 
 
 class ModelRegistry:
-    """Loads pipelines lazily, always on their device's own thread."""
+    """Loads pipelines lazily, always on their device's own thread, and warms them up.
 
-    def __init__(self, table: ModelTable, cache_dir: Path, queue_size: int) -> None:
+    ``compile_cache_dir``: where compiled code is kept between starts (unset:
+    inside ``cache_dir``).
+    """
+
+    def __init__(
+        self,
+        table: ModelTable,
+        cache_dir: Path,
+        queue_size: int,
+        compile_cache_dir: Path | None = None,
+    ) -> None:
         self.table = table
         self.cache_dir = cache_dir
+        self.compile_cache_dir = compile_cache_dir
         self._pipelines: dict[str, Any] = {}
         self.queues: dict[str, DeviceQueue] = {}
         for spec in table.models:
@@ -41,10 +53,13 @@ class ModelRegistry:
         return spec.name in self._pipelines
 
     def pipeline(self, spec: ModelSpec) -> Any:
-        """The loaded pipeline; call only on the spec's device thread."""
+        """The loaded (and warmed-up) pipeline; call only on the spec's device thread."""
         if spec.name not in self._pipelines:
             log.info("loading %s from %s", spec.name, spec.source)
-            self._pipelines[spec.name] = load_pipeline(spec, self.cache_dir)
+            pipe = load_pipeline(spec, self.cache_dir, self.compile_cache_dir)
+            if pipe is not None and wants_warmup(spec):
+                warm_up(pipe, spec)
+            self._pipelines[spec.name] = pipe
         return self._pipelines[spec.name]
 
     def start(self) -> None:

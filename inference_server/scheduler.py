@@ -1,9 +1,19 @@
-"""One bounded queue and one worker thread per device.
+"""One bounded queue and one worker thread per device, merging compatible work into batches.
 
 Every piece of work for a device runs on that device's single thread, so two
 pipelines never compete for one GPU's memory; a full queue refuses new work at
-once instead of letting memory run out. (Merging compatible requests into batches
-is a later step; the queue is where it will happen.)
+once instead of letting memory run out.
+
+Work that says how it may share a call (its ``Batching``: a key, a limit, a
+wait) is merged with the waiting work of the same key into one device call of
+up to ``limit`` rows. Each member keeps its own progress, cancellation and
+outcome (a ``Seat``): one that leaves is answered at once and the call goes on
+for the others. A batch that runs out of device memory is split in halves that
+are retried, so only work that would not fit alone fails.
+
+A batch waits for company (at most its ``wait_s``) only when its first member
+arrived while the device was busy: a lone client's requests never wait, and
+under load the queue fills while the device works, so batches form by themselves.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +37,59 @@ log = logging.getLogger(__name__)
 ProgressSink = Callable[[str, int, int, int], None]  # stage, step, total, queue position
 Work = Callable[[StepCallback], Any]
 DepthSink = Callable[[int], None]
+BatchSink = Callable[[int], None]
+
+
+class Seat:
+    """One member's place in a shared device call: its progress, its leaving.
+
+    Made on the device thread; ``step`` never raises (a member's cancellation
+    must not stop the others' call), the batch runner asks ``left`` instead and
+    calls ``leave`` when it has dropped the member, which answers it at once.
+    """
+
+    def __init__(self, queued: QueuedWork, loop: asyncio.AbstractEventLoop) -> None:
+        self.queued = queued
+        self.payload = queued.payload
+        self._loop = loop
+        self.gone = False
+
+    def left(self) -> bool:
+        return self.gone or self.queued.cancelled.is_set()
+
+    def step(self, step: int, total: int, stage: str) -> None:
+        if not self.left():
+            self._loop.call_soon_threadsafe(self.queued.on_progress, stage, step, total, 0)
+
+    def leave(self, step: int) -> None:
+        """The member left the call after ``step``: its caller hears so now, not at the end."""
+        self.gone = True
+        self._loop.call_soon_threadsafe(
+            _settle, self.queued.future, GenerationCancelled(f"cancelled at denoising step {step}")
+        )
+
+
+BatchRun = Callable[[Sequence[Seat]], list[Any]]
+"""Runs its seats' payloads in one device call; one outcome per seat, in order.
+
+A seat that left may get anything (its caller was answered when it left). The
+runner raises ``GenerationCancelled`` when every seat has left.
+"""
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How one piece of work may share a device call with others like it."""
+
+    key: Hashable
+    """Work with equal keys can run in one call (the same model, size, steps, guidance...)."""
+    size: int
+    """The rows this work adds to a call (its number of images)."""
+    limit: int
+    """The most rows in one call: the model's ``max_batch_size``; 1 runs the work alone."""
+    wait_s: float
+    """The longest a call waits for company before it starts."""
+    run: BatchRun
 
 
 @dataclass(eq=False)
@@ -45,6 +108,9 @@ class QueuedWork:
     started_at: float | None = None
     context: contextvars.Context = field(default_factory=contextvars.copy_context)
     position: int | None = None
+    batching: Batching | None = None
+    payload: Any = None
+    arrived_busy: bool = False
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -53,6 +119,16 @@ class QueuedWork:
         """Tells the submitter its place in the queue (0: nothing ahead)."""
         self.position = position
         self.on_progress("queued", 0, 0, position)
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Resolves ``future`` with ``outcome`` (an exception is raised to its reader), once."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
 
 
 def mark_retrieved(future: asyncio.Future[Any]) -> None:
@@ -77,8 +153,11 @@ class DeviceQueue:
         )
         self._worker: asyncio.Task[None] | None = None
         self.running: QueuedWork | None = None
+        """The work on the device (a batch's first member), None while idle."""
         self.on_depth: DepthSink | None = None
         """Told the number waiting whenever it changes (the queue-depth gauge)."""
+        self.on_batch: BatchSink | None = None
+        """Told the rows of every batched call as it starts (the batch-size histogram)."""
 
     def _depth_changed(self) -> None:
         if self.on_depth is not None:
@@ -104,11 +183,27 @@ class DeviceQueue:
     def depth(self) -> int:
         return len(self._pending)
 
-    def submit(self, work: Work, on_progress: ProgressSink) -> QueuedWork:
+    def submit(
+        self,
+        work: Work,
+        on_progress: ProgressSink,
+        batching: Batching | None = None,
+        payload: Any = None,
+    ) -> QueuedWork:
+        """Queues ``work``; with ``batching`` (limit above 1) it may run with others as a seat.
+
+        ``work`` runs it alone (``batching.run`` with one seat would too, but the
+        plain path is the one a model with ``max_batch_size = 1`` asks for).
+        """
         if len(self._pending) >= self.maxsize:
             raise QueueFull(f"the queue for {self.device} is full ({self.maxsize} waiting)")
         queued = QueuedWork(
-            work=work, on_progress=on_progress, future=asyncio.get_running_loop().create_future()
+            work=work,
+            on_progress=on_progress,
+            future=asyncio.get_running_loop().create_future(),
+            batching=batching if batching is not None and batching.limit > 1 else None,
+            payload=payload,
+            arrived_busy=self.running is not None or bool(self._pending),
         )
         self._pending.append(queued)
         self._depth_changed()
@@ -150,19 +245,125 @@ class DeviceQueue:
                 queued.announce(0)  # it leaves the queue: the stage that follows starts now
             self._announce_positions()
             try:
-                result = await loop.run_in_executor(
-                    self._executor, queued.context.run, self._execute, queued, loop
-                )
-            except BaseException as exc:  # delivered to the waiting RPC, never lost
-                if not queued.future.done():
-                    queued.future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-            else:
-                if not queued.future.done():
-                    queued.future.set_result(result)
+                if queued.batching is None:
+                    await self._run_alone(queued, loop)
+                else:
+                    await self._run_batch(await self._gather(queued, loop), loop)
             finally:
                 self.running = None
+
+    async def _run_alone(self, queued: QueuedWork, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            result = await loop.run_in_executor(
+                self._executor, queued.context.run, self._execute, queued, loop
+            )
+        except BaseException as exc:  # delivered to the waiting RPC, never lost
+            _settle(queued.future, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            _settle(queued.future, result)
+
+    async def _gather(self, first: QueuedWork, loop: asyncio.AbstractEventLoop) -> list[QueuedWork]:
+        """``first`` and the waiting work of its key, up to its limit in rows.
+
+        Later work of the key goes ahead of earlier work of other keys: one call
+        for all of it is the point. When ``first`` came to a busy device, the
+        call waits up to ``wait_s`` for more of its kind to arrive.
+        """
+        batching = first.batching
+        assert batching is not None
+        members = [first]
+        rows = batching.size
+
+        def take() -> None:
+            nonlocal rows
+            for queued in list(self._pending):
+                other = queued.batching
+                if other is None or other.key != batching.key:
+                    continue
+                if rows + other.size > batching.limit:
+                    break
+                self._pending.remove(queued)
+                queued.announce(0)
+                members.append(queued)
+                rows += other.size
+            self._depth_changed()
+
+        take()
+        if first.arrived_busy and batching.wait_s > 0:
+            deadline = loop.time() + batching.wait_s
+            try:
+                while rows < batching.limit and (remaining := deadline - loop.time()) > 0:
+                    self._wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self._wakeup.wait(), remaining)
+                    except TimeoutError:
+                        break
+                    take()
+            except asyncio.CancelledError:  # the queue stops: out of the queue, so answer here
+                for queued in members:
+                    _settle(queued.future, GenerationCancelled("the server is stopping"))
+                raise
+            self._announce_positions()
+        return members
+
+    async def _run_batch(self, members: list[QueuedWork], loop: asyncio.AbstractEventLoop) -> None:
+        if self.on_batch is not None:
+            self.on_batch(sum(m.batching.size for m in members if m.batching is not None))
+        try:
+            outcomes = await loop.run_in_executor(
+                self._executor, members[0].context.run, self._execute_batch, members, loop
+            )
+        except BaseException as exc:
+            for queued in members:
+                _settle(queued.future, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            for queued, outcome in zip(members, outcomes, strict=True):
+                _settle(queued.future, outcome)
+
+    def _execute_batch(
+        self, members: list[QueuedWork], loop: asyncio.AbstractEventLoop
+    ) -> list[Any]:
+        """Every member's outcome (a result or an exception), one call or several."""
+        started = time.perf_counter()
+        outcomes: dict[int, Any] = {}
+        seats = []
+        for i, queued in enumerate(members):
+            if queued.cancelled.is_set():
+                outcomes[i] = GenerationCancelled("cancelled before it started")
+            else:
+                queued.started_at = started
+                seats.append((i, Seat(queued, loop)))
+        if seats:
+            batching = members[seats[0][0]].batching
+            assert batching is not None
+            done = self._split_on_oom(batching.run, [seat for _, seat in seats])
+            for (i, _seat), outcome in zip(seats, done, strict=True):
+                outcomes[i] = outcome
+        return [outcomes[i] for i in range(len(members))]
+
+    def _split_on_oom(self, run: BatchRun, seats: list[Seat]) -> list[Any]:
+        """``run(seats)``; out of memory, the halves again, so only what cannot fit alone fails."""
+        try:
+            return run(seats)
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                return [exc] * len(seats)
+            _free_device_memory()
+            if len(seats) == 1:
+                return [OutOfDeviceMemory(f"out of memory on {self.device}")]
+            half = len(seats) // 2
+            log.warning(
+                "out of memory on %s with a batch of %d: retrying as %d and %d",
+                self.device,
+                len(seats),
+                half,
+                len(seats) - half,
+            )
+            return self._split_on_oom(run, seats[:half]) + self._split_on_oom(run, seats[half:])
 
     def _execute(self, queued: QueuedWork, loop: asyncio.AbstractEventLoop) -> Any:
         if queued.cancelled.is_set():

@@ -57,7 +57,10 @@ class InferenceServer:
 
         self.settings = settings
         self.registry = ModelRegistry(
-            table or load_model_table(settings.models_file), settings.cache_dir, settings.queue_size
+            table or load_model_table(settings.models_file),
+            settings.cache_dir,
+            settings.queue_size,
+            compile_cache_dir=settings.compile_cache_dir,
         )
         self.encode_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.encode_workers, thread_name_prefix="encode"
@@ -78,6 +81,7 @@ class InferenceServer:
         for queue in self.registry.queues.values():
             queue.on_depth = self.metrics.queue_depth.labels(queue.device).set
             queue.on_depth(0)
+            queue.on_batch = self.metrics.batch_rows.labels(queue.device).observe
         self._stopped = asyncio.Event()
 
     async def start(self) -> int:

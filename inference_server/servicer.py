@@ -17,7 +17,7 @@ from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 from inference_server.artifacts import to_chunks
 from inference_server.metrics import Metrics
 from inference_server.model_config import ModelSpec
-from inference_server.plans.common import Plan
+from inference_server.plans.common import Batchable, Plan
 from inference_server.plans.image import plan_image
 from inference_server.plans.mesh import plan_mesh
 from inference_server.plans.video import plan_video
@@ -130,7 +130,8 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             events.put_nowait(_DONE)
 
         queue = self.registry.queue_for(spec)
-        job = queue.submit(plan.work(self.registry), on_progress)
+        batching = plan.batching(self.registry) if isinstance(plan, Batchable) else None
+        job = queue.submit(plan.work(self.registry), on_progress, batching, payload=plan)
         job.future.add_done_callback(finished)
         encoding: asyncio.Future[Any] | None = None
         try:

@@ -32,6 +32,11 @@ class ServerSettings(BaseSettings):
     """
     cache_dir: Path = Path("data/models")
     """Where models are built or downloaded to, and cached between starts."""
+    compile_cache_dir: Path | None = None
+    """Where `torch.compile` keeps compiled kernels and autotuning results between starts
+    (models with `compile = true`), so a restart reads them back instead of compiling again;
+    unset: `compile` inside the cache folder.
+    """
     queue_size: int = Field(32, ge=1)
     """Work waiting per device beyond the running one; past it, new work is refused
     (`RESOURCE_EXHAUSTED`).

@@ -1,8 +1,9 @@
-"""Runs an LTX-Video or LTX-2 pipeline and returns frames ready to encode.
+"""Runs an LTX-Video, LTX-2 or Wan 2.1 pipeline and returns frames ready to encode.
 
-Both pipelines share their call signature for the parts genserve uses; LTX-2
-adds audio and its own guidance knobs. Keeping the differences here lets the
-video plan treat every video model the same way.
+The three pipelines share their call signature for the parts genserve uses;
+LTX-2 adds audio and its own guidance knobs, Wan has no frame rate argument and
+its own size rules (sides in multiples of 16, ``4k+1`` frames). Keeping the
+differences here lets the video plan treat every video model the same way.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline, LTX2Pipeline, LTXPipeline
+from diffusers import DiffusionPipeline, LTX2Pipeline, LTXPipeline, WanPipeline
 
 from inference_server.errors import InvalidArgument
 from inference_server.previews import PreviewSink, due, video_preview
 from inference_server.progress import StepCallback
 
 # Prompts past this many tokens are truncated; the public limit is 4,000 characters,
-# and LTX was trained with 128 (LTX-Video) to 1024 (LTX-2) tokens.
+# and LTX was trained with 128 (LTX-Video) to 1024 (LTX-2) tokens, Wan with 512.
 LTX_VIDEO_MAX_TOKENS = 128
 LTX2_MAX_TOKENS = 256
+WAN_MAX_TOKENS = 512
+MAX_TOKENS = {"ltx": LTX_VIDEO_MAX_TOKENS, "ltx2": LTX2_MAX_TOKENS, "wan": WAN_MAX_TOKENS}
 
 
 @dataclass
@@ -34,12 +37,27 @@ class VideoResult:
     sample_rate: int | None
 
 
-def _is_ltx2(pipe: DiffusionPipeline) -> bool:
+def video_family(pipe: DiffusionPipeline) -> str:
+    """``ltx``, ``ltx2`` or ``wan``: which call and size rules the pipeline follows."""
     if isinstance(pipe, LTX2Pipeline):
-        return True
+        return "ltx2"
     if isinstance(pipe, LTXPipeline):
-        return False
+        return "ltx"
+    if isinstance(pipe, WanPipeline):
+        return "wan"
     raise InvalidArgument(f"{type(pipe).__name__} is not a supported text-to-video pipeline")
+
+
+def size_rules(pipe: DiffusionPipeline) -> tuple[int, int]:
+    """``(spatial, temporal)``: sides must be multiples of the first, frames ``temporal*k+1``.
+
+    LTX patches nothing beyond its VAE (32x, 8x); Wan's transformer takes 2x2
+    patches of its VAE's latents (8x, 4x), so its sides are multiples of 16.
+    """
+    if video_family(pipe) == "wan":
+        patch = int(pipe.transformer.config.patch_size[1])
+        return int(pipe.vae_scale_factor_spatial) * patch, int(pipe.vae_scale_factor_temporal)
+    return int(pipe.vae_spatial_compression_ratio), int(pipe.vae_temporal_compression_ratio)
 
 
 def _to_uint8_frames(video: torch.Tensor) -> np.ndarray:
@@ -52,9 +70,8 @@ def _to_uint8_frames(video: torch.Tensor) -> np.ndarray:
 
 
 def _check_shape(pipe: DiffusionPipeline, width: int, height: int, num_frames: int) -> None:
-    """Refuse sizes the VAE cannot tile before any work (LTX would raise or drop frames)."""
-    spatial = int(pipe.vae_spatial_compression_ratio)
-    temporal = int(pipe.vae_temporal_compression_ratio)
+    """Refuse sizes the model cannot make before any work (it would raise, crop or drop frames)."""
+    spatial, temporal = size_rules(pipe)
     if width <= 0 or height <= 0 or width % spatial or height % spatial:
         raise InvalidArgument(
             f"width and height must be multiples of {spatial}; got {width}x{height}"
@@ -103,7 +120,7 @@ def run_video(
     Decoding is reported as ``(0, 1)`` when it starts and ``(1, 1)`` when done.
     Every ``preview_every`` steps the middle frame's latents go to ``on_preview``.
     """
-    ltx2 = _is_ltx2(pipe)
+    family = video_family(pipe)
     _check_shape(pipe, width, height, num_frames)
     if steps < _min_steps(pipe):
         raise InvalidArgument(f"this model needs at least {_min_steps(pipe)} steps; got {steps}")
@@ -127,22 +144,23 @@ def run_video(
         "width": width,
         "height": height,
         "num_frames": num_frames,
-        "frame_rate": frame_rate,
         "num_inference_steps": steps,
         "guidance_scale": guidance,
         "generator": generator,
         "output_type": "pt",
         "callback_on_step_end": on_step_end,
-        "max_sequence_length": LTX2_MAX_TOKENS if ltx2 else LTX_VIDEO_MAX_TOKENS,
+        "max_sequence_length": MAX_TOKENS[family],
     }
-    if ltx2:
+    if family != "wan":  # Wan's frame rate is fixed by its training (16 fps): no argument
+        kwargs["frame_rate"] = frame_rate
+    if family == "ltx2":
         kwargs.update(_ltx2_kwargs(pipe))
     with torch.inference_mode():
         output = pipe(**kwargs)
         frames = _to_uint8_frames(output.frames)
         audio: np.ndarray | None = None
         sample_rate: int | None = None
-        if ltx2:
+        if family == "ltx2":
             audio = output.audio[0].float().clamp(-1, 1).cpu().numpy()
             sample_rate = int(pipe.vocoder.config.output_sampling_rate)
     on_step(1, 1, "decoding")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import random
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -20,6 +20,9 @@ from inference_server.model_config import ModelSpec
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
 
+if TYPE_CHECKING:
+    from inference_server.scheduler import Batching
+
 
 class Plan(Protocol):
     seed: int
@@ -27,6 +30,13 @@ class Plan(Protocol):
     def work(self, registry: ModelRegistry) -> Any: ...
 
     def encode(self, raw: Any, on_step: StepCallback) -> list[Artifact]: ...
+
+
+@runtime_checkable
+class Batchable(Protocol):
+    """A plan whose work can share a device call with others like it (images)."""
+
+    def batching(self, registry: ModelRegistry) -> Batching: ...
 
 
 def random_seed(has_seed: bool, seed: int) -> int:

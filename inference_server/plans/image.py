@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,13 @@ from inference_server.encoders.images import CONTENT_TYPES, encode_image, encode
 from inference_server.errors import InvalidArgument
 from inference_server.geometry import image_size
 from inference_server.model_config import ModelSpec
-from inference_server.pipelines.image import ImageRun, run_image
+from inference_server.pipelines.image import (
+    ImageRequest,
+    ImageRun,
+    batch_key,
+    run_image,
+    run_images,
+)
 from inference_server.plans.common import (
     accepted,
     preview_every,
@@ -25,6 +32,7 @@ from inference_server.plans.common import (
 from inference_server.previews import PreviewSink
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
+from inference_server.scheduler import Batching, Seat
 
 
 @dataclass
@@ -42,6 +50,25 @@ class ImagePlan:
             return run_image(pipe, self.run, on_step, self.preview_every, self.preview_sink)
 
         return generate
+
+    def batching(self, registry: ModelRegistry) -> Batching:
+        """How it shares a call with others: up to the model's ``max_batch_size`` images."""
+
+        def run_together(seats: Sequence[Seat]) -> list[Any]:
+            pipe = registry.pipeline(self.spec)
+            requests = [seat.payload.request() for seat in seats]
+            return run_images(pipe, requests, seats)
+
+        return Batching(
+            key=batch_key(self.spec.name, self.run),
+            size=self.run.num_images,
+            limit=self.spec.max_batch_size,
+            wait_s=self.spec.batch_wait_ms / 1000,
+            run=run_together,
+        )
+
+    def request(self) -> ImageRequest:
+        return ImageRequest(self.run, self.preview_every, self.preview_sink)
 
     def encode(self, raw: list[Image.Image], on_step: StepCallback) -> list[Artifact]:
         artifacts = []
@@ -107,6 +134,7 @@ def plan_image(spec: ModelSpec, request: pb.GenerateImageRequest) -> ImagePlan:
         steps=steps_for(request.steps, spec),
         guidance=request.guidance_scale if request.HasField("guidance_scale") else spec.guidance,
         seed=seed,
+        max_sequence_length=spec.max_sequence_length,
     )
     return ImagePlan(
         spec=spec, run=run, fmt=fmt, seed=seed, preview_every=preview_every(request.preview_every)

@@ -16,7 +16,9 @@ from diffusers import (
     LTXPipeline,
     LTXVideoTransformer3DModel,
 )
-from transformers import T5Config, T5EncoderModel, T5Tokenizer
+from transformers import T5Tokenizer
+
+from inference_server.tiny import parts
 
 SEED = 0
 TEXT_DIM = 32
@@ -54,19 +56,7 @@ def build_pipeline() -> LTXPipeline:
     """Assemble the tiny pipeline in memory with seeded random weights."""
     tokenizer = build_tokenizer()
     torch.manual_seed(SEED)
-    text_encoder = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=TEXT_DIM,
-            d_kv=8,
-            d_ff=64,
-            num_layers=2,
-            num_heads=4,
-            feed_forward_proj="gated-gelu",
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
+    text_encoder = parts.t5_encoder(tokenizer, TEXT_DIM)
     torch.manual_seed(SEED)
     transformer = LTXVideoTransformer3DModel(
         in_channels=LATENT_CHANNELS,

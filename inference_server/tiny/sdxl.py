@@ -10,35 +10,27 @@ from pathlib import Path
 
 import torch
 from diffusers import (
-    AutoencoderKL,
     EulerDiscreteScheduler,
+    SchedulerMixin,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from inference_server.tiny import parts
 from inference_server.tiny.tokenizers import build_clip_tokenizer
 
 HIDDEN = 32
 
 
-def build(folder: Path) -> None:
-    """Writes the pipeline to ``folder`` with ``save_pretrained``."""
+def build(folder: Path, *, scheduler: SchedulerMixin | None = None) -> None:
+    """Writes the pipeline to ``folder`` with ``save_pretrained``.
+
+    ``scheduler`` replaces SDXL's (Euler, leading timesteps): SDXL-Turbo is the
+    same network with Euler ancestral on trailing timesteps.
+    """
     torch.manual_seed(0)
     tokenizer = build_clip_tokenizer()
     tokenizer_2 = build_clip_tokenizer()
-    text_config = CLIPTextConfig(
-        hidden_size=HIDDEN,
-        projection_dim=HIDDEN,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=77,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
     unet = UNet2DConditionModel(
         sample_size=16,
         in_channels=4,
@@ -56,28 +48,19 @@ def build(folder: Path) -> None:
         use_linear_projection=True,
         norm_num_groups=8,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(8, 8, 8, 8),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=128,
-    )
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        timestep_spacing="leading",
-        steps_offset=1,
-    )
+    vae = parts.kl_vae(4, sample_size=128)
+    if scheduler is None:
+        scheduler = EulerDiscreteScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            timestep_spacing="leading",
+            steps_offset=1,
+        )
     pipe = StableDiffusionXLPipeline(
         vae=vae,
-        text_encoder=CLIPTextModel(text_config),
-        text_encoder_2=CLIPTextModelWithProjection(text_config),
+        text_encoder=parts.clip_text_encoder(len(tokenizer), HIDDEN),
+        text_encoder_2=parts.clip_text_encoder_with_projection(len(tokenizer_2), HIDDEN),
         tokenizer=tokenizer,
         tokenizer_2=tokenizer_2,
         unet=unet,

@@ -10,8 +10,7 @@ table. Real checkpoints carry it in their weights, and ``ShapERenderer``
 starts with it all zeros, which makes every mesh empty. It is generated here
 from the geometry of the cube (see ``marching_cubes_table``). Two small
 adjustments of the random weights make the decoded shapes solid blobs rather
-than an empty grid or a cloud of specks (see ``_keep_low_frequencies`` and
-``_calibrate_surface``).
+than an empty grid or a cloud of specks (see ``shape_surface``).
 """
 
 from __future__ import annotations
@@ -72,7 +71,7 @@ _POSENC_OCTAVES = 15
 """Octaves of the renderer's positional encoding of a position."""
 
 _LOW_OCTAVES = 2
-"""Octaves the tiny renderer's first layer keeps (see ``_keep_low_frequencies``)."""
+"""Octaves the renderer's first layer keeps (see ``_keep_low_frequencies``)."""
 
 _INSIDE_FRACTION = 0.15
 """Share of the decoding grid inside the surface for the reference latent."""
@@ -180,6 +179,20 @@ def marching_cubes_table() -> tuple[torch.Tensor, torch.Tensor]:
     return cases, masks
 
 
+def image_processor(size: int) -> CLIPImageProcessor:
+    """``openai/shap-e-img2img``'s image processor (CLIP's), for an encoder of ``size`` pixels."""
+    return CLIPImageProcessor(
+        crop_size={"height": size, "width": size},
+        size={"shortest_edge": size},
+        do_center_crop=True,
+        do_normalize=True,
+        do_resize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+        resample=3,
+    )
+
+
 def make_pipeline() -> ShapEImg2ImgPipeline:
     """Assemble the tiny pipeline in memory, its weights drawn from ``SEED``."""
     hidden = 32
@@ -225,20 +238,6 @@ def make_pipeline() -> ShapEImg2ImgPipeline:
             insert_direction_at=4,
             background=(255.0, 255.0, 255.0),
         )
-        _keep_low_frequencies(renderer)
-    cases, masks = marching_cubes_table()
-    renderer.mesh_decoder.cases.copy_(cases)
-    renderer.mesh_decoder.masks.copy_(masks)
-    image_processor = CLIPImageProcessor(
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        size={"shortest_edge": IMAGE_SIZE},
-        do_center_crop=True,
-        do_normalize=True,
-        do_resize=True,
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-        resample=3,
-    )
     scheduler = HeunDiscreteScheduler(
         beta_schedule="exp",
         num_train_timesteps=1024,
@@ -251,12 +250,29 @@ def make_pipeline() -> ShapEImg2ImgPipeline:
     pipe: Any = ShapEImg2ImgPipeline(
         prior=prior,
         image_encoder=image_encoder,
-        image_processor=image_processor,
+        image_processor=image_processor(IMAGE_SIZE),
         scheduler=scheduler,
         shap_e_renderer=renderer,
     )
-    _calibrate_surface(pipe)
+    shape_surface(pipe)
     return pipe
+
+
+def shape_surface(pipe: Any) -> None:
+    """Make a random renderer's signed distance describe a few solid blobs, at any size.
+
+    The marching-cubes table is installed (a config leaves it all zeros), the
+    first layer reads only the lowest octaves of the position, and the zero
+    level is moved so that part of the volume lies inside. Used by this tiny
+    build and by ``bench.published``'s full-size one, on whatever device and
+    in whatever dtype the pipeline's weights are.
+    """
+    renderer = pipe.shap_e_renderer
+    cases, masks = marching_cubes_table()
+    renderer.mesh_decoder.cases.copy_(cases)
+    renderer.mesh_decoder.masks.copy_(masks)
+    _keep_low_frequencies(renderer)
+    _calibrate_surface(pipe)
 
 
 def _keep_low_frequencies(renderer: ShapERenderer) -> None:
@@ -269,17 +285,18 @@ def _keep_low_frequencies(renderer: ShapERenderer) -> None:
     gain and bias included, as the norm would otherwise refill them) gives a
     smooth field and a few solid blobs, as a trained model's geometry is.
     """
+    rows, inputs = renderer.params_proj.config.param_shapes[0]
     octaves = range(_LOW_OCTAVES)
     keep = [0, 1, 2]
-    keep += [3 + 3 * k + axis for k in octaves for axis in range(3)]
-    keep += [3 + 3 * _POSENC_OCTAVES + 3 * k + axis for k in octaves for axis in range(3)]
-    dropped = torch.ones(PARAM_SHAPES[0][1], dtype=torch.bool)
+    for offset in (3, 3 + 3 * _POSENC_OCTAVES):  # the sines, then the cosines
+        keep += [offset + 3 * k + axis for k in octaves for axis in range(3)]
+    dropped = torch.ones(inputs, dtype=torch.bool)
     dropped[keep] = False
     first = renderer.params_proj.projections["nerstf__mlp__0__weight"]
     with torch.no_grad():
         first.norm.weight[dropped] = 0.0
         first.norm.bias[dropped] = 0.0
-        first.proj.bias.view(PARAM_SHAPES[0])[:, dropped] = 0.0
+        first.proj.bias.view(rows, inputs)[:, dropped] = 0.0
 
 
 def _calibrate_surface(pipe: Any) -> None:
@@ -293,6 +310,8 @@ def _calibrate_surface(pipe: Any) -> None:
     renderer = pipe.shap_e_renderer
     reference = Image.linear_gradient("L").resize((64, 64)).convert("RGB")
     pipe.set_progress_bar_config(disable=True)
+    device = next(renderer.parameters()).device
+    pipe.to(device)
     latents = pipe(
         reference,
         num_inference_steps=2,
@@ -309,15 +328,15 @@ def _calibrate_surface(pipe: Any) -> None:
             if f"nerstf.{name}" in projected:
                 param.copy_(projected[f"nerstf.{name}"].squeeze(0))
         mlp(
-            position=volume_query_points(renderer.volume, 32)[None],
+            position=volume_query_points(renderer.volume, 32).to(device, latents.dtype)[None],
             direction=None,
             ts=None,
             nerf_level="fine",
             rendering_mode="stf",
         )
         hook.remove()
-        level = torch.quantile(raw[0].flatten(), 1.0 - _INSIDE_FRACTION)
-        renderer.mlp.mlp[-1].bias[0] -= level
+        level = torch.quantile(raw[0].flatten().float(), 1.0 - _INSIDE_FRACTION)
+        renderer.mlp.mlp[-1].bias[0] -= level.to(renderer.mlp.mlp[-1].bias.dtype)
 
 
 def build(folder: Path) -> None:

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.utils.procs import ROOT
+from tests.utils.scripts import run_module
 
 
 def test_load_script_runs_and_loses_nothing(model_cache: Path) -> None:
     args = ["--seconds", "3", "--rate", "2", "--cache", str(model_cache)]
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.load", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    out = run.stdout
-    assert run.returncode == 0, out + run.stderr[-4000:]
+    out = run_module("bench.load", *args, timeout=240)
 
     def figures(pattern: str) -> tuple[str, ...]:
         found = re.search(pattern, out, re.MULTILINE)
