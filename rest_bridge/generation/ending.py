@@ -22,14 +22,22 @@ from storage.models import Generation
 LIVE = ("pending", "running")
 
 
+def error_code_of(gen: Generation) -> str:
+    """The public code of an ended row's error: one of the error table's, whoever ended it.
+
+    A cancelled row is ``generation_cancelled`` (rows written before this said
+    ``cancelled``); a failed one without a code is ``generation_failed``.
+    """
+    if gen.status == "cancelled":
+        return "generation_cancelled"
+    return gen.error_code or "generation_failed"
+
+
 def final_event(gen: Generation, result: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
     """``("completed", data)`` or ``("failed", error envelope)`` for an ended row."""
     if gen.status == "completed" and result is not None:
         return "completed", result
-    code = gen.error_code or "generation_failed"
-    if gen.status == "cancelled":
-        code = "generation_cancelled"
-    err = ApiError(409, code, gen.error_message or "The generation failed.")
+    err = ApiError(409, error_code_of(gen), gen.error_message or "The generation failed.")
     return "failed", error_body(err, gen.request_id)
 
 

@@ -129,7 +129,9 @@ async def _execute(
         await _end(state, gen.id, "cancelled" if cancelled else "failed", err.code, err.message)
         raise err from exc
     except asyncio.CancelledError:
-        await asyncio.shield(_end(state, gen.id, "cancelled", "cancelled", CANCELLED_MESSAGE))
+        await asyncio.shield(
+            _end(state, gen.id, "cancelled", "generation_cancelled", CANCELLED_MESSAGE)
+        )
         raise
     except ApiError as err:
         await _end(state, gen.id, "failed", err.code, err.message)

@@ -21,7 +21,7 @@ from rest_bridge.auth import CurrentCaller, StateDep
 from rest_bridge.envelope import ok
 from rest_bridge.errors import ApiError
 from rest_bridge.generation.bus import Event, JobBus
-from rest_bridge.generation.ending import end_unowned, final_event
+from rest_bridge.generation.ending import LIVE, end_unowned, error_code_of, final_event
 from rest_bridge.generation.live import SSE_HEADERS, sse
 from rest_bridge.generation.respond import live_of
 from rest_bridge.state import BridgeState
@@ -31,7 +31,6 @@ from storage.models import Generation
 
 router = APIRouter(prefix="/api/v1/generations", tags=["generations"])
 
-LIVE = ("pending", "running")
 POLL_S = 1.0
 CANCEL_WAIT_S = 10.0
 """How long a cancel waits for the bridge that runs the generation to stop it."""
@@ -81,7 +80,7 @@ async def get_generation(
         latest = await _latest_progress(request, gen.id)
         data["progress"] = {"event": latest.name, **latest.data} if latest else None
     if gen.status in ("failed", "cancelled"):
-        data["error"] = {"code": gen.error_code, "message": gen.error_message}
+        data["error"] = {"code": error_code_of(gen), "message": gen.error_message}
     return ok(data)
 
 
@@ -230,7 +229,7 @@ async def _cancel_elsewhere(state: BridgeState, bus: JobBus, gen: Generation) ->
         end_unowned,
         gen.id,
         status="cancelled",
-        code="cancelled",
+        code="generation_cancelled",
         message="The generation was cancelled.",
     )
     return step

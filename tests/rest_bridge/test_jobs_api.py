@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import Session, select
 
 from genserve.webhooks import HEADER, verify
+from rest_bridge.errors import ERROR_CODES
 from storage.models import Account, Generation
 from tests.conftest import Bridge, InferenceProc, bridge_env, fresh_pg_database
 from tests.utils.hooks import Receiver, receiving
@@ -235,8 +236,13 @@ def test_cancel_stops_within_one_step_and_refunds(rig: JobRig) -> None:
         assert steps[-1] - body["step_at_cancel"] <= 1, (steps[-1], body)
         again = c.post(f"/api/v1/generations/{gid}/cancel")
         assert again.status_code == 409
+        # Looked up, it says the same code as its events, one of the error table's.
+        error = c.get(f"/api/v1/generations/{gid}").json()["data"]["error"]
+        assert error["code"] == "generation_cancelled"
+        assert error["code"] in {e.code for e in ERROR_CODES}
     assert rig.balance(account) == 100
     assert rig.generation(gid).status == "cancelled"
+    assert rig.generation(gid).error_code == "generation_cancelled"
 
 
 def test_streaming_client_disconnect_cancels_and_refunds(rig: JobRig) -> None:
