@@ -58,6 +58,14 @@ class ModelSpec(BaseModel):
     )
     orientations: list[vocab.Orientation] = Field(default_factory=lambda: list(vocab.ORIENTATIONS))
     negative_prompt: str = ""
+    mesh_grid_size: int | None = Field(
+        None,
+        ge=16,
+        le=512,
+        description="3D (Shap-E): the side of the grid its surface is decoded on; finer is "
+        "more detail, cubically more time and memory; unset: 128 for a checkpoint, 32 for "
+        "the small built-in",
+    )
     max_sequence_length: int | None = Field(
         None,
         ge=1,

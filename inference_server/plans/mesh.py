@@ -41,8 +41,9 @@ PREVIEW_SIZE = 512
 
 TINY_GRID_SIZE = 32
 CHECKPOINT_GRID_SIZE = 128
-"""Decoding grids of Shap-E: the tiny built-in has nothing finer to show;
-a released checkpoint gets the grid diffusers itself uses for meshes."""
+"""Decoding grids of Shap-E unless the model sets ``mesh_grid_size``: the tiny
+built-in has nothing finer to show; a released checkpoint gets the grid
+diffusers itself uses for meshes."""
 
 _SUBJECT_MARGIN = 0.1
 """Space left around the subject when it is framed for Shap-E, per side."""
@@ -84,7 +85,8 @@ class MeshPlan:
                 guidance=self.spec.guidance,
                 seed=self.seed,
                 on_step=on_step,
-                grid_size=TINY_GRID_SIZE if builtin is not None else CHECKPOINT_GRID_SIZE,
+                grid_size=self.spec.mesh_grid_size
+                or (TINY_GRID_SIZE if builtin is not None else CHECKPOINT_GRID_SIZE),
             )
 
         return generate

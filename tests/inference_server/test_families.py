@@ -63,10 +63,9 @@ SMALL: dict[str, Callable[[Path], None]] = {
     "shap-e": shap_e.build,
 }
 
-# Shap-E is served from a built-in name, built here into the server's cache: the 3D plan
-# decodes released checkpoints on a 128^3 grid (330k faces, a minute on a loaded 2-core
-# CPU) and built-in models on 32^3, and the name is how it tells them apart.
-BUILTIN = {"shap-e": "tiny-shap-e"}
+# Shap-E's surface is decoded on a 32^3 grid here: the file's 128^3 (a checkpoint's) makes
+# 330k faces, a minute on a loaded 2-core CPU, from a model with nothing finer to show.
+MESH_GRID_SIZE = 32
 
 IMAGE_SIDE = 64
 FRAME_RATE = 4.0
@@ -105,6 +104,8 @@ def local_copy(text: str, source: str, kind: str, workspace: Path) -> str:
         values |= {"width": IMAGE_SIDE, "height": IMAGE_SIDE}
     if kind == "video":
         values["frame_rate"] = FRAME_RATE
+    if kind == "3d":
+        values["mesh_grid_size"] = MESH_GRID_SIZE
     return with_values(text, values)
 
 
@@ -120,12 +121,8 @@ def families(workspace: Path) -> dict[str, Served]:
     copies = []
     for stem, path in FILES.items():
         (entry,) = tomllib.loads(path.read_text())["models"].values()
-        if stem in BUILTIN:
-            folder = workspace / "cache" / BUILTIN[stem]
-            source = f"builtin:{BUILTIN[stem]}"
-        else:
-            folder = workspace / "builds" / stem
-            source = str(folder)
+        folder = workspace / "builds" / stem
+        source = str(folder)
         SMALL[stem](folder)
         copy = workspace / "files" / path.name
         copy.parent.mkdir(exist_ok=True)
