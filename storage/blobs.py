@@ -31,6 +31,46 @@ def media_type(name: str) -> str:
     return MEDIA_TYPES.get(name.rsplit(".", 1)[-1].lower(), "application/octet-stream")
 
 
+class RangeNotSatisfiable(Exception):
+    """The asked bytes start past the end of a file of ``size`` bytes (HTTP 416)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"no such bytes in a file of {size}")
+        self.size = size
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
+    """One byte range of a ``Range`` header: ``(first, last)``; ``(None, n)`` the last n bytes.
+
+    ``None`` for no header, several ranges or a malformed one: the whole file is
+    then served, as HTTP lets a server do with a range it does not take.
+    """
+    found = _RANGE.match(header.strip()) if header else None
+    if found is None or found.group(1) == found.group(2) == "":
+        return None
+    first = int(found.group(1)) if found.group(1) else None
+    last = int(found.group(2)) if found.group(2) else None
+    if first is not None and last is not None and last < first:
+        return None
+    return first, last
+
+
+def resolve_range(byte_range: tuple[int | None, int | None], size: int) -> tuple[int, int]:
+    """``(first, last)`` inclusive within a file of ``size`` bytes; past its end is a 416."""
+    first, last = byte_range
+    if first is None:  # the last ``last`` bytes
+        suffix = last or 0
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable(size)
+        return max(size - suffix, 0), size - 1
+    if first >= size:
+        raise RangeNotSatisfiable(size)
+    return first, size - 1 if last is None else min(last, size - 1)
+
+
 class _Reader(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
@@ -46,10 +86,25 @@ class OpenBlob:
 
     CHUNK = 256 * 1024
 
-    def __init__(self, reader: _Reader, size: int) -> None:
+    def __init__(
+        self, reader: _Reader, size: int, first: int = 0, total: int | None = None
+    ) -> None:
         self._reader = reader
         self.size = size
+        """The bytes this blob reads: the whole file, or the range asked for."""
+        self.first = first
+        """The offset of its first byte in the file."""
+        self.total = size if total is None else total
+        """The whole file's size."""
         self._closed = False
+
+    @property
+    def partial(self) -> bool:
+        return self.size != self.total
+
+    def content_range(self) -> str:
+        """The ``Content-Range`` of a partial answer: ``bytes first-last/total``."""
+        return f"bytes {self.first}-{self.first + self.size - 1}/{self.total}"
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -97,8 +152,14 @@ class BlobStore(Protocol):
         """A local file holding ``key``, where the store keeps one; otherwise ``None``."""
         ...
 
-    def open(self, key: str) -> OpenBlob | None:
-        """The stored file, opened for reading; ``None`` for a missing or malformed key."""
+    def open(
+        self, key: str, byte_range: tuple[int | None, int | None] | None = None
+    ) -> OpenBlob | None:
+        """The stored file, or the bytes of ``byte_range`` (``parse_range``'s), opened for reading.
+
+        ``None`` for a missing or malformed key; a range past the end raises
+        ``RangeNotSatisfiable``.
+        """
         ...
 
 
@@ -106,6 +167,28 @@ def check_key(key: str) -> str:
     if not _SAFE_KEY.match(key) or ".." in key:
         raise ValueError(f"not a blob key: {key!r}")
     return key
+
+
+def range_header(byte_range: tuple[int | None, int | None]) -> str:
+    """``parse_range``'s range as a ``Range`` header again (what S3 is asked)."""
+    first, last = byte_range
+    return f"bytes={'' if first is None else first}-{'' if last is None else last}"
+
+
+class _Limited:
+    """At most ``remaining`` bytes of ``reader``: a range of a local file."""
+
+    def __init__(self, reader: _Reader, remaining: int) -> None:
+        self._reader = reader
+        self._remaining = remaining
+
+    def read(self, size: int, /) -> bytes:
+        chunk = self._reader.read(min(size, self._remaining)) if self._remaining > 0 else b""
+        self._remaining -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self._reader.close()
 
 
 class LocalBlobStore:
@@ -145,12 +228,23 @@ class LocalBlobStore:
             return None
         return target if target.is_file() else None
 
-    def open(self, key: str) -> OpenBlob | None:
+    def open(
+        self, key: str, byte_range: tuple[int | None, int | None] | None = None
+    ) -> OpenBlob | None:
         try:
             fh = self._target(key).open("rb")
         except (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
-        return OpenBlob(fh, os.fstat(fh.fileno()).st_size)
+        size = os.fstat(fh.fileno()).st_size
+        if byte_range is None:
+            return OpenBlob(fh, size)
+        try:
+            first, last = resolve_range(byte_range, size)
+        except RangeNotSatisfiable:
+            fh.close()
+            raise
+        fh.seek(first)
+        return OpenBlob(_Limited(fh, last - first + 1), last - first + 1, first, size)
 
 
 class S3BlobStore:
@@ -193,20 +287,31 @@ class S3BlobStore:
     def path(self, key: str) -> Path | None:
         return None
 
-    def open(self, key: str) -> OpenBlob | None:
+    def open(
+        self, key: str, byte_range: tuple[int | None, int | None] | None = None
+    ) -> OpenBlob | None:
         from botocore.exceptions import ClientError
 
         try:
             object_key = self.object_key(key)
         except ValueError:
             return None
+        ranged = {} if byte_range is None else {"Range": range_header(byte_range)}
         try:
-            reply = self.client.get_object(Bucket=self.bucket, Key=object_key)
+            reply = self.client.get_object(Bucket=self.bucket, Key=object_key, **ranged)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            error = exc.response.get("Error", {})
+            if error.get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return None
+            if error.get("Code") == "InvalidRange":  # S3 names the object's size
+                raise RangeNotSatisfiable(int(error.get("ActualObjectSize", 0))) from exc
             raise
-        return OpenBlob(reply["Body"], int(reply["ContentLength"]))
+        size = int(reply["ContentLength"])
+        content_range = reply.get("ContentRange")  # "bytes first-last/total", when partial
+        if not content_range:
+            return OpenBlob(reply["Body"], size)
+        span, _, total = content_range.removeprefix("bytes ").partition("/")
+        return OpenBlob(reply["Body"], size, int(span.partition("-")[0]), int(total))
 
     def __repr__(self) -> str:
         return f"S3BlobStore(s3://{self.bucket}/{self.prefix})"

@@ -1,22 +1,24 @@
 """Output files at capability URLs: ``/files/<128-bit token>/<name>``, no key needed.
 
 The bridge serves them itself whatever the store: a local file as a ``FileResponse``,
-an object in an S3-compatible bucket streamed from the bucket (read on worker threads).
+an object in an S3-compatible bucket streamed from the bucket (read on worker threads),
+byte ranges included.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi import APIRouter, Header
+from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from rest_bridge.answers import error_responses
 from rest_bridge.auth import StateDep
 from rest_bridge.errors import ApiError
-from storage.blobs import MEDIA_TYPES, media_type
+from storage.blobs import MEDIA_TYPES, RangeNotSatisfiable, media_type, parse_range
 
 __all__ = ["MEDIA_TYPES", "router"]
 
@@ -47,21 +49,40 @@ class FileBytes(Response):
         ),  # 422: FastAPI lists it for any parameter
     },
 )
-async def get_file(token: str, name: str, state: StateDep) -> Response:
-    """A token or name the bridge cannot have written is a 404 without a look at the store."""
+async def get_file(
+    token: str,
+    name: str,
+    state: StateDep,
+    range_header: Annotated[str | None, Header(alias="Range", include_in_schema=False)] = None,
+) -> Response:
+    """A token or name the bridge cannot have written is a 404 without a look at the store.
+
+    One byte range (``Range: bytes=...``) is answered 206 from either store, so a
+    player seeks in a video before it has it all; several ranges, or a malformed
+    one, get the whole file.
+    """
     if not _TOKEN.fullmatch(token) or not _NAME.fullmatch(name):
         raise ApiError(404, "not_found", "No such file.")
     key = f"{token}/{name}"
     path = state.blobs.path(key)
     if path is not None:
         return FileResponse(path, media_type=media_type(name), headers=CACHE_HEADERS)
-    blob = await run_in_threadpool(state.blobs.open, key)
+    try:
+        blob = await run_in_threadpool(state.blobs.open, key, parse_range(range_header))
+    except RangeNotSatisfiable as exc:  # as Starlette answers for a local file
+        return PlainTextResponse(
+            "", status_code=416, headers={"Content-Range": f"bytes */{exc.size}"}
+        )
     if blob is None:
         raise ApiError(404, "not_found", "No such file.")
+    headers = {**CACHE_HEADERS, "Accept-Ranges": "bytes", "Content-Length": str(blob.size)}
+    if blob.partial:
+        headers["Content-Range"] = blob.content_range()
     # A sync iterator: Starlette reads each chunk on a worker thread.
     return StreamingResponse(
         iter(blob),
+        status_code=206 if blob.partial else 200,
         media_type=media_type(name),
-        headers={**CACHE_HEADERS, "Content-Length": str(blob.size)},
+        headers=headers,
         background=BackgroundTask(blob.close),
     )

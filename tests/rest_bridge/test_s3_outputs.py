@@ -82,6 +82,29 @@ def test_outputs_go_to_the_bucket(s3_bridge: Bridge, moto: MotoS3, fmt: str, n: 
     assert s3_bridge.blob_files() == 0  # nothing in the local blob folder
 
 
+def test_a_byte_range_of_a_stored_file_is_a_206(s3_bridge: Bridge, moto: MotoS3) -> None:
+    """A player seeking in a video asks for a range; the bucket's answer passes it through."""
+    key = s3_bridge.new_key(points=100)
+    with s3_bridge.client(key) as c:
+        r = c.post("/api/v1/images", json={"prompt": "A heron", "output_format": "png"})
+    assert r.status_code == 200, r.text
+    url = r.json()["data"]["images"][0]["url"]
+    whole = httpx.get(url)
+    assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
+    data, size = whole.content, len(whole.content)
+    part = httpx.get(url, headers={"Range": "bytes=10-99"})
+    assert part.status_code == 206
+    assert part.content == data[10:100]
+    assert part.headers["content-range"] == f"bytes 10-99/{size}"
+    assert part.headers["content-length"] == "90"
+    tail = httpx.get(url, headers={"Range": "bytes=-16"})
+    assert tail.status_code == 206 and tail.content == data[-16:]
+    past = httpx.get(url, headers={"Range": f"bytes={size}-"})
+    assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{size}"
+    several = httpx.get(url, headers={"Range": "bytes=0-1,5-9"})  # served whole
+    assert several.status_code == 200 and several.content == data
+
+
 def test_missing_objects_are_404(s3_bridge: Bridge, moto: MotoS3) -> None:
     key = s3_bridge.new_key(points=100)
     with s3_bridge.client(key) as c:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from storage.blobs import BlobStore, LocalBlobStore, S3BlobStore, blob_store_from_url
+from storage.blobs import (
+    BlobStore,
+    LocalBlobStore,
+    RangeNotSatisfiable,
+    S3BlobStore,
+    blob_store_from_url,
+    parse_range,
+)
 from tests.utils.s3 import MotoS3, start_moto
 
 BUCKET = "genserve-blobs"
@@ -100,3 +107,35 @@ def test_local_store_opens_too(tmp_path: Path) -> None:
     assert store.open(key) is None and store.path(key) is None
     assert store.open("../etc/passwd") is None
     assert store.open(secrets.token_hex(16)) is None
+
+
+@pytest.mark.parametrize("kind", ["s3", "local"])
+def test_byte_ranges_from_either_store(kind: str, s3_store: S3BlobStore, tmp_path: Path) -> None:
+    """What a video player asks for when it seeks: bytes a-b, a to the end, the last n."""
+    store: BlobStore = s3_store if kind == "s3" else LocalBlobStore(tmp_path / "local")
+    key, data = _key("clip.mp4"), secrets.token_bytes(600_000)
+    store.put(key, data)
+    for header, first, last in (
+        ("bytes=0-99", 0, 99),
+        ("bytes=300000-", 300_000, len(data) - 1),
+        ("bytes=-1000", len(data) - 1000, len(data) - 1),
+        ("bytes=599990-700000", 599_990, len(data) - 1),  # clipped at the end
+    ):
+        blob = store.open(key, parse_range(header))
+        assert blob is not None and blob.partial, header
+        assert (blob.first, blob.size, blob.total) == (first, last - first + 1, len(data))
+        assert blob.content_range() == f"bytes {first}-{last}/{len(data)}"
+        assert blob.read() == data[first : last + 1], header
+    with pytest.raises(RangeNotSatisfiable) as err:
+        store.open(key, parse_range(f"bytes={len(data)}-"))
+    assert err.value.size == len(data)
+    whole = store.open(key, None)
+    assert whole is not None and not whole.partial and whole.read() == data
+
+
+def test_ranges_a_server_may_ignore_are_read_as_none() -> None:
+    assert parse_range(None) is None
+    for header in ("bytes=0-1,5-9", "bytes=5-1", "items=0-1", "bytes=-", "bytes=a-b", ""):
+        assert parse_range(header) is None, header
+    assert parse_range("bytes=10-") == (10, None)
+    assert parse_range("bytes=-10") == (None, 10)
