@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import time
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -31,6 +32,14 @@ def test_image(size: int = 1024) -> Image.Image:
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
+def _named(option: str, value: object) -> object:
+    """zlib's strategy by its name (``Z_RLE``) rather than its number."""
+    if option != "compress_type":
+        return value
+    names = {getattr(zlib, n): n for n in ("Z_FILTERED", "Z_HUFFMAN_ONLY", "Z_RLE", "Z_FIXED")}
+    return names.get(value, value)
+
+
 def encode_times(repeats: int, size: int = 1024) -> list[Row]:
     """Each format's median time and size, ours and Pillow's default, interleaved."""
     image = test_image(size)
@@ -49,7 +58,7 @@ def encode_times(repeats: int, size: int = 1024) -> list[Row]:
             ours.append(t1 - t0)
             default.append(t2 - t1)
             size_ours, size_default = len(data), len(buf.getvalue())
-        options = ", ".join(f"{k} {v}" for k, v in ENCODE_OPTIONS[fmt].items())
+        options = ", ".join(f"{k} {_named(k, v)}" for k, v in ENCODE_OPTIONS[fmt].items())
         pillow_ms = percentile(default, 0.5) * 1000
         note = (
             f"{size_ours / 1024:.0f} KiB; Pillow's default {pillow_ms:.1f} ms,"

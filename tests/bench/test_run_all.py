@@ -27,7 +27,11 @@ SERVING = [
     "one inference server behind the bridge, c=8",
     "two inference servers behind one bridge, c=8",
 ]
-ENCODING = ["png (compress_level 1)", "jpeg (quality 90)", "webp (quality 80, method 0)"]
+ENCODING = [
+    "png (compress_level 1, compress_type Z_RLE)",
+    "jpeg (quality 90)",
+    "webp (quality 80, method 0)",
+]
 GOALS = {
     "c=8, batching on / off (small model, CPU)": {"pass", "short"},
     "c=8, batching on / plain sequential diffusers (GPU)": {"n/a"},
