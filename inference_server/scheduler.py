@@ -50,9 +50,13 @@ class Seat:
 
     def __init__(self, queued: QueuedWork, loop: asyncio.AbstractEventLoop) -> None:
         self.queued = queued
-        self.payload = queued.payload
         self._loop = loop
         self.gone = False
+
+    @property
+    def payload(self) -> Any:
+        """What the member's work carries (its plan)."""
+        return self.queued.payload
 
     def left(self) -> bool:
         return self.gone or self.queued.cancelled.is_set()

@@ -14,6 +14,7 @@ end, unseen. Either way its caller is answered at that step.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -207,13 +208,22 @@ def accepted_arguments(pipe: Any, arguments: dict[str, Any]) -> dict[str, Any]:
     A value left out must be a default: a negative prompt given to a pipeline
     without one is refused rather than silently dropped.
     """
-    parameters = inspect.signature(type(pipe).__call__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    parameters = _call_parameters(pipe.__class__)
+    if parameters is None:
         return arguments
     dropped = {k: v for k, v in arguments.items() if k not in parameters}
     if dropped.get("negative_prompt"):
         raise InvalidArgument(f"{type(pipe).__name__} takes no negative prompt")
     return {k: v for k, v in arguments.items() if k in parameters}
+
+
+@functools.cache
+def _call_parameters(cls: Any) -> frozenset[str] | None:
+    """The names a pipeline class's ``__call__`` takes (None: any), read once per class."""
+    parameters = inspect.signature(cls.__call__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return frozenset(parameters)
 
 
 def _drop_rows(
