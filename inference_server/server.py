@@ -23,15 +23,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
-from genserve import logs
-from genserve.cmdline import Parser, listen_problem, one_line, port_number
+from genserve._internal import logs
+from genserve._internal.cmdline import Parser, listen_problem, one_line, port_number
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
+from inference_server.credentials import TokenInterceptor, link_mode, server_credentials
 from inference_server.metrics import Metrics
 from inference_server.model_config import ModelSpec, ModelTable, load_model_table
 from inference_server.progress import StepCallback
 from inference_server.quiet import quiet_libraries
-from inference_server.security import TokenInterceptor, link_mode, server_credentials
 from inference_server.settings import ServerSettings
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from genserve.logs import LogFormat, LogLevel, format_named, level_named
-from inference_server.security import check_tls_files
+from genserve._internal.logs import LogFormat, LogLevel, format_named, level_named
+from inference_server.credentials import check_tls_files
 
 
 class ServerSettings(BaseSettings):

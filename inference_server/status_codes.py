@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from genserve.logs import request_id_var
+from genserve._internal.logs import request_id_var
 from inference_server.errors import (
     GenerationCancelled,
     InferenceError,

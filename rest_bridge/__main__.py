@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from functools import partial
 
-from genserve.cmdline import Parser, listen_problem, one_line, port_number
+from genserve._internal.cmdline import Parser, listen_problem, one_line, port_number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
-    from rest_bridge.access import configure_logging
+    from rest_bridge.edge.access_log import configure_logging
     from rest_bridge.settings import BridgeSettings
 
     try:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from rest_bridge.app import create_app
 
-    # Our logging (configured above) and our access log (rest_bridge.access): uvicorn's
+    # Our logging (configured above) and our access log (rest_bridge.edge.access_log): uvicorn's
     # records reach the same handler, and it writes no request lines of its own.
     uvicorn.run(
         create_app(settings),

@@ -8,17 +8,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from rest_bridge import envelope, openapi
-from rest_bridge.access import AccessLog, note_route
-from rest_bridge.auth import install_key_redaction
-from rest_bridge.body_limit import BodyLimit
+from rest_bridge.callers.keys import install_key_redaction
+from rest_bridge.callers.limits import RateLimits, redacted_url
+from rest_bridge.edge import envelope, openapi
+from rest_bridge.edge.access_log import AccessLog, note_route
+from rest_bridge.edge.body_limit import BodyLimit
+from rest_bridge.edge.metrics import count_points
 from rest_bridge.generation.bus import bus_for
 from rest_bridge.generation.live import LiveGenerations
-from rest_bridge.inference_client import CatalogueWatch, InferenceClient
-from rest_bridge.link_security import LinkSecurity
+from rest_bridge.link.channels import CatalogueWatch, InferenceClient
+from rest_bridge.link.credentials import LinkSecurity
 from rest_bridge.maintenance import Maintenance
-from rest_bridge.metrics import count_points
-from rest_bridge.ratelimit import RateLimits, redacted_url
+from rest_bridge.outbound.webhooks import WebhookSender
 from rest_bridge.routes import (
     account,
     docs,
@@ -36,7 +37,6 @@ from rest_bridge.settings import BridgeSettings
 from rest_bridge.state import BridgeState
 from rest_bridge.web import login_link, studio
 from rest_bridge.web import routes as web
-from rest_bridge.webhooks import WebhookSender
 from storage.blobs import blob_store_from_url
 from storage.db import make_engine, migrate
 

@@ -11,10 +11,10 @@ from limits import parse_many
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from genserve.logs import LogFormat, LogLevel, format_named, level_named
+from genserve._internal.logs import LogFormat, LogLevel, format_named, level_named
 from genserve.vocabulary import MAX_INPUT_BYTES
-from rest_bridge.address_policy import AddressPolicy
-from rest_bridge.link_security import check_tls_files
+from rest_bridge.link.credentials import check_tls_files
+from rest_bridge.outbound.address_policy import AddressPolicy
 
 
 class BridgeSettings(BaseSettings):

@@ -14,8 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from rest_bridge.inference_client import InferenceClient
-from rest_bridge.ratelimit import RateLimits
+from rest_bridge.callers.limits import RateLimits
+from rest_bridge.link.channels import InferenceClient
 from rest_bridge.settings import BridgeSettings
 from storage.blobs import BlobStore
 

@@ -1,4 +1,4 @@
-"""``genserve.logs``: one JSON object per line, request ids, redaction, a text format."""
+"""``genserve._internal.logs``: one JSON object per line, request ids, redaction, a text format."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from genserve import logs
-from rest_bridge.auth import KeyRedactor, redact
+from genserve._internal import logs
+from rest_bridge.callers.keys import KeyRedactor, redact
 
 
 @pytest.fixture()

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from genserve.cmdline import Parser
+from genserve._internal.cmdline import Parser
 
 if TYPE_CHECKING:
     from typing import TypeAlias

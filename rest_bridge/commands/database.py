@@ -27,7 +27,7 @@ def open_database() -> tuple[Engine, bytes, BridgeSettings]:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from genserve.cmdline import one_line
+    from genserve._internal.cmdline import one_line
     from rest_bridge.settings import BridgeSettings
     from storage.db import make_engine, migrate
 

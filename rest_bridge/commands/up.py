@@ -59,7 +59,7 @@ def _local_url(host: str, port: int) -> str:
 
 
 def up(host: str, port: int, grpc_port: int, email: str) -> int:
-    from genserve.cmdline import listen_problem
+    from genserve._internal.cmdline import listen_problem
 
     for address, what in (((host, port), "--port"), (("127.0.0.1", grpc_port), "--grpc-port")):
         problem = listen_problem(*address)
@@ -164,7 +164,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Subparsers) -> None:
-    from genserve.cmdline import port_number
+    from genserve._internal.cmdline import port_number
     from rest_bridge.commands.database import email_address
 
     port = partial(port_number, allow_zero=False)

@@ -25,8 +25,8 @@ from pydantic import (
 )
 
 from genserve.vocabulary import Kind
-from rest_bridge.catalogue import ModelEntry
-from rest_bridge.errors import validation_error
+from rest_bridge.edge.errors import validation_error
+from rest_bridge.link.catalogue import ModelEntry
 from rest_bridge.settings import BridgeSettings
 from storage.models import Asset, Generation
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from rest_bridge.envelope import error_body, ok
-from rest_bridge.errors import ApiError
+from rest_bridge.edge.envelope import error_body, ok
+from rest_bridge.edge.errors import ApiError
 from storage import generations, idempotency, points
 from storage import webhooks as webhook_store
 from storage.models import Generation

@@ -9,9 +9,9 @@ from pydantic import Field, StrictStr, field_validator
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
-from rest_bridge.answers import Answer, FileAnswer
-from rest_bridge.catalogue import ModelEntry
-from rest_bridge.errors import validation_error
+from rest_bridge.edge.answers import Answer, FileAnswer
+from rest_bridge.edge.errors import validation_error
+from rest_bridge.edge.views import file_view
 from rest_bridge.generation.base import (
     GenerationBody,
     GenerationKind,
@@ -21,8 +21,8 @@ from rest_bridge.generation.base import (
     one_of,
     preview_every,
 )
+from rest_bridge.link.catalogue import ModelEntry
 from rest_bridge.settings import BridgeSettings
-from rest_bridge.views import file_view
 
 if TYPE_CHECKING:
     from rest_bridge.state import BridgeState

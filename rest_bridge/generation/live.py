@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genserve.inference.v1 import inference_pb2 as pb
-from rest_bridge.envelope import error_body
-from rest_bridge.errors import ApiError
+from rest_bridge.edge.envelope import error_body
+from rest_bridge.edge.errors import ApiError
 from rest_bridge.generation.bus import Event, JobBus, LocalBus
 from rest_bridge.generation.order import GenerationOrder
 from rest_bridge.generation.run import CANCELLED_MESSAGE, UNEXPECTED_MESSAGE, Started, execute

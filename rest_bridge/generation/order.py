@@ -7,9 +7,9 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from rest_bridge.catalogue import ModelEntry
-from rest_bridge.errors import ApiError, validation_error
+from rest_bridge.edge.errors import ApiError, validation_error
 from rest_bridge.generation.base import GenerationBody, GenerationKind
+from rest_bridge.link.catalogue import ModelEntry
 from rest_bridge.state import BridgeState
 from storage import points
 

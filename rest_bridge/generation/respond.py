@@ -18,14 +18,14 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from rest_bridge.auth import Caller
-from rest_bridge.envelope import ok, request_id
-from rest_bridge.errors import ApiError, validation_error
+from rest_bridge.callers.keys import Caller
+from rest_bridge.edge.envelope import ok, request_id
+from rest_bridge.edge.errors import ApiError, validation_error
 from rest_bridge.generation.base import GenerationBody, GenerationKind
 from rest_bridge.generation.live import SSE_HEADERS, LiveGeneration, LiveGenerations, sse
 from rest_bridge.generation.order import order_for
 from rest_bridge.generation.run import begin
-from rest_bridge.safe_fetch import check_url
+from rest_bridge.outbound.safe_fetch import check_url
 from rest_bridge.state import BridgeState
 from storage import idempotency
 from storage.models import IdempotencyRecord

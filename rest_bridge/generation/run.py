@@ -19,12 +19,12 @@ import grpc
 from starlette.concurrency import run_in_threadpool
 
 from genserve.inference.v1 import inference_pb2 as pb
-from rest_bridge.auth import Caller
-from rest_bridge.errors import ApiError
+from rest_bridge.callers.keys import Caller
+from rest_bridge.edge.errors import ApiError
+from rest_bridge.edge.metrics import METRICS
 from rest_bridge.generation.base import GenerationOutcome
 from rest_bridge.generation.order import GenerationOrder
-from rest_bridge.inference_client import CollectedFile, ProgressHook, rest_error
-from rest_bridge.metrics import METRICS
+from rest_bridge.link.channels import CollectedFile, ProgressHook, rest_error
 from rest_bridge.state import BridgeState
 from storage import generations, points
 from storage.models import Asset, Generation, new_asset_token, utcnow

@@ -16,11 +16,11 @@ from pydantic import PrivateAttr, StrictStr
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
-from rest_bridge.answers import Answer
-from rest_bridge.catalogue import ModelEntry
-from rest_bridge.errors import ApiError
+from rest_bridge.edge.answers import Answer
+from rest_bridge.edge.errors import ApiError
 from rest_bridge.generation.base import GenerationBody, GenerationKind, GenerationOutcome, one_of
-from rest_bridge.image_input import DecodedImage, load_image_input
+from rest_bridge.link.catalogue import ModelEntry
+from rest_bridge.outbound.image_input import DecodedImage, load_image_input
 from rest_bridge.settings import BridgeSettings
 from storage.models import Generation
 

@@ -9,9 +9,8 @@ from pydantic import StrictStr, field_validator
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
-from rest_bridge.answers import Answer, FileAnswer
-from rest_bridge.catalogue import ModelEntry
-from rest_bridge.errors import ApiError, validation_error
+from rest_bridge.edge.answers import Answer, FileAnswer
+from rest_bridge.edge.errors import ApiError, validation_error
 from rest_bridge.generation.base import (
     GenerationBody,
     GenerationKind,
@@ -21,6 +20,7 @@ from rest_bridge.generation.base import (
     one_of,
     preview_every,
 )
+from rest_bridge.link.catalogue import ModelEntry
 from rest_bridge.settings import BridgeSettings
 from storage.models import Generation
 

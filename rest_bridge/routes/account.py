@@ -7,11 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sqlmodel import Session
 
-from rest_bridge.answers import AccountAnswer, Ok, error_responses
-from rest_bridge.auth import CurrentCaller, StateDep
-from rest_bridge.envelope import ok
-from rest_bridge.errors import ApiError
-from rest_bridge.ratelimit import Window
+from rest_bridge.callers.keys import CurrentCaller, StateDep
+from rest_bridge.callers.limits import Window
+from rest_bridge.edge.answers import AccountAnswer, Ok, error_responses
+from rest_bridge.edge.envelope import ok
+from rest_bridge.edge.errors import ApiError
 from storage.models import Account
 
 router = APIRouter(prefix="/api/v1", tags=["account"])

@@ -15,9 +15,9 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response, Streami
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from rest_bridge.answers import error_responses
-from rest_bridge.auth import StateDep
-from rest_bridge.errors import ApiError
+from rest_bridge.callers.keys import StateDep
+from rest_bridge.edge.answers import error_responses
+from rest_bridge.edge.errors import ApiError
 from storage.blobs import MEDIA_TYPES, RangeNotSatisfiable, media_type, parse_range
 
 __all__ = ["MEDIA_TYPES", "router"]

@@ -10,22 +10,22 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
-from rest_bridge.answers import (
+from rest_bridge.callers.keys import CurrentCaller, StateDep
+from rest_bridge.edge.answers import (
     SSE_EVENT_SCHEMA,
     CancelAnswer,
     GenerationStatus,
     Ok,
     error_responses,
 )
-from rest_bridge.auth import CurrentCaller, StateDep
-from rest_bridge.envelope import ok
-from rest_bridge.errors import ApiError
+from rest_bridge.edge.envelope import ok
+from rest_bridge.edge.errors import ApiError
+from rest_bridge.edge.views import iso
 from rest_bridge.generation.bus import Event, JobBus
 from rest_bridge.generation.ending import LIVE, end_unowned, error_code_of, final_event
 from rest_bridge.generation.live import SSE_HEADERS, sse
 from rest_bridge.generation.respond import live_of
 from rest_bridge.state import BridgeState
-from rest_bridge.views import iso
 from storage import generations
 from storage.models import Generation
 

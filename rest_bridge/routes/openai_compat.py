@@ -41,9 +41,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genserve import vocabulary as vocab
-from rest_bridge.auth import CurrentCaller, StateDep, authenticate
-from rest_bridge.envelope import request_id
-from rest_bridge.errors import ApiError
+from rest_bridge.callers.keys import CurrentCaller, StateDep, authenticate
+from rest_bridge.edge.envelope import request_id
+from rest_bridge.edge.errors import ApiError
 from rest_bridge.generation.image import IMAGE, ImageRequest
 from rest_bridge.generation.order import find_model
 from rest_bridge.generation.respond import respond

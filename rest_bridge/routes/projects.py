@@ -8,12 +8,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from genserve.vocabulary import PROJECT_TYPES, ProjectType
-from rest_bridge.answers import Ok, ProjectsAnswer, error_responses
-from rest_bridge.auth import CurrentCaller, StateDep
-from rest_bridge.envelope import ok
+from rest_bridge.callers.keys import CurrentCaller, StateDep
+from rest_bridge.edge.answers import Ok, ProjectsAnswer, error_responses
+from rest_bridge.edge.envelope import ok
+from rest_bridge.edge.views import file_view, iso
 from rest_bridge.generation.kinds import unit_of
 from rest_bridge.state import BridgeState
-from rest_bridge.views import file_view, iso
 from storage import generations
 from storage.models import Asset, Generation
 

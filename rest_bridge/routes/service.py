@@ -18,12 +18,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from rest_bridge.answers import HealthAnswer, ModelsAnswer, Ok, ReadyAnswer, error_responses
-from rest_bridge.auth import CurrentCaller, StateDep
-from rest_bridge.envelope import ok
-from rest_bridge.errors import ApiError
+from rest_bridge.callers.keys import CurrentCaller, StateDep
+from rest_bridge.edge.answers import HealthAnswer, ModelsAnswer, Ok, ReadyAnswer, error_responses
+from rest_bridge.edge.envelope import ok
+from rest_bridge.edge.errors import ApiError
+from rest_bridge.edge.metrics import METRICS
 from rest_bridge.generation.kinds import KINDS
-from rest_bridge.metrics import METRICS
 from rest_bridge.state import BridgeState
 
 router = APIRouter(tags=["service"])
@@ -93,7 +93,7 @@ async def readyz(state: StateDep) -> dict[str, Any]:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
-    """Prometheus text exposition of this process's series (``rest_bridge.metrics``)."""
+    """Prometheus text exposition of this process's series (``rest_bridge.edge.metrics``)."""
     return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from rest_bridge.answers import generation_responses
-from rest_bridge.auth import CurrentCaller, StateDep
+from rest_bridge.callers.keys import CurrentCaller, StateDep
+from rest_bridge.edge.answers import generation_responses
 from rest_bridge.generation.respond import respond
 from rest_bridge.generation.three_d import THREE_D, MeshRequest
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.routing import BaseRoute, Match
 
-from rest_bridge.auth import StateDep, authenticate
-from rest_bridge.errors import ApiError
+from rest_bridge.callers.keys import StateDep, authenticate
+from rest_bridge.edge.errors import ApiError
 
 router = APIRouter(include_in_schema=False)
 

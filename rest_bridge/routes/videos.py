@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from rest_bridge.answers import generation_responses
-from rest_bridge.auth import CurrentCaller, StateDep
+from rest_bridge.callers.keys import CurrentCaller, StateDep
+from rest_bridge.edge.answers import generation_responses
 from rest_bridge.generation.respond import respond
 from rest_bridge.generation.video import VIDEO, VideoRequest
 

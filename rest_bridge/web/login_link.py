@@ -14,9 +14,9 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from rest_bridge.auth import StateDep
+from rest_bridge.callers.keys import StateDep
+from rest_bridge.callers.sessions import page_headers, set_session_cookie
 from rest_bridge.web import pages
-from rest_bridge.web.security import page_headers, set_session_cookie
 from storage import sessions
 from storage.login_links import use_login_link
 

@@ -19,12 +19,9 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from rest_bridge.auth import StateDep, client_address
-from rest_bridge.generation.base import NOT_TEXT
-from rest_bridge.ratelimit import RateLimiterUnavailable
-from rest_bridge.state import BridgeState
-from rest_bridge.web import pages, reveal
-from rest_bridge.web.security import (
+from rest_bridge.callers.keys import StateDep, client_address
+from rest_bridge.callers.limits import RateLimiterUnavailable
+from rest_bridge.callers.sessions import (
     FORM_COOKIE,
     SESSION_COOKIE,
     clear_session_cookie,
@@ -37,6 +34,9 @@ from rest_bridge.web.security import (
     set_session_cookie,
     tokens_match,
 )
+from rest_bridge.generation.base import NOT_TEXT
+from rest_bridge.state import BridgeState
+from rest_bridge.web import pages, reveal
 from storage import sessions
 from storage.accounts import (
     PLANS,

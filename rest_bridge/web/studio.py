@@ -19,19 +19,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
 from genserve.vocabulary import PROJECT_TYPES, ProjectType
-from rest_bridge.auth import Caller, StateDep, limiter_unavailable
-from rest_bridge.errors import ApiError
+from rest_bridge.callers.keys import Caller, StateDep, limiter_unavailable
+from rest_bridge.callers.limits import RateLimiterUnavailable
+from rest_bridge.callers.sessions import same_origin, tokens_match
+from rest_bridge.edge.errors import ApiError
 from rest_bridge.generation.base import GenerationBody, GenerationKind
 from rest_bridge.generation.image import IMAGE, ImageRequest
 from rest_bridge.generation.respond import respond
 from rest_bridge.generation.three_d import THREE_D, MeshRequest
 from rest_bridge.generation.video import VIDEO, VideoRequest
-from rest_bridge.ratelimit import RateLimiterUnavailable
 from rest_bridge.routes.projects import project_view
 from rest_bridge.state import BridgeState
 from rest_bridge.web import pages
 from rest_bridge.web.routes import SignedIn, _nonce, _signed_in
-from rest_bridge.web.security import same_origin, tokens_match
 from storage import generations
 from storage.accounts import PLANS
 from storage.models import ApiKey, Asset, Generation

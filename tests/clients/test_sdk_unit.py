@@ -598,10 +598,10 @@ def test_progress_displays() -> None:
 
 
 def test_every_server_code_is_known_to_the_sdk() -> None:
-    """The bridge's table of codes (rest_bridge/errors.py) and the SDK's agree on statuses,
+    """The bridge's table of codes (rest_bridge/edge/errors.py) and the SDK's agree on statuses,
     so an error read from an event stream (no HTTP status of its own) gets the right class."""
     from genserve.errors import CODE_STATUSES, class_for
-    from rest_bridge.errors import ERROR_CODES
+    from rest_bridge.edge.errors import ERROR_CODES
 
     for entry in ERROR_CODES:
         assert CODE_STATUSES.get(entry.code) == entry.status, (

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from rest_bridge.body_limit import (
+from rest_bridge.edge.body_limit import (
     FORM_BODY_LIMIT,
     JSON_BODY_LIMIT,
     three_d_body_limit,

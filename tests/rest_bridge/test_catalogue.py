@@ -214,7 +214,7 @@ def test_targets_by_name_and_dns_scheme(fleet: Fleet, logs: Path, tmp_path: Path
 
 
 def test_target_lists_are_parsed_as_grpc_reads_them() -> None:
-    from rest_bridge.inference_client import parse_targets
+    from rest_bridge.link.channels import parse_targets
 
     assert parse_targets(" a:1, [::1]:2 ,dns:///b.example:3,a:1") == [
         "a:1",

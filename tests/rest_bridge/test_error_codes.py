@@ -1,4 +1,4 @@
-"""One table of error codes (``rest_bridge/errors.py``): code, OpenAPI and README agree."""
+"""One table of error codes (``rest_bridge/edge/errors.py``): code, OpenAPI and README agree."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from rest_bridge.app import create_app
-from rest_bridge.envelope import HTTP_CODES
-from rest_bridge.errors import ERROR_CODES, STATUS_OF, readme_table
+from rest_bridge.edge.envelope import HTTP_CODES
+from rest_bridge.edge.errors import ERROR_CODES, STATUS_OF, readme_table
 
 ROOT = Path(__file__).resolve().parents[2]
 RAISED = re.compile(r'ApiError\(\s*(?:status=)?(\d{3}),\s*(?:code=)?"(\w+)"')
@@ -32,19 +32,20 @@ def test_every_code_the_bridge_raises_is_in_the_table_with_its_status() -> None:
     raised = raised_in_source() | {(s, c) for s, c in HTTP_CODES.items()}
     assert (502, "inference_error") in raised  # the scan does find codes
     missing = {(s, c) for s, c in raised if STATUS_OF.get(c) != s}
-    assert not missing, f"add these to rest_bridge/errors.py ERROR_CODES: {sorted(missing)}"
+    assert not missing, f"add these to rest_bridge/edge/errors.py ERROR_CODES: {sorted(missing)}"
 
 
 def test_the_readme_table_is_the_generated_one() -> None:
     readme = (ROOT / "README.md").read_text()
     found = re.search(
-        r"<!-- error-codes: generated from rest_bridge/errors.py -->\n(.*?)\n<!-- /error-codes -->",
+        r"<!-- error-codes: generated from rest_bridge/edge/errors.py -->\n(.*?)\n"
+        r"<!-- /error-codes -->",
         readme,
         re.S,
     )
     assert found is not None, "README.md lost its error-codes markers"
     assert found.group(1) == readme_table(), (
-        "README.md's error table differs from rest_bridge/errors.py; paste readme_table()"
+        "README.md's error table differs from rest_bridge/edge/errors.py; paste readme_table()"
     )
 
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
-from rest_bridge.address_policy import REFUSED_MESSAGE, AddressPolicy
-from rest_bridge.errors import ApiError
-from rest_bridge.image_input import (
+from rest_bridge.edge.errors import ApiError
+from rest_bridge.outbound.address_policy import REFUSED_MESSAGE, AddressPolicy
+from rest_bridge.outbound.image_input import (
     DecodedImage,
     decode_base64_image,
     load_image_input,

@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session, select
 
 from genserve.webhooks import HEADER, verify
-from rest_bridge.errors import ERROR_CODES
+from rest_bridge.edge.errors import ERROR_CODES
 from storage.models import Account, Generation
 from tests.conftest import Bridge, InferenceProc, bridge_env, fresh_pg_database
 from tests.utils.hooks import Receiver, receiving

@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from rest_bridge import doc_examples
 from rest_bridge.app import create_app
+from rest_bridge.edge import doc_examples
 from tests.utils.procs import ROOT
 
 DOCUMENT = Path(

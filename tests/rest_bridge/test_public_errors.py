@@ -19,7 +19,7 @@ import grpc
 import pytest
 from sqlmodel import Session, select
 
-from rest_bridge.inference_client import public_details, rest_error
+from rest_bridge.link.channels import public_details, rest_error
 from storage.db import make_engine, migrate
 from storage.models import Generation
 from tests.conftest import Bridge, InferenceProc, bridge_env

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rest_bridge.errors import ApiError
+from rest_bridge.edge.errors import ApiError
 from rest_bridge.routes.service import healthz, readyz
 
 

@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from rest_bridge.address_policy import (
+from rest_bridge.edge.errors import ApiError
+from rest_bridge.outbound.address_policy import (
     REFUSED_MESSAGE,
     AddressPolicy,
     IPAddress,
@@ -38,8 +39,7 @@ from rest_bridge.address_policy import (
     resolve_and_check,
     system_resolver,
 )
-from rest_bridge.errors import ApiError
-from rest_bridge.safe_fetch import fetch_url
+from rest_bridge.outbound.safe_fetch import fetch_url
 
 DEFAULT = AddressPolicy()
 LOOPBACK_ALLOWED = AddressPolicy(allow_loopback=True)

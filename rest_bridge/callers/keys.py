@@ -21,8 +21,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from rest_bridge.errors import ApiError
-from rest_bridge.ratelimit import RateLimiterUnavailable, Window
+from rest_bridge.callers.limits import RateLimiterUnavailable, Window
+from rest_bridge.edge.errors import ApiError
 from rest_bridge.state import BridgeState, get_state
 from storage.accounts import PLANS, key_owner
 from storage.keys import hash_key, is_well_formed

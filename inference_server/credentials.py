@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from genserve.pem import check_pem_files, read_pem
+from genserve._internal.pem import check_pem_files, read_pem
 
 if TYPE_CHECKING:
     from inference_server.settings import ServerSettings

@@ -15,14 +15,14 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from genserve._internal.logs import request_id_var
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
-from genserve.logs import request_id_var
 from rest_bridge.background import Periodic
-from rest_bridge.catalogue import Catalogue, ModelEntry
-from rest_bridge.errors import ApiError
-from rest_bridge.link_security import LinkSecurity
-from rest_bridge.metrics import METRICS
+from rest_bridge.edge.errors import ApiError
+from rest_bridge.edge.metrics import METRICS
+from rest_bridge.link.catalogue import Catalogue, ModelEntry
+from rest_bridge.link.credentials import LinkSecurity
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from rest_bridge.errors import codes_for
+from rest_bridge.edge.errors import codes_for
 
 T = TypeVar("T")
 

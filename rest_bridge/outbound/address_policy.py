@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TypeAlias
 
-from rest_bridge.errors import validation_error
+from rest_bridge.edge.errors import validation_error
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver: TypeAlias = Callable[[str], Awaitable[Sequence[IPAddress]]]

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from PIL import Image
 
 from genserve.vocabulary import MAX_INPUT_PIXELS
-from rest_bridge.address_policy import AddressPolicy, Resolver
-from rest_bridge.errors import ApiError, validation_error
-from rest_bridge.safe_fetch import (
+from rest_bridge.edge.errors import ApiError, validation_error
+from rest_bridge.outbound.address_policy import AddressPolicy, Resolver
+from rest_bridge.outbound.safe_fetch import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_REDIRECTS,
     DEFAULT_TIMEOUT_S,

@@ -23,7 +23,7 @@ from prometheus_client.process_collector import ProcessCollector
 from sqlalchemy import event
 from sqlalchemy.orm import Session, object_session
 
-from rest_bridge.errors import ApiError
+from rest_bridge.edge.errors import ApiError
 from storage.models import PointsLedger
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 
-from rest_bridge import doc_examples
-from rest_bridge.answers import SSE_EVENT_SCHEMA
-from rest_bridge.auth import authenticate
+from rest_bridge.callers.keys import authenticate
+from rest_bridge.edge import doc_examples
+from rest_bridge.edge.answers import SSE_EVENT_SCHEMA
 
 BEARER = "bearerAuth"
 SECURITY_SCHEME = {

@@ -1,7 +1,7 @@
 """Fetching a client-supplied URL without becoming a proxy into our own network.
 
 Every hop (the first request and each redirect) is parsed here, its host
-resolved and checked by :mod:`rest_bridge.address_policy`, and the TCP
+resolved and checked by :mod:`rest_bridge.outbound.address_policy`, and the TCP
 connection is opened to one of the checked addresses and nowhere else: the
 network backend handed to httpcore refuses any other origin and never resolves
 a name itself. TLS still verifies the certificate against the URL's host name,
@@ -28,8 +28,13 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpcore
 
 from genserve.vocabulary import MAX_INPUT_BYTES
-from rest_bridge.address_policy import AddressPolicy, IPAddress, Resolver, resolve_and_check
-from rest_bridge.errors import ApiError, validation_error
+from rest_bridge.edge.errors import ApiError, validation_error
+from rest_bridge.outbound.address_policy import (
+    AddressPolicy,
+    IPAddress,
+    Resolver,
+    resolve_and_check,
+)
 
 DEFAULT_MAX_BYTES = MAX_INPUT_BYTES
 DEFAULT_TIMEOUT_S = 10.0

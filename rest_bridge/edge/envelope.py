@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rest_bridge.errors import ApiError
+from rest_bridge.edge.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def install(app: FastAPI) -> None:
         if err.status == 400 and "caller" not in request.scope.get("state", {}):
             # FastAPI parses the body before any dependency runs; the key is still
             # checked (and counted) first, so an unauthenticated caller learns nothing.
-            from rest_bridge.auth import authenticate
+            from rest_bridge.callers.keys import authenticate
 
             try:
                 await authenticate(request, request.app.state.bridge)

@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genserve.vocabulary import MAX_INPUT_BYTES, MAX_PROMPT_CHARS
-from rest_bridge.envelope import error_body, new_request_id
-from rest_bridge.errors import ApiError
+from rest_bridge.edge.envelope import error_body, new_request_id
+from rest_bridge.edge.errors import ApiError
 
 JSON_OTHER_FIELDS = 64 * 1024
 """Room for the fields of a generation body besides the prompt (model, webhook URL...)."""

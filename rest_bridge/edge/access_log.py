@@ -18,10 +18,10 @@ from typing import Any
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from genserve import logs
-from rest_bridge.auth import KeyRedactor, install_key_redaction, redact
-from rest_bridge.envelope import new_request_id
-from rest_bridge.metrics import METRICS
+from genserve._internal import logs
+from rest_bridge.callers.keys import KeyRedactor, install_key_redaction, redact
+from rest_bridge.edge.envelope import new_request_id
+from rest_bridge.edge.metrics import METRICS
 
 log = logging.getLogger("rest_bridge.access")
 
@@ -30,7 +30,7 @@ UNMATCHED = "unmatched"
 
 
 def configure_logging(fmt: str, level: str) -> None:
-    """The bridge's logging (``genserve.logs``), with keys redacted from every line."""
+    """The bridge's logging (``genserve._internal.logs``), with keys redacted from every line."""
     logs.configure("bridge", fmt=fmt, level=level, redact=redact, filters=[KeyRedactor()])
     install_key_redaction()
     # Alembic lists its plugins on every start; the migrations it runs are still logged.

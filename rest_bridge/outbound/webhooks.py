@@ -9,12 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 from genserve.webhooks import HEADER, sign
-from rest_bridge.address_policy import AddressPolicy
 from rest_bridge.background import Periodic
-from rest_bridge.errors import ApiError
+from rest_bridge.edge.errors import ApiError
 from rest_bridge.generation.ending import queue_webhook
 from rest_bridge.generation.live import LiveGeneration
-from rest_bridge.safe_fetch import post_json
+from rest_bridge.outbound.address_policy import AddressPolicy
+from rest_bridge.outbound.safe_fetch import post_json
 from rest_bridge.state import BridgeState
 from storage import webhooks as store
 
