@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # checkers, Playwright, the openai client, grpcio-tools) and npm's pinned buf (proto lint).
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: up test lint typecheck proto-lint proto bench load install install-dev clean
+.PHONY: up test test-fast lint typecheck proto-lint proto bench load install install-dev clean
 
 # The client distribution (./clients) first, so the servers find genserve-client already satisfied.
 # An install from before the split owns bin/genserve: uninstalling it first keeps the client's.
@@ -49,6 +49,12 @@ proto: $(DEV_STAMP)
 
 test: lint typecheck proto-lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The fast lane: lint, types and the tests that need no server, no browser and no database
+# server (markers set in tests/conftest.py; tests/utils/lanes.py fails an unmarked one).
+FAST_MARKERS := not server and not browser and not database and not fleet
+test-fast: lint typecheck
+	GENSERVE_TEST_LANE=fast $(BIN)/python -m pytest -q -p no:cacheprovider -m "$(FAST_MARKERS)"
 
 # One table of figures; on a GPU machine: make bench BENCH_ARGS="--device cuda --fp8".
 BENCH_ARGS ?=

@@ -17,7 +17,34 @@ from sqlmodel import Session, func, select
 from storage.accounts import create_account, create_api_key
 from storage.db import make_engine, migrate
 from storage.models import Asset, Generation
+from tests.utils.lanes import SLOW_MARKERS, needs
 from tests.utils.procs import ROOT, Proc, free_port, start_bridge, start_inference
+
+SERVER_FIXTURES = frozenset({"inference", "bridge", "redis_bridges"})
+DATABASE_FIXTURES = frozenset({"pg_url", "redis_prefix", "redis_bridges"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks each test by what it uses: ``browser`` (its folder), ``server`` and
+    ``database`` (its fixtures; a bridge on PostgreSQL needs both). Tests that start
+    servers themselves carry the marker in their module; ``tests/utils/lanes.py`` fails
+    any that does not, in the fast lane."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        marks = {m.name for m in item.iter_markers()}
+        wanted = set()
+        if "browser" in item.path.parts:
+            wanted |= {"browser", "server"}
+        if names & SERVER_FIXTURES:
+            wanted.add("server")
+        callspec = getattr(item, "callspec", None)
+        params = callspec.id.split("-") if callspec is not None else []
+        if names & DATABASE_FIXTURES or "postgresql" in params:
+            wanted.add("database")
+        for marker in wanted - marks:
+            assert marker in SLOW_MARKERS
+            item.add_marker(getattr(pytest.mark, marker))
+
 
 KEY_SECRET = "test-secret-" + "x" * 40
 PG_ADMIN_URL = os.environ.get(
@@ -73,6 +100,7 @@ def pg_url() -> Iterator[str]:
 
 def fresh_pg_database() -> Iterator[str]:
     """Creates a database of its own (bridges sharing one also share its work queues)."""
+    needs("database", "PostgreSQL")
     name = "genserve_test_" + secrets.token_hex(4)
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -161,6 +189,7 @@ def redis_prefix() -> Iterator[str]:
     """A key prefix of this run's own in the shared Redis; its keys are deleted afterwards."""
     import redis
 
+    needs("database", "Redis")
     prefix = "genserve-test-" + secrets.token_hex(6)
     client = redis.Redis.from_url(REDIS_URL)
     client.ping()

@@ -93,6 +93,7 @@ def db_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.server
 def test_inference_honours_every_flag_over_the_environment(tmp_path: Path, logs: Path) -> None:
     models = tmp_path / "models.toml"
     models.write_text(RELIEF_ONLY)

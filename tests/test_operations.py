@@ -232,6 +232,7 @@ def test_failures_and_refunds_are_counted(
         bridge.engine.dispose()
 
 
+@pytest.mark.server
 def test_text_logs_quiet_probes_and_refusals_counted(tmp_path: Path, logs: Path) -> None:
     """GENSERVE_LOG_FORMAT=text for a terminal; probes polled while not ready write no
     line; an address braked for bad keys is counted as a rate-limit refusal."""

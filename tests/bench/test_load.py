@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.utils.scripts import run_module
 
 
+@pytest.mark.server
 def test_load_script_runs_and_loses_nothing(model_cache: Path) -> None:
     args = ["--seconds", "3", "--rate", "2", "--cache", str(model_cache)]
     out = run_module("bench.load", *args, timeout=240)

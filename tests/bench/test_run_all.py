@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.utils.scripts import run_module
 
 SERVING = [
@@ -49,6 +51,7 @@ def cells(table: str, figure: str) -> list[str]:
     raise AssertionError(f"no row {figure!r} in\n{table}")
 
 
+@pytest.mark.server
 def test_one_table_with_every_row_and_the_goals_last(model_cache: Path) -> None:
     args = ["--quick", "--only", "serving", "--only", "encode", "--cache", str(model_cache)]
     wide = {"COLUMNS": "300"}  # no cell wrapped

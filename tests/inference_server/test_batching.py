@@ -256,6 +256,7 @@ def test_dropping_rows_keeps_both_halves_of_guided_tensors() -> None:
     assert generators[1].initial_seed() == 3
 
 
+@pytest.mark.server
 def test_the_server_merges_concurrent_rpcs_and_streams_each_its_own_progress(
     model_cache: Path, logs: Path, tmp_path: Path
 ) -> None:

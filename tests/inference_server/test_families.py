@@ -213,6 +213,7 @@ def _primary(chunks: list[pb.ArtifactChunk]) -> bytes:
     return b"".join(c.data for c in chunks if c.role == pb.ARTIFACT_ROLE_PRIMARY)
 
 
+@pytest.mark.server
 def test_the_server_lists_every_family(
     stub: pb_grpc.InferenceServiceStub, families: dict[str, Served]
 ) -> None:
@@ -228,6 +229,7 @@ def test_the_server_lists_every_family(
 
 
 @pytest.mark.parametrize("stem", sorted(FILES))
+@pytest.mark.server
 def test_one_generation_per_family(
     stub: pb_grpc.InferenceServiceStub, families: dict[str, Served], stem: str
 ) -> None:

@@ -112,6 +112,7 @@ def test_error_status_codes(
     assert info.value.code() == code
 
 
+@pytest.mark.server
 def test_sigterm_drains_running_work(model_cache: Path, logs: Path, tmp_path: Path) -> None:
     models = tmp_path / "models.toml"
     models.write_text(

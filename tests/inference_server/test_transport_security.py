@@ -30,6 +30,8 @@ from tests.conftest import Bridge, InferenceProc, bridge_env
 from tests.utils.procs import Proc, free_port, start_bridge, start_inference
 from tests.utils.tls import Pki, make_pki
 
+pytestmark = pytest.mark.server  # starts real servers (not in make test-fast)
+
 TOKEN = "svc-" + secrets.token_urlsafe(24)
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
 SERVICE = "genserve.inference.v1.InferenceService"

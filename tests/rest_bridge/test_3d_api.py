@@ -513,6 +513,7 @@ def test_fetched_bodies_are_held_to_the_image_rules(
     no_work.check()
 
 
+@pytest.mark.server
 def test_no_inference_server_is_503_before_any_debit(tmp_path: Path, logs: Path) -> None:
     """Inference unreachable: 503 before any debit or row."""
     db_url = f"sqlite:///{tmp_path / 'genserve.db'}"

@@ -127,6 +127,7 @@ def test_log_ins_are_limited_per_address_right_or_wrong(guarded: Bridge) -> None
 # --- sign-ups closed -------------------------------------------------------------------------
 
 
+@pytest.mark.server
 def test_closed_sign_ups_leave_account_creation_to_the_operator(tmp_path: Path, logs: Path) -> None:
     db_url = f"sqlite:///{tmp_path / 'genserve.db'}"
     env = bridge_env(tmp_path, db_url, f"127.0.0.1:{free_port()}", GENSERVE_SIGNUP="closed")
@@ -166,6 +167,7 @@ def test_closed_sign_ups_leave_account_creation_to_the_operator(tmp_path: Path, 
         engine.dispose()
 
 
+@pytest.mark.server
 def test_an_unknown_sign_up_switch_stops_the_bridge(tmp_path: Path, logs: Path) -> None:
     env = bridge_env(
         tmp_path, f"sqlite:///{tmp_path / 'g.db'}", "127.0.0.1:1", GENSERVE_SIGNUP="maybe"

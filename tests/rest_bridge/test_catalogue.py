@@ -21,6 +21,8 @@ from storage.models import Account, Generation
 from tests.conftest import Bridge, InferenceProc, bridge_env
 from tests.utils.procs import ROOT, start_bridge, start_inference
 
+pytestmark = pytest.mark.server  # starts real servers (not in make test-fast)
+
 FIRST = """
 [models.nano-banana]
 kind = "image"

@@ -15,6 +15,8 @@ from storage.models import Account, Generation
 from tests.conftest import Bridge, InferenceProc, bridge_env
 from tests.utils.procs import free_port, start_bridge, start_inference
 
+pytestmark = pytest.mark.server  # starts real servers (not in make test-fast)
+
 
 def _bridge(tmp: Path, logs: Path, target: str, **extra: str) -> Bridge:
     db_url = f"sqlite:///{tmp / 'genserve.db'}"

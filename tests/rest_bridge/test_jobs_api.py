@@ -21,6 +21,8 @@ from tests.utils.hooks import Receiver, receiving
 from tests.utils.procs import start_bridge, start_inference
 from tests.utils.sse import SseEvent, read_events
 
+pytestmark = pytest.mark.server  # starts real servers (not in make test-fast)
+
 MODELS = """
 [models.nano-banana]
 kind = "image"

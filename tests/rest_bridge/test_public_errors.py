@@ -162,6 +162,7 @@ def test_a_missed_deadline_reads_as_the_public_sentence(
     assert "Deadline Exceeded" in _logged(bridge, gen.id, "DEADLINE_EXCEEDED")
 
 
+@pytest.mark.server
 def test_a_server_killed_mid_run_reads_as_the_public_sentence(
     tmp_path: Path, logs: Path, model_cache: Path, cleanup: list[Any]
 ) -> None:

@@ -210,6 +210,7 @@ def test_missing_header_is_not_a_guess(redis_bridges: BridgePair) -> None:
         assert r.status_code == 401
 
 
+@pytest.mark.server
 def test_unreachable_redis_stops_the_bridge_at_start_up(tmp_path: Path, logs: Path) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     env = bridge_env(tmp_path, f"sqlite:///{tmp_path / 'g.db'}", "127.0.0.1:1", REDIS_URL=dead)

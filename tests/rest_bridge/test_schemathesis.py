@@ -34,6 +34,8 @@ from schemathesis.engine import events, from_schema
 from tests.conftest import Bridge, bridge_env, fresh_pg_database
 from tests.utils.procs import Proc, start_bridge, start_inference
 
+pytestmark = pytest.mark.server  # starts real servers (not in make test-fast)
+
 MODELS = """
 [models.nano-banana]
 kind = "image"

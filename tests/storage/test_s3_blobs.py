@@ -18,6 +18,8 @@ from storage.blobs import (
 )
 from tests.utils.s3 import MotoS3, start_moto
 
+pytestmark = pytest.mark.server  # starts real servers (not in make test-fast)
+
 BUCKET = "genserve-blobs"
 
 

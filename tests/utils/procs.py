@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from tests.utils.lanes import needs
+
 if TYPE_CHECKING:
     import grpc
 
@@ -29,6 +31,7 @@ def free_port() -> int:
 
 class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        needs("server", f"a server process ({' '.join(args[1:3])})")
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.popen = subprocess.Popen(
