@@ -7,16 +7,23 @@ each on schedule whatever the answers do (an open loop), and prints:
 
 - requests sent, answered by HTTP status, and lost (no answer: a timeout or a
   broken connection);
+- the refused share: answers that declined the work instead of doing it, 429
+  (rate limit or a braked client), 503 (overloaded, no inference server) and 402
+  (not enough points), out of the requests sent;
 - latency percentiles (p50, p95, p99, max) of the answered requests;
 - the resident memory (``VmRSS`` from ``/proc``) of both processes after the
   warm-up and after the run;
 - the database afterwards: every generation ended (none pending or running),
   and the balance equal to the ledger's sum.
 
-The exit status is 1 when a request was lost, a row is still live or points
-do not add up. Everything is bounded: at most ``rate x seconds`` requests,
-at most ``--max-in-flight`` at once (a tick that finds them all busy is counted
-as not sent), each answered within ``--timeout`` seconds.
+The exit status is 1 when a request was lost, an answer was an error (any
+status but 200 and the refusals), more than ``--max-refused`` of the requests
+sent were refused (5 % by default: a run that was mostly refused measured the
+refusals, not the rate), a row is still live or points do not add up.
+
+Everything is bounded: at most ``rate x seconds`` requests, at most
+``--max-in-flight`` at once (a tick that finds them all busy is counted as not
+sent), each answered within ``--timeout`` seconds.
 
 The inference server runs with one OpenMP thread (``--inference-threads``): on
 a CPU the bridge and the load generator share, a team of one thread per core
@@ -54,6 +61,11 @@ MODEL = "nano-banana"
 PRICE = 4  # points per image (GENSERVE_PRICE_IMAGE's default)
 PER_KEY = 900  # requests per key: under the enterprise plan's 1,000 an hour
 OPENING_POINTS = 10**9
+WARM_UP = 3  # requests before the run, each a completed generation
+# Answers that decline the work rather than do it or fail at it: the rate limits (429),
+# the inference side out of capacity or unreachable (503) and the account's points (402).
+REFUSED = frozenset({402, 429, 503})
+MAX_REFUSED = 0.05
 
 
 @dataclass
@@ -67,6 +79,22 @@ class Outcome:
     @property
     def answered(self) -> int:
         return sum(self.statuses.values())
+
+    @property
+    def refused(self) -> int:
+        return sum(n for code, n in self.statuses.items() if code in REFUSED)
+
+    @property
+    def refused_share(self) -> float:
+        """Refused answers out of the requests sent (0 when none was sent)."""
+        return self.refused / self.sent if self.sent else 0.0
+
+    @property
+    def errors(self) -> Counter[int]:
+        """Answers that are neither a generation (200) nor a refusal."""
+        return Counter(
+            {code: n for code, n in self.statuses.items() if code != 200 and code not in REFUSED}
+        )
 
 
 def rss_mib(proc: Proc) -> float:
@@ -155,7 +183,7 @@ async def drive(
     return out
 
 
-def warm_up(base: str, key: str, count: int = 3) -> None:
+def warm_up(base: str, key: str, count: int = WARM_UP) -> None:
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as c:
         for i in range(count):
             r = c.post("/api/v1/images", json={"prompt": f"warm {i}"}, timeout=120)
@@ -217,7 +245,13 @@ def run(args: argparse.Namespace) -> int:
             if bridge is not None:
                 bridge.stop()
             inference.stop()
-    return report(out, wall, rss_before, rss_after, cpu, statuses, balance, ledger)
+    report(out, wall, rss_before, rss_after, cpu, statuses, balance, ledger)
+    problems = verdict(out, statuses, balance, ledger, args.max_refused)
+    if problems:
+        print("FAILED: " + "; ".join(problems))
+        return 1
+    print(f"OK: nothing lost, {out.refused_share:.1%} refused (at most {args.max_refused:.1%})")
+    return 0
 
 
 def report(
@@ -229,7 +263,8 @@ def report(
     statuses: Counter[str],
     balance: int,
     ledger: int,
-) -> int:
+) -> None:
+    """Prints the run's figures; :func:`verdict` judges them."""
     ms = [v * 1000 for v in out.latencies]
     by_status = ", ".join(f"{code}: {n}" for code, n in sorted(out.statuses.items())) or "none"
     lost = sum(out.lost.values())
@@ -237,6 +272,8 @@ def report(
     print(f"sent          {out.sent} in {wall:.1f} s (not sent, all in flight: {out.not_sent})")
     print(f"answered      {out.answered} ({by_status}); {out.answered / wall:.2f}/s")
     print(f"lost          {lost} {dict(out.lost) if lost else ''}".rstrip())
+    codes = "/".join(str(code) for code in sorted(REFUSED))
+    print(f"refused       {out.refused} of {out.sent} sent ({out.refused_share:.1%}; {codes})")
     if ms:
         print(
             f"latency       p50 {percentile(ms, 0.5):.0f} ms  p95 {percentile(ms, 0.95):.0f} ms"
@@ -258,23 +295,54 @@ def report(
     rows = ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
     print(f"database      generations {sum(statuses.values())} ({rows}); live {live}")
     print(f"points        balance {balance}, ledger sum {ledger}")
+
+
+def verdict(
+    out: Outcome, statuses: Counter[str], balance: int, ledger: int, max_refused: float
+) -> list[str]:
+    """What went wrong in a run, one line each; empty when nothing did.
+
+    ``statuses``: the account's generations by status afterwards (the warm-up's
+    included); ``max_refused``: the largest share of the requests sent that may be
+    refused (402, 429, 503) for the run to pass.
+    """
     problems = []
+    lost = sum(out.lost.values())
+    live = statuses["pending"] + statuses["running"]
+    if not out.sent:
+        problems.append("no request was sent")
     if lost:
         problems.append(f"{lost} requests got no answer")
     if out.sent != out.answered + lost:
         problems.append("sent and answered do not add up")
+    if out.refused_share > max_refused:
+        problems.append(
+            f"{out.refused} of {out.sent} requests refused ({out.refused_share:.1%},"
+            f" more than {max_refused:.1%})"
+        )
+    errors = out.errors
+    if errors:
+        by_code = ", ".join(f"{code}: {n}" for code, n in sorted(errors.items()))
+        problems.append(f"{sum(errors.values())} answers were errors ({by_code})")
     if live:
         problems.append(f"{live} generations still live")
     if balance != ledger:
         problems.append("the balance is not the ledger's sum")
-    if statuses["completed"] != out.statuses[200] + 3:  # the warm-up's three
+    if statuses["completed"] != out.statuses[200] + WARM_UP:
         problems.append(
-            f"{statuses['completed']} completed rows for {out.statuses[200]} answers (+3 warm-up)"
+            f"{statuses['completed']} completed rows for {out.statuses[200]} answers"
+            f" (+{WARM_UP} warm-up)"
         )
     if balance != OPENING_POINTS - PRICE * statuses["completed"]:
         problems.append("the balance is not the price of the completed generations")
-    print("OK: nothing lost" if not problems else "FAILED: " + "; ".join(problems))
-    return 1 if problems else 0
+    return problems
+
+
+def share_arg(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
+    return value
 
 
 def main() -> int:
@@ -293,6 +361,13 @@ def main() -> int:
     )
     parser.add_argument("--steps", type=int, default=2, help="denoising steps (2)")
     parser.add_argument("--cache", type=Path, default=Path("data/test-models"))
+    parser.add_argument(
+        "--max-refused",
+        type=share_arg,
+        default=MAX_REFUSED,
+        help="largest share of the requests sent that may be refused (402, 429, 503) for the"
+        f" run to pass, between 0 and 1 ({MAX_REFUSED})",
+    )
     args = parser.parse_args()
     if not 0 < args.seconds <= 3600 or not 0 < args.rate <= 1000:
         parser.error("--seconds must be in (0, 3600] and --rate in (0, 1000]")

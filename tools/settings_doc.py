@@ -51,6 +51,23 @@ def variables(cls: type[BaseSettings], name: str, field: FieldInfo) -> list[str]
     return [(prefix + name).upper()]
 
 
+def setting_variables(*classes: type[BaseSettings]) -> set[str]:
+    """Every environment variable a setting of ``classes`` (default: both processes') is read
+    from, aliases too (``DATABASE_URL``, ``GENSERVE_GRPC_TLS_CA``...): what deployment files
+    may set."""
+    if not classes:
+        from inference_server.settings import ServerSettings
+        from rest_bridge.settings import BridgeSettings
+
+        classes = (BridgeSettings, ServerSettings)
+    return {
+        variable
+        for cls in classes
+        for name, field in cls.model_fields.items()
+        for variable in variables(cls, name, field)
+    }
+
+
 def show_default(field: FieldInfo) -> str:
     if field.default_factory is not None:
         return "computed at start-up"
