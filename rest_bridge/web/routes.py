@@ -43,6 +43,7 @@ from storage.accounts import (
     EmailTaken,
     TooManyKeys,
     account_by_email,
+    account_by_id,
     api_key_of,
     create_account,
     create_api_key,
@@ -360,7 +361,7 @@ async def _keys_page(
     assert account_id is not None
 
     def load(session: Session) -> tuple[Account | None, list[pages.KeyRow]]:
-        account = session.get(Account, account_id)
+        account = account_by_id(session, account_id)
         keys = [k for k in list_api_keys(session, account_id) if k.revoked_at is None]
         rows = [
             pages.KeyRow(
