@@ -23,6 +23,7 @@ from rest_bridge.callers.keys import StateDep, client_address
 from rest_bridge.callers.limits import RateLimiterUnavailable
 from rest_bridge.callers.sessions import (
     FORM_COOKIE,
+    MAX_SESSION_TOKEN,
     SESSION_COOKIE,
     clear_session_cookie,
     form_csrf,
@@ -153,7 +154,7 @@ class SignedIn:
 
 async def _signed_in(request: Request, state: BridgeState) -> SignedIn | None:
     token = request.cookies.get(SESSION_COOKIE)
-    if not token or len(token) > 128:
+    if not token or len(token) > MAX_SESSION_TOKEN:
         return None
     account = await state.db(sessions.session_account, token)
     if account is None:

@@ -246,6 +246,24 @@ def test_failed_log_ins_share_the_brake_with_bad_keys(redis_bridges: BridgePair)
         assert "Too many failed attempts" in blocked.text
 
 
+def test_wrong_csrf_tokens_count_on_the_brake_and_a_live_session_passes_it(
+    redis_bridges: BridgePair,
+) -> None:
+    """The session is checked like a key: failures brake the address, a live one still works."""
+    address = "10.201." + ".".join(str(secrets.randbelow(250) + 1) for _ in range(2))
+    base = redis_bridges.first.base
+    with WebUser(base, address) as user:
+        assert user.signup().status_code == 303
+        csrf = user.csrf("/settings/api-keys")
+        for _ in range(5):
+            r = user.http.get("/api/v1/account", headers={"X-CSRF-Token": "0" * 64})
+            assert r.status_code == 401
+        braked = user.http.get("/api/v1/account", headers={"X-CSRF-Token": "0" * 64})
+        assert braked.status_code == 429 and "failed authentication" in braked.json()["error"]
+        live = user.http.get("/api/v1/account", headers={"X-CSRF-Token": csrf})
+        assert live.status_code == 200, live.text
+
+
 def test_the_settings_page_shows_the_accounts_webhook_secret(bridge: Bridge) -> None:
     with WebUser(bridge.base) as user:
         user.signup()
