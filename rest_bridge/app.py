@@ -114,7 +114,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     envelope.install(app)
     app.include_router(account.router)
     app.include_router(web.router)
-    app.include_router(studio.router)  # /projects, /playground and their /web/api/
+    app.include_router(studio.router)  # /projects and /playground, clients of /api/v1
     app.include_router(login_link.router)  # one-time log-in links (genserve up prints one)
     for router in (
         images.router,

@@ -63,6 +63,10 @@ def create_account(
     return account
 
 
+def account_by_id(session: Session, account_id: int) -> Account | None:
+    return session.get(Account, account_id)
+
+
 def account_by_email(session: Session, email: str) -> Account | None:
     return session.exec(select(Account).where(Account.email == email)).first()
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from storage.models import Account, WebSession, utcnow
+from storage.models import Account, ApiKey, WebSession, utcnow
 
 
 def token_hash(token: str) -> str:
@@ -42,6 +42,23 @@ def session_account(session: Session, token: str) -> Account | None:
         .where(WebSession.token_hash == token_hash(token), col(WebSession.expires_at) > utcnow())
     ).first()
     return row
+
+
+def session_caller(session: Session, token: str) -> tuple[Account, ApiKey | None] | None:
+    """The live session's account and its newest live key (None when it has none).
+
+    The key is the one whose hourly counter a signed-in page's API request moves
+    (``rest_bridge.callers.keys``).
+    """
+    account = session_account(session, token)
+    if account is None:
+        return None
+    key = session.exec(
+        select(ApiKey)
+        .where(ApiKey.account_id == account.id, col(ApiKey.revoked_at).is_(None))
+        .order_by(col(ApiKey.id).desc())
+    ).first()
+    return account, key
 
 
 def end_session(session: Session, token: str) -> None:

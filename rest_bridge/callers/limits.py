@@ -1,4 +1,5 @@
-"""Hourly request limits per API key, a brake on failed authentication per client address,
+"""Hourly request limits per API key (or per account, for a signed-in page of an account
+without a live key), a brake on failed authentication per client address,
 and per-address limits on the web page's sign-ups and log-ins.
 
 Counters live in Redis when ``REDIS_URL`` is set, shared by every bridge process;
@@ -22,6 +23,7 @@ from limits.errors import StorageError
 from rest_bridge.settings import BridgeSettings
 
 KEY_NAMESPACE = "requests"
+ACCOUNT_NAMESPACE = "account-requests"
 FAILURE_NAMESPACE = "auth-failures"
 ATTEMPT_NAMESPACES = {"signup": "signups", "login": "logins"}
 
@@ -119,8 +121,15 @@ class RateLimits:
 
     async def hit_key(self, key_id: int, limit: int) -> Window:
         """Counts one request for the key; ``allowed`` is False once the hour's limit is spent."""
-        item = HourlyRequests(limit, namespace=KEY_NAMESPACE)
-        key = item.key_for(key_id)
+        return await self._hit(KEY_NAMESPACE, key_id, limit)
+
+    async def hit_account(self, account_id: int, limit: int) -> Window:
+        """Counts one request of a signed-in page whose account has no live key."""
+        return await self._hit(ACCOUNT_NAMESPACE, account_id, limit)
+
+    async def _hit(self, namespace: str, identifier: int, limit: int) -> Window:
+        item = HourlyRequests(limit, namespace=namespace)
+        key = item.key_for(identifier)
         try:
             count = await self.storage.incr(key, item.get_expiry())
             reset = await self.storage.get_expiry(key)

@@ -5,6 +5,11 @@ only a page the server rendered for that session can submit them. Forms shown
 before sign-in (sign-up, log-in) carry an HMAC of a random value that is also
 kept in a SameSite=Strict cookie. Every POST must also come from this origin
 when the browser says where it comes from.
+
+The pages' scripts call the public ``/api/v1`` routes with the session cookie and
+the session's CSRF token in the ``X-CSRF-Token`` header; ``callers.keys`` takes that
+pair as a credential (``session_pair``), never the cookie alone, so a cross-site form
+or a cross-origin ``fetch`` (which cannot read the token) cannot use the cookie.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from rest_bridge.settings import BridgeSettings
 SESSION_COOKIE = "gs_session"
 FORM_COOKIE = "gs_form"
 FORM_COOKIE_MAX_AGE = 24 * 3600
+CSRF_HEADER = "x-csrf-token"
+MAX_SESSION_TOKEN = 128
 
 
 def _mac(secret: bytes, purpose: str, value: str) -> str:
@@ -38,6 +45,18 @@ def form_csrf(secret: bytes, form_nonce: str) -> str:
 
 def tokens_match(expected: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(expected.encode(), given.encode())
+
+
+def session_pair(request: Request) -> tuple[str | None, str] | None:
+    """The session cookie (None when absent or oversized) and the CSRF header, when the
+    header is there; None when it is not (the cookie alone is no credential)."""
+    csrf = request.headers.get(CSRF_HEADER)
+    if csrf is None:
+        return None
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or len(token) > MAX_SESSION_TOKEN:
+        token = None
+    return token, csrf
 
 
 def form_nonce(request: Request) -> tuple[str, bool]:

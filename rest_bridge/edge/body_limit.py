@@ -37,8 +37,8 @@ FORM_BODY_LIMIT = 16 * 1024
 password of at most 1,024, percent-encoded UTF-8 (up to 12 bytes a character), and a
 CSRF token."""
 
-THREE_D_PATHS = ("/api/v1/3d", "/web/api/3d")
-JSON_API_PREFIXES = ("/api/", "/v1/", "/web/api/")
+THREE_D_PATHS = ("/api/v1/3d",)
+JSON_API_PREFIXES = ("/api/", "/v1/")
 """The native API and the OpenAI-compatible one: JSON bodies, ``JSON_BODY_LIMIT``."""
 
 JSON_ALLOWANCE = 64 * 1024

@@ -53,7 +53,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ),
     ErrorCode(
         "forbidden", 403,
-        "A web page's own request without its session's CSRF token, or from another origin.",
+        "A signed-in page's request (session cookie and CSRF token) from another origin.",
     ),
     ErrorCode(
         "not_found", 404,

@@ -23,6 +23,7 @@ from rest_bridge.callers.keys import StateDep, client_address
 from rest_bridge.callers.limits import RateLimiterUnavailable
 from rest_bridge.callers.sessions import (
     FORM_COOKIE,
+    MAX_SESSION_TOKEN,
     SESSION_COOKIE,
     clear_session_cookie,
     form_csrf,
@@ -43,6 +44,7 @@ from storage.accounts import (
     EmailTaken,
     TooManyKeys,
     account_by_email,
+    account_by_id,
     api_key_of,
     create_account,
     create_api_key,
@@ -152,7 +154,7 @@ class SignedIn:
 
 async def _signed_in(request: Request, state: BridgeState) -> SignedIn | None:
     token = request.cookies.get(SESSION_COOKIE)
-    if not token or len(token) > 128:
+    if not token or len(token) > MAX_SESSION_TOKEN:
         return None
     account = await state.db(sessions.session_account, token)
     if account is None:
@@ -360,7 +362,7 @@ async def _keys_page(
     assert account_id is not None
 
     def load(session: Session) -> tuple[Account | None, list[pages.KeyRow]]:
-        account = session.get(Account, account_id)
+        account = account_by_id(session, account_id)
         keys = [k for k in list_api_keys(session, account_id) if k.revoked_at is None]
         rows = [
             pages.KeyRow(

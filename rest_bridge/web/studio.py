@@ -1,44 +1,39 @@
 """The signed-in pages that show and make work: ``/projects`` and ``/playground``.
 
-The playground has a session, not a key, so it posts to ``/web/api/...``: the same
-generation machinery as the API (``respond``), for a caller built from the session's
-account and its newest key (points, limits and the key's hourly count as the API's),
-with the session's CSRF token in a header. Its answer is the API's event stream, read
-with ``fetch`` (an ``EventSource`` cannot POST).
+Both are clients of the public API and have no routes of their own besides the pages:
+their scripts call ``/api/v1`` (``GET /api/v1/projects``, ``GET /api/v1/models``, and
+``POST /api/v1/{images,videos,3d}``) with the session cookie and the session's CSRF token
+in ``X-CSRF-Token``, which ``rest_bridge.callers.keys.authenticate`` takes as the
+account's credential: the same points, hourly limit, brake, errors and 429 as a key. A
+generation's answer is the API's event stream, read with ``fetch`` (an ``EventSource``
+cannot POST).
+
+The kinds come from ``genserve.vocabulary.PROJECT_TYPES`` and the bridge's kind units
+(``rest_bridge.generation.kinds``): the playground's kind options, the route each posts
+to (``/api/v1/{project type}``) and whether it takes a prompt, an input image and live
+previews are read from the unit's request model; a model's values (its durations,
+resolutions) from ``GET /api/v1/models``. Results and gallery cards are drawn from each
+file's ``content_type`` (image, video, or a GLB for the viewer), not from the kind.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from html import escape
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import Session, col, select
 
 from genserve.vocabulary import PROJECT_TYPES, ProjectType
-from rest_bridge.callers.keys import Caller, StateDep, limiter_unavailable
-from rest_bridge.callers.limits import RateLimiterUnavailable
-from rest_bridge.callers.sessions import same_origin, tokens_match
-from rest_bridge.edge.errors import ApiError
-from rest_bridge.generation.base import GenerationBody, GenerationKind
-from rest_bridge.generation.image import IMAGE, ImageRequest
-from rest_bridge.generation.respond import respond
-from rest_bridge.generation.three_d import THREE_D, MeshRequest
-from rest_bridge.generation.video import VIDEO, VideoRequest
-from rest_bridge.routes.projects import project_view
-from rest_bridge.state import BridgeState
+from rest_bridge.callers.keys import StateDep
+from rest_bridge.callers.sessions import CSRF_HEADER
+from rest_bridge.generation.kinds import KINDS
 from rest_bridge.web import pages
 from rest_bridge.web.routes import SignedIn, _nonce, _signed_in
-from storage import generations
-from storage.accounts import PLANS
-from storage.models import ApiKey, Asset, Generation
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 
-CSRF_HEADER = "x-csrf-token"
 PAGE_SIZE = 12
 
 
@@ -68,7 +63,15 @@ def _nav(signed: SignedIn) -> str:
     )
 
 
-def _page(title: str, body: str, nonce: str, signed: SignedIn, script: str) -> HTMLResponse:
+def _page(
+    title: str, body: str, signed: SignedIn, settings: dict[str, Any], *scripts: str
+) -> HTMLResponse:
+    """The page, its script given the session's CSRF token and ``settings`` as ``PAGE``."""
+    nonce = _nonce()
+    values = {"csrf": signed.csrf, "csrfHeader": CSRF_HEADER, **settings}
+    # json.dumps escapes no "</script>": "<" is written as \u003c so a value cannot close it.
+    data = json.dumps(values).replace("<", "\\u003c")
+    script = f'<script nonce="{nonce}">var PAGE = {data};{_API}{"".join(scripts)}</script>'
     content = pages.layout(
         title, _STYLE.replace("$nonce", nonce) + body, nonce, _nav(signed), script
     )
@@ -87,25 +90,6 @@ _STYLE = """<style nonce="$nonce">
 </style>"""
 
 
-def _media(project: dict[str, Any]) -> str:
-    url = escape(project["url"] or "")
-    if not project["url"]:
-        return ""
-    if project["type"] == "video":
-        poster = escape(project["thumbnail"] or "")
-        return (
-            f'<video controls muted loop preload="metadata" poster="{poster}" src="{url}"></video>'
-        )
-    if project["type"] == "3d":
-        return f'<canvas class="glb" width="320" height="240" data-src="{url}"></canvas>'
-    return f'<img src="{url}" alt="{escape(project["prompt"] or "")}">'
-
-
-_EMPTY = (
-    '<p class="muted" id="empty">Nothing yet: try the <a href="/playground">playground</a>.</p>'
-)
-
-
 @router.get("/projects")
 async def projects_page(
     request: Request,
@@ -113,52 +97,49 @@ async def projects_page(
     type: ProjectType = "all",
     page: int = Query(1, ge=1, le=1_000_000),
 ) -> Response:
+    """The gallery's frame; its script fills it from ``GET /api/v1/projects``."""
     signed = await _signed_in(request, state)
     if signed is None:
         return RedirectResponse("/login", status_code=303)
-    account_id = signed.account.id
-    assert account_id is not None
-
-    def load(session: Session) -> tuple[list[Generation], int, dict[str, list[Asset]]]:
-        rows, total = generations.list_projects(
-            session,
-            account_id=account_id,
-            kind=PROJECT_TYPES.get(type),
-            page=page,
-            limit=PAGE_SIZE,
-            descending=True,
-        )
-        return rows, total, generations.assets_of(session, [g.id for g in rows])
-
-    rows, total, assets = await state.db(load)
-    projects = [project_view(state, g, assets.get(g.id, [])) for g in rows]
-    pages_count = math.ceil(total / PAGE_SIZE) if total else 0
     filters = " ".join(
         f'<a href="/projects?type={t}" class="{"on" if t == type else ""}">{t}</a>'
         for t in ("all", *PROJECT_TYPES)
     )
-    cards = "".join(
-        f'<div class="card project" data-type="{escape(p["type"])}">{_media(p)}'
-        f"<p>{escape(p['prompt'] or '')}</p>"
-        f'<p class="muted">{escape(p["type"])} · {escape(p["created_at"] or "")}</p></div>'
-        for p in projects
-    )
-    paging = []
-    if page > 1:
-        paging.append(f'<a id="newer" href="/projects?type={type}&amp;page={page - 1}">Newer</a>')
-    if page < pages_count:
-        paging.append(f'<a id="older" href="/projects?type={type}&amp;page={page + 1}">Older</a>')
-    plural = "s" if total != 1 else ""
     body = f"""<section>
 <h1>Projects</h1>
 <p class="filters">{filters}</p>
-<p class="muted" id="count">{total} project{plural} · page {page} of {max(pages_count, 1)}</p>
-<div class="grid">{cards or _EMPTY}</div>
-<p>{" ".join(paging)}</p>
+<p class="muted" id="count">Loading…</p>
+<div class="grid" id="grid"></div>
+<p id="empty" class="muted" hidden>Nothing yet: try the <a href="/playground">playground</a>.</p>
+<p id="paging"></p>
 </section>"""
-    nonce = _nonce()
-    script = f'<script nonce="{nonce}">{_GLB_VIEWER}</script>'
-    return _page("Projects", body, nonce, signed, script)
+    settings = {"type": type, "page": page, "pageSize": PAGE_SIZE}
+    return _page("Projects", body, signed, settings, _GLB_VIEWER, _GALLERY)
+
+
+def _kind_forms() -> list[dict[str, Any]]:
+    """Each kind the playground offers: its route and what its request model takes."""
+    forms = []
+    for project_type, kind in PROJECT_TYPES.items():
+        unit = KINDS.get(kind)
+        if unit is None:
+            continue
+        fields = unit.body.model_fields
+        forms.append(
+            {
+                "value": project_type,
+                "kind": kind,
+                "path": f"/api/v1/{project_type}",
+                "prompt": "prompt" in fields,
+                "image": "image_base64" in fields,
+                "preview": "preview" in fields,
+            }
+        )
+    return forms
+
+
+def _label(form: dict[str, Any]) -> str:
+    return form["kind"] + (" from an image" if form["image"] and not form["prompt"] else "")
 
 
 @router.get("/playground")
@@ -166,12 +147,17 @@ async def playground_page(request: Request, state: StateDep) -> Response:
     signed = await _signed_in(request, state)
     if signed is None:
         return RedirectResponse("/login", status_code=303)
+    forms = _kind_forms()
+    options = "".join(
+        f'<option value="{escape(f["value"])}">{escape(_label(f))}</option>' for f in forms
+    )
     body = f"""<section>
 <h1>Playground</h1>
 <form id="make">
 <label for="kind">Kind</label>
-<select id="kind" name="kind"><option value="images">Image</option>
-<option value="videos">Video</option><option value="3d">3D model from an image</option></select>
+<select id="kind" name="kind">{options}</select>
+<label for="model">Model</label>
+<select id="model" name="model"></select>
 <p id="prompt-field"><label for="prompt">Prompt</label>
 <textarea id="prompt" name="prompt" rows="3" maxlength="4000"></textarea></p>
 <p id="image-field" hidden><label for="image">Image (PNG, JPEG or WebP)</label>
@@ -186,75 +172,119 @@ async def playground_page(request: Request, state: StateDep) -> Response:
 <div id="result"></div>
 <p id="points" class="muted">Points left: {signed.account.points}</p>
 </section>"""
-    nonce = _nonce()
-    script = f'<script nonce="{nonce}">var CSRF = {json.dumps(signed.csrf)};{_PLAYGROUND}</script>'
-    return _page("Playground", body, nonce, signed, script)
+    return _page("Playground", body, signed, {"kinds": forms}, _PLAYGROUND)
 
 
-async def _session_caller(request: Request, state: BridgeState) -> Caller:
-    """The session's account as a caller, through its newest key (counted as the API counts)."""
-    signed = await _signed_in(request, state)
-    if signed is None:
-        raise ApiError(401, "invalid_api_key", "Log in first.")
-    if not same_origin(request, state.settings) or not tokens_match(
-        signed.csrf, request.headers.get(CSRF_HEADER)
-    ):
-        raise ApiError(403, "forbidden", "This request did not come from a genserve page.")
-    account = signed.account
-    assert account.id is not None
+# What both pages share: ``api`` (a call to /api/v1 with the session's CSRF token) and
+# ``media`` (an element for one output file, chosen by its content type).
+_API = r"""
+function api(path, options) {
+  options = options || {};
+  var headers = options.headers || {};
+  headers[PAGE.csrfHeader] = PAGE.csrf;
+  if (!headers["Accept"]) { headers["Accept"] = "application/json"; }
+  options.headers = headers;
+  options.credentials = "same-origin";
+  return fetch(path, options);
+}
+function media(file, options) {
+  options = options || {};
+  var type = String(file.content_type || ""), el;
+  if (type.indexOf("image/") === 0) {
+    el = document.createElement("img"); el.src = file.url; el.alt = options.alt || "";
+  } else if (type.indexOf("video/") === 0) {
+    el = document.createElement("video"); el.src = file.url; el.controls = true;
+    el.muted = true; el.loop = true; el.preload = "metadata";
+    if (options.poster) { el.poster = options.poster; }
+  } else if (type === "model/gltf-binary" && options.viewer) {
+    el = document.createElement("canvas"); el.className = "glb";
+    el.width = 320; el.height = 240; el.dataset.src = file.url;
+  } else {
+    el = document.createElement("a"); el.href = file.url;
+    el.textContent = file.file_name || file.url;
+  }
+  if (options.className) { el.classList.add(options.className); }
+  return el;
+}
+"""
 
-    def newest_key(session: Session) -> ApiKey | None:
-        query = (
-            select(ApiKey)
-            .where(ApiKey.account_id == account.id, col(ApiKey.revoked_at).is_(None))
-            .order_by(col(ApiKey.id).desc())
-        )
-        return session.exec(query).first()
-
-    key = await state.db(newest_key)
-    if key is None or key.id is None:
-        raise ApiError(401, "invalid_api_key", "Create an API key in Settings → API Keys first.")
-    try:
-        window = await state.ratelimits.hit_key(key.id, PLANS.get(account.plan, PLANS["free"]))
-    except RateLimiterUnavailable as exc:
-        raise limiter_unavailable(state) from exc
-    if not window.allowed:
-        retry = window.retry_after()
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"Your key has used its {window.limit} requests for this hour; retry in {retry} s.",
-            headers={"Retry-After": str(retry)},
-        )
-    return Caller(account_id=account.id, key_id=key.id, plan=account.plan)
-
-
-async def _generate(
-    request: Request, state: BridgeState, unit: GenerationKind[Any], body: GenerationBody
-) -> Response:
-    caller = await _session_caller(request, state)
-    return await respond(request, state, caller, unit, body)
-
-
-@router.post("/web/api/images")
-async def web_images(body: ImageRequest, request: Request, state: StateDep) -> Response:
-    return await _generate(request, state, IMAGE, body)
-
-
-@router.post("/web/api/videos")
-async def web_videos(body: VideoRequest, request: Request, state: StateDep) -> Response:
-    return await _generate(request, state, VIDEO, body)
-
-
-@router.post("/web/api/3d")
-async def web_3d(body: MeshRequest, request: Request, state: StateDep) -> Response:
-    return await _generate(request, state, THREE_D, body)
-
+_GALLERY = r"""
+(function () {
+  function $(id) { return document.getElementById(id); }
+  var query = "type=" + encodeURIComponent(PAGE.type) + "&page=" + PAGE.page +
+    "&limit=" + PAGE.pageSize;
+  function link(id, page, text) {
+    var a = document.createElement("a");
+    a.id = id; a.textContent = text;
+    a.href = "/projects?type=" + encodeURIComponent(PAGE.type) + "&page=" + page;
+    $("paging").appendChild(a); $("paging").appendChild(document.createTextNode(" "));
+  }
+  function card(p) {
+    var div = document.createElement("div");
+    div.className = "card project"; div.dataset.type = p.type;
+    var first = (p.outputs || [])[0];
+    if (first) {
+      var el = media(first, {poster: p.thumbnail, alt: p.prompt || "", viewer: true});
+      div.appendChild(el);
+      if (el.tagName === "CANVAS") { window.loadGlb(el); }
+    }
+    var prompt = document.createElement("p"); prompt.textContent = p.prompt || "";
+    var about = document.createElement("p"); about.className = "muted";
+    about.textContent = p.type + " · " + (p.created_at || "");
+    div.appendChild(prompt); div.appendChild(about);
+    return div;
+  }
+  api("/api/v1/projects?" + query).then(function (r) {
+    return r.json().then(function (body) { return {ok: r.ok, body: body}; });
+  }).then(function (answer) {
+    if (!answer.ok) {
+      $("count").textContent = "Could not load the projects: " + answer.body.error;
+      $("count").className = "error";
+      return;
+    }
+    var data = answer.body.data, pages = data.pagination.pages, total = data.pagination.total;
+    $("count").textContent = total + " project" + (total !== 1 ? "s" : "") + " · page " +
+      data.pagination.page + " of " + Math.max(pages, 1);
+    data.projects.forEach(function (p) { $("grid").appendChild(card(p)); });
+    $("empty").hidden = data.projects.length > 0;
+    if (PAGE.page > 1) { link("newer", PAGE.page - 1, "Newer"); }
+    if (PAGE.page < pages) { link("older", PAGE.page + 1, "Older"); }
+    document.body.dataset.loaded = "1";
+  }).catch(function (err) { $("count").textContent = "Could not load the projects: " + err; });
+})();
+"""
 
 _PLAYGROUND = r"""
 (function () {
   var form = document.getElementById("make");
   function $(id) { return document.getElementById(id); }
+  function kindOf(value) {
+    return PAGE.kinds.filter(function (k) { return k.value === value; })[0];
+  }
+  var models = api("/api/v1/models").then(function (r) {
+    return r.ok ? r.json().then(function (b) { return b.data.models; }) : [];
+  }).catch(function () { return []; });
+  function fillModels() {
+    var kind = kindOf($("kind").value);
+    return models.then(function (list) {
+      $("model").innerHTML = "";
+      list.filter(function (m) { return m.kind === kind.kind; }).forEach(function (m) {
+        var option = document.createElement("option");
+        option.value = m.name; option.textContent = m.name; option.selected = m["default"];
+        $("model").appendChild(option);
+      });
+      return list;
+    });
+  }
+  function files(data) {
+    var found = [];
+    Object.keys(data).forEach(function (name) {
+      [].concat(data[name]).forEach(function (v) {
+        if (v && typeof v === "object" && v.url && v.content_type) { found.push(v); }
+      });
+    });
+    return found;
+  }
   function show(name, data) {
     if (name === "queued") {
       $("status").textContent = data.position > 0
@@ -270,22 +300,13 @@ _PLAYGROUND = r"""
       $("status").textContent = "Done";
       $("bar").value = $("bar").max;
       $("result").innerHTML = "";
-      (data.images || []).forEach(function (f) {
-        var img = document.createElement("img");
-        img.src = f.url; img.className = "output"; $("result").appendChild(img);
+      files(data).forEach(function (f) {
+        if (f.preview_image) {
+          $("result").appendChild(media({url: f.preview_image, content_type: "image/png"},
+                                        {className: "output"}));
+        }
+        $("result").appendChild(media(f, {className: "output", alt: $("prompt").value}));
       });
-      if (data.video) {
-        var video = document.createElement("video");
-        video.src = data.video.url; video.className = "output"; video.controls = true;
-        $("result").appendChild(video);
-      }
-      if (data.model) {
-        var link = document.createElement("a");
-        link.href = data.model.url; link.textContent = data.model.file_name;
-        var shot = document.createElement("img");
-        shot.src = data.model.preview_image; shot.className = "output";
-        $("result").appendChild(shot); $("result").appendChild(link);
-      }
       if (data.remaining_points !== undefined) {
         $("points").textContent = "Points left: " + data.remaining_points;
       }
@@ -302,14 +323,20 @@ _PLAYGROUND = r"""
     });
     if (lines.length) { show(name, JSON.parse(lines.join("\n"))); }
   }
-  $("kind").addEventListener("change", function () {
-    var mesh = $("kind").value === "3d";
-    $("prompt-field").hidden = mesh; $("image-field").hidden = !mesh;
-  });
-  function readImage() {
+  function shape() {
+    var kind = kindOf($("kind").value);
+    $("prompt-field").hidden = !kind.prompt; $("image-field").hidden = !kind.image;
+    fillModels();
+  }
+  $("kind").addEventListener("change", shape);
+  shape();
+  function readImage(required) {
     return new Promise(function (resolve, reject) {
       var file = $("image").files[0];
-      if (!file) { reject(new Error("Choose an image first.")); return; }
+      if (!file) {
+        if (required) { reject(new Error("Choose an image first.")); } else { resolve(null); }
+        return;
+      }
       var reader = new FileReader();
       reader.onload = function () { resolve(reader.result); };
       reader.onerror = function () { reject(reader.error); };
@@ -318,29 +345,35 @@ _PLAYGROUND = r"""
   }
   form.addEventListener("submit", function (event) {
     event.preventDefault();
-    var kind = $("kind").value;
-    if (kind === "3d") {
-      readImage().then(function (dataUrl) { send(kind, {image_base64: dataUrl}); })
-        .catch(function (err) { show("failed", {message: String(err.message || err)}); });
-      return;
-    }
-    var body = {prompt: $("prompt").value, preview: 1};
-    if (kind === "videos") { body.duration = 1; body.resolution = "360p"; }
-    send(kind, body);
+    var kind = kindOf($("kind").value), body = {};
+    var image = kind.image ? readImage(!kind.prompt) : Promise.resolve(null);
+    Promise.all([image, models]).then(function (got) {
+      if (got[0]) { body.image_base64 = got[0]; }
+      if (kind.prompt) { body.prompt = $("prompt").value; }
+      if (kind.preview) { body.preview = 1; }
+      var chosen = got[1].filter(function (m) { return m.name === $("model").value; })[0];
+      if (chosen) {
+        body.model = chosen.name;
+        // the playground asks for the model's quickest output: shortest, smallest
+        if (chosen.duration && chosen.duration.min) { body.duration = chosen.duration.min; }
+        if (chosen.resolutions && chosen.resolutions.length) {
+          body.resolution = chosen.resolutions[0];
+        }
+      }
+      send(kind.path, body);
+    }).catch(function (err) { show("failed", {message: String(err.message || err)}); });
   });
-  function send(kind, body) {
+  function send(path, body) {
     $("run").hidden = false; $("preview").hidden = true; $("result").innerHTML = "";
     $("status").className = "muted"; $("status").textContent = "Sending";
     $("bar").value = 0;
-    fetch("/web/api/" + kind, {
+    api(path, {
       method: "POST",
-      headers: {"Content-Type": "application/json", "Accept": "text/event-stream",
-                "X-CSRF-Token": CSRF},
-      body: JSON.stringify(body),
-      credentials: "same-origin"
+      headers: {"Content-Type": "application/json", "Accept": "text/event-stream"},
+      body: JSON.stringify(body)
     }).then(function (response) {
       if (!response.ok) {
-        return response.json().then(function (e) { show("failed", e.error || e); });
+        return response.json().then(function (e) { show("failed", e); });
       }
       var reader = response.body.getReader(), decoder = new TextDecoder(), buffer = "";
       function pump() {
@@ -360,7 +393,8 @@ _PLAYGROUND = r"""
 """
 
 # A small GLB viewer (no library): the first primitive's positions, vertex colours and
-# indices, drawn with WebGL and turned about the vertical axis.
+# indices, drawn with WebGL and turned about the vertical axis. ``loadGlb(canvas)`` fetches
+# ``canvas.dataset.src`` and starts it.
 _GLB_VIEWER = r"""
 (function () {
   function view(canvas, buffer) {
@@ -436,11 +470,11 @@ _GLB_VIEWER = r"""
     }
     requestAnimationFrame(frame);
   }
-  document.querySelectorAll("canvas.glb").forEach(function (canvas) {
+  window.loadGlb = function (canvas) {
     fetch(canvas.dataset.src, {credentials: "same-origin"})
       .then(function (r) { return r.arrayBuffer(); })
       .then(function (b) { view(canvas, b); canvas.dataset.loaded = "1"; })
       .catch(function () { canvas.dataset.loaded = "error"; });
-  });
+  };
 })();
 """

@@ -1,7 +1,9 @@
 """/playground and /projects in headless Chromium, every request off this bridge blocked.
 
 Sign up and make a key, generate an image from the playground (queue, progress bar, live
-previews, result, points left), then see it, a video and a 3D model on /projects.
+previews, result, points left), then see it, a video and a 3D model on /projects. Both
+pages are clients of the public API: every call they make goes to ``/api/v1`` with the
+session cookie and the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -59,6 +61,15 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
     page: Page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    calls: list[tuple[str, str, bool]] = []  # the pages' fetches: method, path, CSRF header
+    page.on(
+        "request",
+        lambda r: (
+            calls.append((r.method, r.url[len(bridge.base) :], "x-csrf-token" in r.headers))
+            if r.resource_type == "fetch"
+            else None
+        ),
+    )
     try:
         key = _sign_up_with_key(page)
         page.goto("/playground")
@@ -100,8 +111,17 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
             left = api.get("/api/v1/account").json()["data"]["points"]
         expect(page.locator("#points")).to_have_text(f"Points left: {left}")
 
+        posts = [(m, p) for m, p, _ in calls if m == "POST"]
+        assert posts == [
+            ("POST", "/api/v1/images"),
+            ("POST", "/api/v1/videos"),
+            ("POST", "/api/v1/3d"),
+        ]
+
         page.goto("/projects")
         expect(page.locator(".project")).to_have_count(3)
+        expect(page.locator("#count")).to_have_text("3 projects · page 1 of 1")
+        expect(page.locator(".project[data-type=image] p").first).to_have_text("a red cube")
         expect(page.locator(".project[data-type=image] img")).to_have_count(1)
         assert page.eval_on_selector(".project img", "i => i.naturalWidth") > 0
         video_el = page.locator(".project[data-type=video] video[controls]")
@@ -117,6 +137,10 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
         page.goto("/projects?type=videos")
         expect(page.locator(".project")).to_have_count(1)
         expect(page.locator(".project[data-type=video]")).to_have_count(1)
+        assert ("GET", "/api/v1/projects?type=videos&page=1&limit=12", True) in calls
+        fetched = [path for _, path, _ in calls if not path.startswith("/files/")]
+        assert fetched and all(path.startswith("/api/v1/") for path in fetched), fetched
+        assert all(csrf for _, path, csrf in calls if path.startswith("/api/v1/"))
         assert errors == [], errors
         assert blocked == [], blocked
     finally:
@@ -124,7 +148,9 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
 
 
 @pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
-def test_web_api_needs_the_session_csrf_token(bridge: Bridge, browser: Browser) -> None:
+def test_the_api_takes_the_session_only_with_its_csrf_token(
+    bridge: Bridge, browser: Browser
+) -> None:
     context = browser.new_context(base_url=bridge.base)
     _offline(context, bridge.base)
     page = context.new_page()
@@ -132,12 +158,13 @@ def test_web_api_needs_the_session_csrf_token(bridge: Bridge, browser: Browser) 
         _sign_up_with_key(page)
         page.goto("/playground")
         status = page.evaluate(
-            """fetch('/web/api/images', {method: 'POST', body: JSON.stringify({prompt: 'x'}),
+            """fetch('/api/v1/images', {method: 'POST', body: JSON.stringify({prompt: 'x'}),
                  headers: {'Content-Type': 'application/json'}}).then(r => r.status)"""
         )
-        assert status == 403
+        assert status == 401  # the cookie alone is no credential
         page.goto("/projects")
-        expect(page.locator("#empty")).to_have_count(1)  # the refused call made nothing
+        expect(page.locator("#empty")).to_be_visible()  # the refused call made nothing
+        expect(page.locator("#count")).to_have_text("0 projects · page 1 of 1")
     finally:
         context.close()
 
@@ -146,5 +173,5 @@ def test_pages_send_signed_out_visitors_to_log_in(bridge: Bridge) -> None:
     for path in ("/projects", "/playground"):
         r = httpx.get(bridge.base + path, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/login"
-    r = httpx.post(bridge.base + "/web/api/images", json={"prompt": "x"})
+    r = httpx.post(bridge.base + "/api/v1/images", json={"prompt": "x"})
     assert r.status_code == 401

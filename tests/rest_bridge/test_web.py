@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from storage import points
 from storage.accounts import account_by_email, list_api_keys
-from storage.models import Account, ApiKey, WebSession
+from storage.models import Account, ApiKey, Generation, WebSession
 from tests.conftest import Bridge, BridgePair
 from tests.utils.web import WebUser, new_email
 
@@ -246,6 +246,24 @@ def test_failed_log_ins_share_the_brake_with_bad_keys(redis_bridges: BridgePair)
         assert "Too many failed attempts" in blocked.text
 
 
+def test_wrong_csrf_tokens_count_on_the_brake_and_a_live_session_passes_it(
+    redis_bridges: BridgePair,
+) -> None:
+    """The session is checked like a key: failures brake the address, a live one still works."""
+    address = "10.201." + ".".join(str(secrets.randbelow(250) + 1) for _ in range(2))
+    base = redis_bridges.first.base
+    with WebUser(base, address) as user:
+        assert user.signup().status_code == 303
+        csrf = user.csrf("/settings/api-keys")
+        for _ in range(5):
+            r = user.http.get("/api/v1/account", headers={"X-CSRF-Token": "0" * 64})
+            assert r.status_code == 401
+        braked = user.http.get("/api/v1/account", headers={"X-CSRF-Token": "0" * 64})
+        assert braked.status_code == 429 and "failed authentication" in braked.json()["error"]
+        live = user.http.get("/api/v1/account", headers={"X-CSRF-Token": csrf})
+        assert live.status_code == 200, live.text
+
+
 def test_the_settings_page_shows_the_accounts_webhook_secret(bridge: Bridge) -> None:
     with WebUser(bridge.base) as user:
         user.signup()
@@ -258,3 +276,158 @@ def test_the_settings_page_shows_the_accounts_webhook_secret(bridge: Bridge) -> 
     with Session(bridge.engine) as s:
         secrets_ = [a.webhook_secret for a in s.exec(select(Account)).all()]
     assert len(set(secrets_)) == len(secrets_)
+
+
+# The pages are clients of /api/v1: a session (cookie + the session's CSRF token in
+# X-CSRF-Token) is one more credential of the one authentication dependency.
+
+
+def _signed_in_with_key(user: WebUser) -> tuple[str, int, str]:
+    """Signs up and makes a key; returns the session's CSRF token, the key's id and the key."""
+    assert user.signup().status_code == 303
+    key_id, key = user.new_key("pages")
+    return user.csrf("/settings/api-keys"), key_id, key
+
+
+def _generation_key(bridge: Bridge, generation_id: str) -> int | None:
+    with Session(bridge.engine) as s:
+        gen = s.get(Generation, generation_id)
+        assert gen is not None
+        return gen.api_key_id
+
+
+def test_a_session_generates_through_the_public_api_like_a_key(bridge: Bridge) -> None:
+    with WebUser(bridge.base) as user:
+        csrf, key_id, key = _signed_in_with_key(user)
+        r = user.http.post(
+            "/api/v1/images", json={"prompt": "a red cube"}, headers={"X-CSRF-Token": csrf}
+        )
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        assert data["remaining_points"] == 96  # 100, less an image's 4, as with a key
+        assert r.headers["x-ratelimit-limit"] == "100"
+        assert r.headers["x-ratelimit-remaining"] == "99"
+        assert _generation_key(bridge, data["generation_id"]) == key_id  # counted on the key
+        with bridge.client(key) as api:
+            by_key = api.post("/api/v1/images", json={"prompt": "a blue cube"})
+            assert by_key.status_code == 200
+            assert by_key.json()["data"]["remaining_points"] == 92
+            assert by_key.headers["x-ratelimit-remaining"] == "98"  # one hourly budget
+        listed = user.http.get("/api/v1/projects", headers={"X-CSRF-Token": csrf})
+        assert listed.status_code == 200
+        assert [p["prompt"] for p in listed.json()["data"]["projects"]] == [
+            "a blue cube",
+            "a red cube",
+        ]
+        row = user.keys_page().text
+        row = row[row.index(f'data-key-id="{key_id}"') :]
+        assert '<td class="key-usage">3 / 100</td>' in row
+    account = _account(bridge, user.email)
+    assert account is not None and account.id is not None
+    with Session(bridge.engine) as s:
+        assert points.balance(s, account.id) == points.ledger_sum(s, account.id) == 92
+
+
+def test_the_cookie_alone_or_a_wrong_token_is_no_credential(bridge: Bridge) -> None:
+    with WebUser(bridge.base) as user:
+        csrf, _key_id, _key = _signed_in_with_key(user)
+        before = bridge.row_counts()
+        cookie_only = user.http.post("/api/v1/images", json={"prompt": "x"})
+        assert cookie_only.status_code == 401
+        assert cookie_only.json()["code"] == "invalid_api_key"
+        assert "Missing API key" in cookie_only.json()["error"]
+        assert cookie_only.headers["www-authenticate"] == "Bearer"
+        wrong = user.http.post(
+            "/api/v1/images", json={"prompt": "x"}, headers={"X-CSRF-Token": csrf[::-1]}
+        )
+        assert wrong.status_code == 401 and wrong.json()["code"] == "invalid_api_key"
+        foreign = user.http.post(
+            "/api/v1/images",
+            json={"prompt": "x"},
+            headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"},
+        )
+        assert foreign.status_code == 403 and foreign.json()["code"] == "forbidden"
+        # a cross-site form: the cookie rides along, the token cannot
+        form = user.http.post(
+            "/api/v1/images",
+            data={"prompt": "x"},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert form.status_code == 401
+        assert bridge.row_counts() == before
+        assert user.http.get("/api/v1/account").status_code == 401
+    # a token without a session
+    r = httpx.post(
+        bridge.base + "/api/v1/images", json={"prompt": "x"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == 401 and r.json()["code"] == "invalid_api_key"
+
+
+def test_a_bearer_key_wins_over_the_session(bridge: Bridge) -> None:
+    other = bridge.new_key(points=50)
+    with WebUser(bridge.base) as user:
+        csrf, _key_id, _key = _signed_in_with_key(user)
+        r = user.http.get(
+            "/api/v1/account",
+            headers={"X-CSRF-Token": csrf, "Authorization": f"Bearer {other}"},
+        )
+        assert r.status_code == 200 and r.json()["data"]["points"] == 50
+        bad = user.http.get(
+            "/api/v1/account", headers={"X-CSRF-Token": csrf, "Authorization": "Bearer nope"}
+        )
+        assert bad.status_code == 401  # a wrong key is not rescued by the session
+        mine = user.http.get("/api/v1/account", headers={"X-CSRF-Token": csrf})
+        assert mine.status_code == 200 and mine.json()["data"]["points"] == 100
+
+
+def test_malformed_json_with_a_session_is_the_same_400_as_with_a_key(bridge: Bridge) -> None:
+    with WebUser(bridge.base) as user:
+        csrf, _key_id, key = _signed_in_with_key(user)
+        answers = []
+        for headers in ({"X-CSRF-Token": csrf}, {"Authorization": f"Bearer {key}"}):
+            r = user.http.post(
+                "/api/v1/images",
+                content=b'{"prompt": "x",',
+                headers={**headers, "Content-Type": "application/json"},
+            )
+            assert r.status_code == 400, r.text
+            body = r.json()
+            assert body["success"] is False and body["code"] == "invalid_request"
+            assert "request_id" in body and r.headers["x-ratelimit-limit"] == "100"
+            answers.append((body["code"], body["error"]))
+        assert answers[0] == answers[1]
+        # without a credential the body is never judged: 401, as for a key-less request
+        r = user.http.post(
+            "/api/v1/images",
+            content=b'{"prompt": "x",',
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status_code == 401 and "Missing API key" in r.json()["error"]
+
+
+def test_a_session_without_a_key_counts_against_its_account(bridge: Bridge) -> None:
+    with WebUser(bridge.base) as user:
+        assert user.signup().status_code == 303
+        csrf = user.csrf("/settings/api-keys")
+        r = user.http.post(
+            "/api/v1/images", json={"prompt": "no key"}, headers={"X-CSRF-Token": csrf}
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["data"]["remaining_points"] == 96
+        assert r.headers["x-ratelimit-remaining"] == "99"
+        assert _generation_key(bridge, r.json()["data"]["generation_id"]) is None
+        for _ in range(99):
+            assert user.http.get("/api/v1/account", headers={"X-CSRF-Token": csrf}).is_success
+        refused = user.http.get("/api/v1/account", headers={"X-CSRF-Token": csrf})
+        assert refused.status_code == 429 and refused.json()["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) > 0
+        assert "This account has used its 100 requests" in refused.json()["error"]
+
+
+def test_no_web_api_routes_remain() -> None:
+    from rest_bridge.app import create_app
+    from rest_bridge.edge.openapi import api_routes
+
+    paths = [route.path for route in api_routes(create_app())]
+    assert "/api/v1/images" in paths and "/playground" in paths
+    assert not [p for p in paths if p.startswith("/web/api")]
