@@ -399,8 +399,7 @@ class GenerationResource(Generic[R]):
 
 
 class Images(GenerationResource[ImageResult]):
-    """``client.images``: ``POST /api/v1/images``, a prompt to images; the keywords are
-    ``genserve.params.ImageParams`` (unset: the server's defaults, 1:1, png, 1 image)."""
+    """``client.images``: ``POST /api/v1/images``, a prompt to images."""
 
     kind = "image"
 
@@ -438,9 +437,8 @@ class Images(GenerationResource[ImageResult]):
         extra_body: Mapping[str, Any] | None = None,
         **params: Unpack[ImageParams],
     ) -> ImageResult | AsyncGenerationStream[ImageResult]:
-        """Generates images: ``aspect_ratio``, ``output_format``, ``num_images``, ``model``,
-        ``webhook_url`` (``ImageParams``). ``stream=True`` answers an
-        ``AsyncGenerationStream`` of progress events instead."""
+        """Generates images; the keywords are ``genserve.ImageParams``. ``stream=True``
+        answers its progress events instead (an ``AsyncGenerationStream``)."""
         return await self._generate(
             prompt,
             params,
@@ -465,8 +463,7 @@ class Images(GenerationResource[ImageResult]):
 
 
 class Videos(GenerationResource[VideoResult]):
-    """``client.videos``: ``POST /api/v1/videos``, a prompt to a video; the keywords are
-    ``genserve.params.VideoParams`` (unset: the server's defaults, vidu-q2, 4 s, 720p, 16:9)."""
+    """``client.videos``: ``POST /api/v1/videos``, a prompt to a video."""
 
     kind = "video"
 
@@ -504,9 +501,8 @@ class Videos(GenerationResource[VideoResult]):
         extra_body: Mapping[str, Any] | None = None,
         **params: Unpack[VideoParams],
     ) -> VideoResult | AsyncGenerationStream[VideoResult]:
-        """Generates a video: ``model``, ``duration``, ``resolution``, ``aspect_ratio``,
-        ``webhook_url`` (``VideoParams``). ``stream=True`` answers an
-        ``AsyncGenerationStream`` of progress events instead."""
+        """Generates a video; the keywords are ``genserve.VideoParams``. ``stream=True``
+        answers its progress events instead (an ``AsyncGenerationStream``)."""
         return await self._generate(
             prompt,
             params,
@@ -532,7 +528,7 @@ class Videos(GenerationResource[VideoResult]):
 
 class ThreeD(GenerationResource[ModelResult]):
     """``client.three_d``: ``POST /api/v1/3d``, one image (a path, a URL or bytes) to a GLB
-    and its preview; the keywords are ``genserve.params.ThreeDParams``."""
+    and its preview."""
 
     kind = "3d"
 
@@ -571,9 +567,8 @@ class ThreeD(GenerationResource[ModelResult]):
         **params: Unpack[ThreeDParams],
     ) -> ModelResult | AsyncGenerationStream[ModelResult]:
         """Turns one image into a 3D model. ``image`` may be a path, an ``http(s)`` URL
-        or bytes; or name it with ``image_path``, ``image_url`` or ``image_bytes``; also
-        ``texture_quality``, ``texture_alignment``, ``orientation``, ``model``,
-        ``webhook_url`` (``ThreeDParams``)."""
+        or bytes (or a keyword names it); the keywords are ``genserve.ThreeDParams``.
+        ``stream=True`` answers its progress events instead (an ``AsyncGenerationStream``)."""
         return await self._generate(
             image,
             params,

@@ -25,48 +25,57 @@ ImageInput: TypeAlias = "str | os.PathLike[str] | bytes"
 
 
 class ImageParams(TypedDict, total=False):
-    """``client.images.generate(prompt, **params)``; unset fields take the server's defaults.
-
-    ``aspect_ratio`` (1:1), ``output_format`` png|jpeg|webp (png), ``num_images`` 1 to 4
-    (1), ``model`` (the server's default image model), ``webhook_url`` (called when done).
-    """
+    """``client.images.generate(prompt, **params)``: each field optional, unset (or
+    ``None``) taking the server's default."""
 
     aspect_ratio: str | None
+    """One of ``genserve.vocabulary.IMAGE_ASPECT_RATIOS`` (1:1)."""
     output_format: str | None
+    """png, jpeg or webp (png)."""
     num_images: int | None
+    """1 to 4 (1)."""
     model: str | None
+    """A name of ``client.models.list()`` (the server's default image model)."""
     webhook_url: str | None
+    """Called (signed) when the generation ends."""
 
 
 class VideoParams(TypedDict, total=False):
-    """``client.videos.generate(prompt, **params)``; unset fields take the server's defaults.
-
-    ``model`` (vidu-q2), ``duration`` whole seconds (4), ``resolution`` 360p|520p|720p|1080p
-    (720p), ``aspect_ratio`` (16:9), ``webhook_url`` (called when done).
-    """
+    """``client.videos.generate(prompt, **params)``: each field optional, unset (or
+    ``None``) taking the server's default."""
 
     model: str | None
+    """A name of ``client.models.list()`` (vidu-q2)."""
     duration: int | None
+    """Whole seconds (4)."""
     resolution: str | None
+    """360p, 520p, 720p or 1080p (720p)."""
     aspect_ratio: str | None
+    """One of ``genserve.vocabulary.VIDEO_ASPECT_RATIOS`` (16:9)."""
     webhook_url: str | None
+    """Called (signed) when the generation ends."""
 
 
 class ThreeDParams(TypedDict, total=False):
-    """``client.three_d.generate(image, **params)``: exactly one image, as the positional
-    ``image`` (a path, an ``http(s)`` URL or bytes) or as ``image_path``, ``image_url`` or
-    ``image_bytes``; ``texture_quality`` no|standard, ``texture_alignment``
-    original_image|geometry, ``orientation`` default|align_image, ``model``, ``webhook_url``.
-    """
+    """``client.three_d.generate(image, **params)``: exactly one image, the positional
+    ``image`` (a path, an ``http(s)`` URL or bytes) or one of the ``image_*`` fields."""
 
     image_path: str | os.PathLike[str] | None
+    """A PNG, JPEG or WebP file, sent as base64."""
     image_url: str | None
+    """An ``http(s)`` URL the server fetches."""
     image_bytes: bytes | None
+    """The file's bytes, sent as base64."""
     texture_quality: str | None
+    """no or standard."""
     texture_alignment: str | None
+    """original_image or geometry."""
     orientation: str | None
+    """default or align_image."""
     model: str | None
+    """A name of ``client.models.list()`` (the server's default 3D model)."""
     webhook_url: str | None
+    """Called (signed) when the generation ends."""
 
 
 def _prompt_body(prompt: Any, values: dict[str, Any]) -> dict[str, Any]:
