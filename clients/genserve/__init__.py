@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         ServiceUnavailableError,
         ValidationError,
     )
+    from genserve.params import ImageParams, ThreeDParams, VideoParams
     from genserve.results import (
         Accepted,
         Account,
@@ -78,6 +79,7 @@ _EXPORTS: dict[str, str] = {
         ],
         "genserve.errors",
     ),
+    **dict.fromkeys(["ImageParams", "ThreeDParams", "VideoParams"], "genserve.params"),
     **dict.fromkeys(
         [
             "Accepted",
@@ -124,6 +126,7 @@ __all__ = [
     "GenerationTimeoutError",
     "GenserveError",
     "ImageFile",
+    "ImageParams",
     "ImageResult",
     "InsufficientPointsError",
     "Job",
@@ -140,9 +143,11 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "ServiceUnavailableError",
+    "ThreeDParams",
     "ThreeDResult",
     "ValidationError",
     "VideoFile",
+    "VideoParams",
     "VideoResult",
 ]
 

@@ -1,16 +1,14 @@
-"""What the synchronous and the asyncio clients share: requests, bodies, retries, parsing."""
+"""What the synchronous and the asyncio clients share: requests, retries, parsing.
+
+Each kind's generation body is built from its declaration in ``genserve.params``."""
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import random
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 import httpx
 
@@ -187,100 +185,12 @@ def typed_result(data: Any, kind: str, response: httpx.Response, bind: Any) -> G
     return result
 
 
-# ---------------------------------------------------------------- request bodies
+# ---------------------------------------------------------------- query and headers
 
 
 def _put(body: dict[str, Any], **values: Any) -> dict[str, Any]:
     body.update({k: v for k, v in values.items() if v is not None})
     return body
-
-
-def image_body(
-    prompt: str,
-    *,
-    aspect_ratio: str | None,
-    output_format: str | None,
-    num_images: int | None,
-    model: str | None,
-    webhook_url: str | None,
-    extra: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    body = _put(
-        {"prompt": prompt},
-        aspect_ratio=aspect_ratio,
-        output_format=output_format,
-        num_images=num_images,
-        model=model,
-        webhook_url=webhook_url,
-    )
-    return {**body, **(extra or {})}
-
-
-def video_body(
-    prompt: str,
-    *,
-    model: str | None,
-    duration: int | None,
-    resolution: str | None,
-    aspect_ratio: str | None,
-    webhook_url: str | None,
-    extra: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    body = _put(
-        {"prompt": prompt},
-        model=model,
-        duration=duration,
-        resolution=resolution,
-        aspect_ratio=aspect_ratio,
-        webhook_url=webhook_url,
-    )
-    return {**body, **(extra or {})}
-
-
-ImageInput: TypeAlias = "str | os.PathLike[str] | bytes"
-
-
-def three_d_body(
-    image: ImageInput | None,
-    *,
-    image_path: str | os.PathLike[str] | None,
-    image_url: str | None,
-    image_bytes: bytes | None,
-    texture_quality: str | None,
-    texture_alignment: str | None,
-    orientation: str | None,
-    model: str | None,
-    webhook_url: str | None,
-    extra: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The 3D body from exactly one image: a path, a URL or bytes (``image`` guesses which)."""
-    given = [v for v in (image, image_path, image_url, image_bytes) if v is not None]
-    if len(given) != 1:
-        raise ValueError("give exactly one image: image_path, image_url or image_bytes")
-    body: dict[str, Any] = {}
-    if isinstance(image, bytes | bytearray):
-        image_bytes = bytes(image)
-    elif isinstance(image, str) and image.startswith(("http://", "https://")):
-        image_url = image
-    elif isinstance(image, str) and image.startswith("data:"):
-        body["image_base64"] = image  # a data URL; the server reads its base64 part
-    elif image is not None:
-        image_path = image
-    if image_url is not None:
-        body["image_url"] = image_url
-    elif image_bytes is not None:
-        body["image_base64"] = base64.b64encode(image_bytes).decode("ascii")
-    elif image_path is not None:
-        body["image_base64"] = base64.b64encode(Path(image_path).read_bytes()).decode("ascii")
-    _put(
-        body,
-        texture_quality=texture_quality,
-        texture_alignment=texture_alignment,
-        orientation=orientation,
-        model=model,
-        webhook_url=webhook_url,
-    )
-    return {**body, **(extra or {})}
 
 
 def project_params(

@@ -1,23 +1,32 @@
-"""``genserve.AsyncClient``: the REST API from Python, for asyncio (httpx).
+"""``genserve.AsyncClient``: the REST API from Python, over httpx.
 
     from genserve import AsyncClient
 
-    async with AsyncClient() as client:
+    async with AsyncClient() as client:  # GENSERVE_BASE_URL / GENSERVE_API_KEY, or `genserve login`
         result = await client.images.generate("a fox in the snow", aspect_ratio="16:9")
         await result.asave("out/")
 
-The same methods, answers, errors and retries as ``genserve.Client``, awaited.
+Every generation sends one ``Idempotency-Key`` (made per call) with all its attempts,
+so a retry after a 429, a 503 or a broken connection never debits twice.
 """
+
+# codegen: async-only begin
+# The SDK is written once, here: `python -m genserve.codegen` writes client.py (the
+# synchronous genserve.Client) from this file, by the rewrite table of genserve/codegen.py
+# (AsyncClient -> Client, `await x` -> `x`, aclose -> close, ...). Edit this file, then
+# regenerate; `python -m genserve.codegen --check` (and tests/test_codegen.py) fails while
+# client.py is stale. A section like this one is left out of client.py.
+# codegen: async-only end
 
 from __future__ import annotations
 
-import asyncio
+import asyncio  # codegen: async-only
 import builtins
-import os
+import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast, overload
 from urllib.parse import quote
 
 import httpx
@@ -27,28 +36,32 @@ from genserve._core import (
     DEFAULT_TIMEOUT,
     EVENTS_ACCEPT,
     Call,
-    ImageInput,
     RetryPolicy,
     as_timeout,
     completed_from_json,
     connection_error,
     envelope_data,
     generation_headers,
-    image_body,
     is_event_stream,
     is_replayed,
     new_idempotency_key,
     project_params,
     request_headers,
-    three_d_body,
     to_event,
     typed_result,
-    video_body,
     wait_timeout_error,
 )
 from genserve._sse import SseDecoder
 from genserve.config import resolve
 from genserve.errors import APIConnectionError, APITimeoutError, error_from_response
+from genserve.params import (
+    KIND_SPECS,
+    ImageInput,
+    ImageParams,
+    ThreeDParams,
+    VideoParams,
+    request_body,
+)
 from genserve.results import (
     Accepted,
     Account,
@@ -64,13 +77,32 @@ from genserve.results import (
     VideoResult,
 )
 
+if TYPE_CHECKING:
+    from genserve.vocabulary import Kind
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # genserve-client depends on typing_extensions on Python 3.10
+    from typing_extensions import Unpack
+
 __all__ = ["AsyncClient", "AsyncGenerationStream", "AsyncJob"]
 
 R = TypeVar("R", bound=GenerationResult)
 
 
 class AsyncClient:
-    """A genserve bridge's REST API, for asyncio (see ``genserve.Client`` for the arguments).
+    """A genserve bridge's REST API; each resource is an attribute:
+
+    - ``images``: ``POST /api/v1/images``, a prompt to images (``generate``, ``submit``)
+    - ``videos``: ``POST /api/v1/videos``, a prompt to a video (``generate``, ``submit``)
+    - ``three_d``: ``POST /api/v1/3d``, one image to a 3D model, GLB (``generate``, ``submit``)
+    - ``projects``: your past generations, one page (``list``), every page (``iter``, ``pages``)
+    - ``models``: the models the bridge serves (``list``)
+    - ``account``: your plan, points and requests left this hour (``get``)
+    - ``generations``: one generation by id (``get``, ``events``, ``wait``, ``cancel``)
+
+    ``generate`` answers the result when done (``stream=True``: its progress events as they
+    happen); ``submit`` answers at once with a job to ``wait`` for, follow or ``cancel``.
 
     ``api_key`` and ``base_url`` default to ``GENSERVE_API_KEY`` and ``GENSERVE_BASE_URL``,
     then to the file ``genserve login`` writes, then (the URL) to ``http://127.0.0.1:8000``.
@@ -174,38 +206,11 @@ class AsyncClient:
         response = await self._send(call)
         return envelope_data(response), response
 
-    async def _generate(
-        self,
-        path: str,
-        cls: type[R],
-        body: dict[str, Any],
-        *,
-        stream: bool = False,
-        respond_async: bool = False,
-        idempotency_key: str | None = None,
-        timeout: float | None = None,
-    ) -> R | AsyncGenerationStream[R] | AsyncJob[R]:
-        call = Call(
-            "POST",
-            path,
-            body=body,
-            headers=generation_headers(stream=stream, respond_async=respond_async),
-            idempotency_key=idempotency_key or new_idempotency_key(),
-            timeout=timeout,
-        )
-        if stream:
-            return AsyncGenerationStream(self, await self._send(call, stream=True), cls.kind)
-        data, response = await self._request(call)
-        if respond_async:
-            accepted = Accepted.from_dict(data if isinstance(data, dict) else {})
-            return AsyncJob(self, accepted, cls.kind, replayed=is_replayed(response))
-        return cast(R, typed_result(data, cls.kind, response, self._bind))
-
 
 class AsyncGenerationStream(Generic[R]):
     """The events of a generation as they happen (``Accept: text/event-stream``).
 
-    Iterate it (``async for``) for ``queued`` and ``progress`` events and, last, the
+    Iterate it with ``async for``: ``queued`` and ``progress`` events and, last, the
     ``completed`` one (``event.result``; also ``stream.result``); a failed generation
     raises its error.
     Closing the stream early (or leaving its ``async with`` block) cancels the generation,
@@ -328,26 +333,86 @@ class AsyncJob(Generic[R]):
 # ---------------------------------------------------------------- resources
 
 
-class Images:
-    """``POST /api/v1/images``."""
+class GenerationResource(Generic[R]):
+    """One kind's ``POST``, driven by its ``genserve.params.KindSpec`` (route, parameters,
+    body, result). A subclass per kind only names its kind and spells its signatures, so
+    that type checkers and ``help()`` see each kind's own parameters."""
+
+    kind: ClassVar[Kind]
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
+        self.spec = KIND_SPECS[self.kind]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: POST {self.spec.path}>"
+
+    async def _generate(
+        self,
+        first: Any,
+        params: Mapping[str, Any],
+        *,
+        stream: bool,
+        idempotency_key: str | None,
+        timeout: float | None,
+        extra_body: Mapping[str, Any] | None,
+    ) -> R | AsyncGenerationStream[R]:
+        call = self._call(first, params, extra_body, idempotency_key, "generate", stream=stream)
+        call.timeout = timeout
+        client = self._client
+        if stream:
+            return AsyncGenerationStream(client, await client._send(call, stream=True), self.kind)
+        data, response = await client._request(call)
+        return cast(R, typed_result(data, self.kind, response, client._bind))
+
+    async def _submit(
+        self,
+        first: Any,
+        params: Mapping[str, Any],
+        *,
+        idempotency_key: str | None,
+        extra_body: Mapping[str, Any] | None,
+    ) -> AsyncJob[R]:
+        call = self._call(first, params, extra_body, idempotency_key, "submit", respond_async=True)
+        data, response = await self._client._request(call)
+        accepted = Accepted.from_dict(data if isinstance(data, dict) else {})
+        return AsyncJob(self._client, accepted, self.kind, replayed=is_replayed(response))
+
+    def _call(
+        self,
+        first: Any,
+        params: Mapping[str, Any],
+        extra_body: Mapping[str, Any] | None,
+        idempotency_key: str | None,
+        method: str,
+        *,
+        stream: bool = False,
+        respond_async: bool = False,
+    ) -> Call:
+        return Call(
+            "POST",
+            self.spec.path,
+            body=request_body(self.spec, first, params, extra_body, method=method),
+            headers=generation_headers(stream=stream, respond_async=respond_async),
+            idempotency_key=idempotency_key or new_idempotency_key(),
+        )
+
+
+class Images(GenerationResource[ImageResult]):
+    """``client.images``: ``POST /api/v1/images``, a prompt to images."""
+
+    kind = "image"
 
     @overload
     async def generate(
         self,
         prompt: str,
         *,
-        aspect_ratio: str | None = None,
-        output_format: str | None = None,
-        num_images: int | None = None,
-        model: str | None = None,
-        webhook_url: str | None = None,
         stream: Literal[False] = False,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ImageParams],
     ) -> ImageResult: ...
 
     @overload
@@ -355,101 +420,63 @@ class Images:
         self,
         prompt: str,
         *,
-        aspect_ratio: str | None = None,
-        output_format: str | None = None,
-        num_images: int | None = None,
-        model: str | None = None,
-        webhook_url: str | None = None,
         stream: Literal[True],
         idempotency_key: str | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ImageParams],
     ) -> AsyncGenerationStream[ImageResult]: ...
 
     async def generate(
         self,
         prompt: str,
         *,
-        aspect_ratio: str | None = None,
-        output_format: str | None = None,
-        num_images: int | None = None,
-        model: str | None = None,
-        webhook_url: str | None = None,
         stream: bool = False,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ImageParams],
     ) -> ImageResult | AsyncGenerationStream[ImageResult]:
-        """Generates images; unset fields take the server's defaults (1:1, png, 1, nano-banana).
-
-        ``stream=True`` answers an ``AsyncGenerationStream`` of progress events instead."""
-        body = image_body(
+        """Generates images; the keywords are ``genserve.ImageParams``. ``stream=True``
+        answers its progress events instead (an ``AsyncGenerationStream``)."""
+        return await self._generate(
             prompt,
-            aspect_ratio=aspect_ratio,
-            output_format=output_format,
-            num_images=num_images,
-            model=model,
-            webhook_url=webhook_url,
-            extra=extra_body,
-        )
-        answer = await self._client._generate(
-            "/api/v1/images",
-            ImageResult,
-            body,
+            params,
             stream=stream,
             idempotency_key=idempotency_key,
             timeout=timeout,
+            extra_body=extra_body,
         )
-        return cast("ImageResult | AsyncGenerationStream[ImageResult]", answer)
 
     async def submit(
         self,
         prompt: str,
         *,
-        aspect_ratio: str | None = None,
-        output_format: str | None = None,
-        num_images: int | None = None,
-        model: str | None = None,
-        webhook_url: str | None = None,
         idempotency_key: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ImageParams],
     ) -> AsyncJob[ImageResult]:
         """Starts the generation and returns at once (``Prefer: respond-async``)."""
-        body = image_body(
-            prompt,
-            aspect_ratio=aspect_ratio,
-            output_format=output_format,
-            num_images=num_images,
-            model=model,
-            webhook_url=webhook_url,
-            extra=extra_body,
+        return await self._submit(
+            prompt, params, idempotency_key=idempotency_key, extra_body=extra_body
         )
-        answer = await self._client._generate(
-            "/api/v1/images", ImageResult, body, respond_async=True, idempotency_key=idempotency_key
-        )
-        return cast("AsyncJob[ImageResult]", answer)
 
 
-class Videos:
-    """``POST /api/v1/videos``."""
+class Videos(GenerationResource[VideoResult]):
+    """``client.videos``: ``POST /api/v1/videos``, a prompt to a video."""
 
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
+    kind = "video"
 
     @overload
     async def generate(
         self,
         prompt: str,
         *,
-        model: str | None = None,
-        duration: int | None = None,
-        resolution: str | None = None,
-        aspect_ratio: str | None = None,
-        webhook_url: str | None = None,
         stream: Literal[False] = False,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[VideoParams],
     ) -> VideoResult: ...
 
     @overload
@@ -457,101 +484,64 @@ class Videos:
         self,
         prompt: str,
         *,
-        model: str | None = None,
-        duration: int | None = None,
-        resolution: str | None = None,
-        aspect_ratio: str | None = None,
-        webhook_url: str | None = None,
         stream: Literal[True],
         idempotency_key: str | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[VideoParams],
     ) -> AsyncGenerationStream[VideoResult]: ...
 
     async def generate(
         self,
         prompt: str,
         *,
-        model: str | None = None,
-        duration: int | None = None,
-        resolution: str | None = None,
-        aspect_ratio: str | None = None,
-        webhook_url: str | None = None,
         stream: bool = False,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[VideoParams],
     ) -> VideoResult | AsyncGenerationStream[VideoResult]:
-        """Generates a video; unset fields take the server's defaults (vidu-q2, 4 s, 720p, 16:9)."""
-        body = video_body(
+        """Generates a video; the keywords are ``genserve.VideoParams``. ``stream=True``
+        answers its progress events instead (an ``AsyncGenerationStream``)."""
+        return await self._generate(
             prompt,
-            model=model,
-            duration=duration,
-            resolution=resolution,
-            aspect_ratio=aspect_ratio,
-            webhook_url=webhook_url,
-            extra=extra_body,
-        )
-        answer = await self._client._generate(
-            "/api/v1/videos",
-            VideoResult,
-            body,
+            params,
             stream=stream,
             idempotency_key=idempotency_key,
             timeout=timeout,
+            extra_body=extra_body,
         )
-        return cast("VideoResult | AsyncGenerationStream[VideoResult]", answer)
 
     async def submit(
         self,
         prompt: str,
         *,
-        model: str | None = None,
-        duration: int | None = None,
-        resolution: str | None = None,
-        aspect_ratio: str | None = None,
-        webhook_url: str | None = None,
         idempotency_key: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[VideoParams],
     ) -> AsyncJob[VideoResult]:
-        body = video_body(
-            prompt,
-            model=model,
-            duration=duration,
-            resolution=resolution,
-            aspect_ratio=aspect_ratio,
-            webhook_url=webhook_url,
-            extra=extra_body,
+        """Starts the generation and returns at once (``Prefer: respond-async``)."""
+        return await self._submit(
+            prompt, params, idempotency_key=idempotency_key, extra_body=extra_body
         )
-        answer = await self._client._generate(
-            "/api/v1/videos", VideoResult, body, respond_async=True, idempotency_key=idempotency_key
-        )
-        return cast("AsyncJob[VideoResult]", answer)
 
 
-class ThreeD:
-    """``POST /api/v1/3d``: one image (a path, a URL or bytes) to a GLB and its preview."""
+class ThreeD(GenerationResource[ModelResult]):
+    """``client.three_d``: ``POST /api/v1/3d``, one image (a path, a URL or bytes) to a GLB
+    and its preview."""
 
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
+    kind = "3d"
 
     @overload
     async def generate(
         self,
         image: ImageInput | None = None,
         *,
-        image_path: str | os.PathLike[str] | None = None,
-        image_url: str | None = None,
-        image_bytes: bytes | None = None,
-        texture_quality: str | None = None,
-        texture_alignment: str | None = None,
-        orientation: str | None = None,
-        model: str | None = None,
-        webhook_url: str | None = None,
         stream: Literal[False] = False,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ThreeDParams],
     ) -> ModelResult: ...
 
     @overload
@@ -559,92 +549,47 @@ class ThreeD:
         self,
         image: ImageInput | None = None,
         *,
-        image_path: str | os.PathLike[str] | None = None,
-        image_url: str | None = None,
-        image_bytes: bytes | None = None,
-        texture_quality: str | None = None,
-        texture_alignment: str | None = None,
-        orientation: str | None = None,
-        model: str | None = None,
-        webhook_url: str | None = None,
         stream: Literal[True],
         idempotency_key: str | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ThreeDParams],
     ) -> AsyncGenerationStream[ModelResult]: ...
 
     async def generate(
         self,
         image: ImageInput | None = None,
         *,
-        image_path: str | os.PathLike[str] | None = None,
-        image_url: str | None = None,
-        image_bytes: bytes | None = None,
-        texture_quality: str | None = None,
-        texture_alignment: str | None = None,
-        orientation: str | None = None,
-        model: str | None = None,
-        webhook_url: str | None = None,
         stream: bool = False,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ThreeDParams],
     ) -> ModelResult | AsyncGenerationStream[ModelResult]:
         """Turns one image into a 3D model. ``image`` may be a path, an ``http(s)`` URL
-        or bytes; or name it with ``image_path``, ``image_url`` or ``image_bytes``."""
-        body = three_d_body(
+        or bytes (or a keyword names it); the keywords are ``genserve.ThreeDParams``.
+        ``stream=True`` answers its progress events instead (an ``AsyncGenerationStream``)."""
+        return await self._generate(
             image,
-            image_path=image_path,
-            image_url=image_url,
-            image_bytes=image_bytes,
-            texture_quality=texture_quality,
-            texture_alignment=texture_alignment,
-            orientation=orientation,
-            model=model,
-            webhook_url=webhook_url,
-            extra=extra_body,
-        )
-        answer = await self._client._generate(
-            "/api/v1/3d",
-            ModelResult,
-            body,
+            params,
             stream=stream,
             idempotency_key=idempotency_key,
             timeout=timeout,
+            extra_body=extra_body,
         )
-        return cast("ModelResult | AsyncGenerationStream[ModelResult]", answer)
 
     async def submit(
         self,
         image: ImageInput | None = None,
         *,
-        image_path: str | os.PathLike[str] | None = None,
-        image_url: str | None = None,
-        image_bytes: bytes | None = None,
-        texture_quality: str | None = None,
-        texture_alignment: str | None = None,
-        orientation: str | None = None,
-        model: str | None = None,
-        webhook_url: str | None = None,
         idempotency_key: str | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        **params: Unpack[ThreeDParams],
     ) -> AsyncJob[ModelResult]:
-        body = three_d_body(
-            image,
-            image_path=image_path,
-            image_url=image_url,
-            image_bytes=image_bytes,
-            texture_quality=texture_quality,
-            texture_alignment=texture_alignment,
-            orientation=orientation,
-            model=model,
-            webhook_url=webhook_url,
-            extra=extra_body,
+        """Starts the generation and returns at once (``Prefer: respond-async``)."""
+        return await self._submit(
+            image, params, idempotency_key=idempotency_key, extra_body=extra_body
         )
-        answer = await self._client._generate(
-            "/api/v1/3d", ModelResult, body, respond_async=True, idempotency_key=idempotency_key
-        )
-        return cast("AsyncJob[ModelResult]", answer)
 
 
 class Projects:

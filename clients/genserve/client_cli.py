@@ -19,6 +19,7 @@ import argparse
 import getpass
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,52 +116,53 @@ def _finish(result: GenerationResult, output: str, what: str) -> int:
     return 0
 
 
-def cmd_image(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        stream = client.images.generate(
-            args.prompt,
-            aspect_ratio=args.aspect_ratio,
-            output_format=args.format,
-            num_images=args.num_images,
-            model=args.model,
-            stream=True,
-        )
-        result = _follow(stream, "image", args.progress)
-        return _finish(result, args.output, "image")
+def _image(client: Client, args: argparse.Namespace) -> GenerationStream[Any]:
+    return client.images.generate(
+        args.prompt,
+        aspect_ratio=args.aspect_ratio,
+        output_format=args.format,
+        num_images=args.num_images,
+        model=args.model,
+        stream=True,
+    )
 
 
-def cmd_video(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        stream = client.videos.generate(
-            args.prompt,
-            model=args.model,
-            duration=args.duration,
-            resolution=args.resolution,
-            aspect_ratio=args.aspect_ratio,
-            stream=True,
-        )
-        result = _follow(stream, "video", args.progress)
-        return _finish(result, args.output, "video")
+def _video(client: Client, args: argparse.Namespace) -> GenerationStream[Any]:
+    return client.videos.generate(
+        args.prompt,
+        model=args.model,
+        duration=args.duration,
+        resolution=args.resolution,
+        aspect_ratio=args.aspect_ratio,
+        stream=True,
+    )
 
 
-def cmd_3d(args: argparse.Namespace) -> int:
+def _three_d(client: Client, args: argparse.Namespace) -> GenerationStream[Any]:
     source: str = args.image
     is_url = source.startswith(("http://", "https://"))
     if not is_url and not Path(source).expanduser().is_file():
-        _say(f"{source}: no such file (give a PNG, JPEG or WebP file, or an http(s) URL)")
-        return 1
-    with _client(args) as client:
-        stream = client.three_d.generate(
-            image_url=source if is_url else None,
-            image_path=None if is_url else Path(source).expanduser(),
-            texture_quality=args.texture_quality,
-            texture_alignment=args.texture_alignment,
-            orientation=args.orientation,
-            model=args.model,
-            stream=True,
+        raise ValueError(
+            f"{source}: no such file (give a PNG, JPEG or WebP file, or an http(s) URL)"
         )
-        result = _follow(stream, "3d", args.progress)
-        return _finish(result, args.output, "model")
+    return client.three_d.generate(
+        image_url=source if is_url else None,
+        image_path=None if is_url else Path(source).expanduser(),
+        texture_quality=args.texture_quality,
+        texture_alignment=args.texture_alignment,
+        orientation=args.orientation,
+        model=args.model,
+        stream=True,
+    )
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """``genserve <kind> ...``: the kind's generation, followed, then its files saved."""
+    command = KIND_COMMANDS[args.kind]
+    with _client(args) as client:
+        stream = command.start(client, args)
+        result = _follow(stream, args.kind, args.progress)
+        return _finish(result, args.output, command.noun)
 
 
 # ---------------------------------------------------------------- listings
@@ -326,45 +328,69 @@ def _positive(text: str) -> int:
     return value
 
 
+def _image_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt")
+    parser.add_argument("--aspect-ratio", choices=vocab.IMAGE_ASPECT_RATIOS, help="default 1:1")
+    parser.add_argument(
+        "-n", "--num-images", type=_positive, help=f"1 to {vocab.MAX_IMAGES} (default 1)"
+    )
+    parser.add_argument("--format", choices=vocab.OUTPUT_FORMATS, help="default png")
+    parser.add_argument("--model", help="default: the server's (nano-banana)")
+
+
+def _video_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt")
+    parser.add_argument("--model", help="vidu-q2 (default) or ltx-2")
+    parser.add_argument("--duration", type=_positive, help="whole seconds (default 4)")
+    parser.add_argument("--resolution", choices=vocab.RESOLUTIONS, help="default 720p")
+    parser.add_argument("--aspect-ratio", choices=vocab.VIDEO_ASPECT_RATIOS, help="default 16:9")
+
+
+def _three_d_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", metavar="IMAGE_PATH_OR_URL")
+    parser.add_argument("--texture-quality", choices=vocab.TEXTURE_QUALITIES)
+    parser.add_argument("--texture-alignment", choices=vocab.TEXTURE_ALIGNMENTS)
+    parser.add_argument("--orientation", choices=vocab.ORIENTATIONS)
+    parser.add_argument("--model", help="default: the server's 3D model")
+
+
+@dataclass(frozen=True)
+class KindCommand:
+    """One kind's subcommand: its help, its options, its SDK call and what it saves."""
+
+    help: str
+    options: Callable[[argparse.ArgumentParser], None]
+    start: Callable[[Client, argparse.Namespace], GenerationStream[Any]]
+    noun: str
+
+
+KIND_COMMANDS: dict[vocab.Kind, KindCommand] = {
+    "image": KindCommand(
+        "generate images from a prompt and save them", _image_options, _image, "image"
+    ),
+    "video": KindCommand(
+        "generate a video from a prompt and save it", _video_options, _video, "video"
+    ),
+    "3d": KindCommand(
+        "turn an image (file or URL) into a 3D model (GLB)", _three_d_options, _three_d, "model"
+    ),
+}
+"""Every kind of ``genserve.vocabulary.KINDS`` has its subcommand, named by the kind."""
+
+
 def register(sub: Subparsers) -> None:
     """Adds the client subcommands (``genserve.cli`` calls this before the operator ones)."""
     conn = _connection_options()
     gen = _generation_options()
 
-    image = sub.add_parser(
-        "image", parents=[conn, gen], help="generate images from a prompt and save them"
-    )
-    image.add_argument("prompt")
-    image.add_argument("--aspect-ratio", choices=vocab.IMAGE_ASPECT_RATIOS, help="default 1:1")
-    image.add_argument(
-        "-n", "--num-images", type=_positive, help=f"1 to {vocab.MAX_IMAGES} (default 1)"
-    )
-    image.add_argument("--format", choices=vocab.OUTPUT_FORMATS, help="default png")
-    image.add_argument("--model", help="default: the server's (nano-banana)")
-    image.set_defaults(func=guarded(cmd_image))
-
-    video = sub.add_parser(
-        "video", parents=[conn, gen], help="generate a video from a prompt and save it"
-    )
-    video.add_argument("prompt")
-    video.add_argument("--model", help="vidu-q2 (default) or ltx-2")
-    video.add_argument("--duration", type=_positive, help="whole seconds (default 4)")
-    video.add_argument("--resolution", choices=vocab.RESOLUTIONS, help="default 720p")
-    video.add_argument("--aspect-ratio", choices=vocab.VIDEO_ASPECT_RATIOS, help="default 16:9")
-    video.set_defaults(func=guarded(cmd_video))
-
-    three_d = sub.add_parser(
-        "3d", parents=[conn, gen], help="turn an image (file or URL) into a 3D model (GLB)"
-    )
-    three_d.add_argument("image", metavar="IMAGE_PATH_OR_URL")
-    three_d.add_argument("--texture-quality", choices=vocab.TEXTURE_QUALITIES)
-    three_d.add_argument("--texture-alignment", choices=vocab.TEXTURE_ALIGNMENTS)
-    three_d.add_argument("--orientation", choices=vocab.ORIENTATIONS)
-    three_d.add_argument("--model", help="default: the server's 3D model")
-    three_d.set_defaults(func=guarded(cmd_3d))
+    for kind in vocab.KINDS:  # one subcommand per kind, named by it
+        command = KIND_COMMANDS[kind]
+        parser = sub.add_parser(kind, parents=[conn, gen], help=command.help)
+        command.options(parser)
+        parser.set_defaults(func=guarded(cmd_generate), kind=kind)
 
     projects = sub.add_parser("projects", parents=[conn], help="list your generations")
-    projects.add_argument("--type", choices=("all", "images", "videos", "3d"), default=None)
+    projects.add_argument("--type", choices=("all", *vocab.PROJECT_TYPES), default=None)
     projects.add_argument("--page", type=_positive, default=None)
     projects.add_argument("--limit", type=_positive, default=None, help="1 to 100 (default 20)")
     projects.add_argument("--order", choices=("asc", "desc"), default=None)
