@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # checkers, Playwright, the openai client, grpcio-tools) and npm's pinned buf (proto lint).
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: up test test-fast lint typecheck proto-lint proto bench load install install-dev clean
+.PHONY: up test test-fast codegen-check lint typecheck proto-lint proto bench load install install-dev clean
 
 # The client distribution (./clients) first, so the servers find genserve-client already satisfied.
 # An install from before the split owns bin/genserve: uninstalling it first keeps the client's.
@@ -47,13 +47,17 @@ proto-lint: $(DEV_STAMP)
 proto: $(DEV_STAMP)
 	$(BIN)/python -m genserve.codegen
 
-test: lint typecheck proto-lint
+# The generated stubs and the generated synchronous SDK (genserve/client.py) are fresh.
+codegen-check: $(DEV_STAMP)
+	$(BIN)/python -m genserve.codegen --check
+
+test: lint typecheck proto-lint codegen-check
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The fast lane: lint, types and the tests that need no server, no browser and no database
 # server (markers set in tests/conftest.py; tests/utils/lanes.py fails an unmarked one).
 FAST_MARKERS := not server and not browser and not database and not fleet
-test-fast: lint typecheck
+test-fast: lint typecheck codegen-check
 	GENSERVE_TEST_LANE=fast $(BIN)/python -m pytest -q -p no:cacheprovider -m "$(FAST_MARKERS)"
 
 # One table of figures; on a GPU machine: make bench BENCH_ARGS="--device cuda --fp8".
