@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings
 
 from inference_server.model_config import load_model_table
 from inference_server.settings import ServerSettings
-from rest_bridge.inference_client import parse_targets
+from rest_bridge.link.channels import parse_targets
 from rest_bridge.routes.service import router
 from rest_bridge.settings import BridgeSettings
 from tests.utils import manifests as m
