@@ -89,10 +89,11 @@ class ThreeDKind(GenerationKind[MeshRequest]):
     def prompt(self, body: MeshRequest) -> str:
         return ""
 
-    def check(self, body: MeshRequest, model: ModelEntry) -> None:
+    def settle(self, body: MeshRequest, model: ModelEntry) -> MeshRequest:
         one_of("texture_quality", body.texture_quality, model.texture_qualities, model)
         one_of("texture_alignment", body.texture_alignment, model.texture_alignments, model)
         one_of("orientation", body.orientation, model.orientations, model)
+        return body
 
     async def prepare(self, state: BridgeState, body: MeshRequest) -> DecodedImage:
         image = await load_image_input(
