@@ -124,6 +124,10 @@ class GenerationKind(ABC, Generic[BodyT]):
     """One kind of output, declared once."""
 
     kind: ClassVar[Kind]
+    path: ClassVar[str]
+    """Its route, ``POST {path}`` (the last segment is its OpenAPI tag)."""
+    operation: ClassVar[str]
+    """The route's name, from which its OpenAPI ``operationId`` is made."""
     body: type[BodyT]
     rpc: ClassVar[str]
     """The ``InferenceService`` method that generates it."""

@@ -53,6 +53,8 @@ class ImageAnswer(Answer):
 
 class ImageKind(GenerationKind[ImageRequest]):
     kind = "image"
+    path = "/api/v1/images"
+    operation = "create_images"
     body = ImageRequest
     rpc = "GenerateImage"
     file_stem = "generated-image"

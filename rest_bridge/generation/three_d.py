@@ -71,6 +71,8 @@ def reduced_ratio(width: int, height: int) -> str:
 
 class ThreeDKind(GenerationKind[MeshRequest]):
     kind = "3d"
+    path = "/api/v1/3d"
+    operation = "create_mesh"
     body = MeshRequest
     rpc = "GenerateMesh"
     file_stem = "3d-model"

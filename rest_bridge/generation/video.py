@@ -83,6 +83,8 @@ def seconds(body: VideoRequest) -> int:
 
 class VideoKind(GenerationKind[VideoRequest]):
     kind = "video"
+    path = "/api/v1/videos"
+    operation = "create_video"
     body = VideoRequest
     rpc = "GenerateVideo"
     file_stem = "generated-video"
