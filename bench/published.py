@@ -1148,15 +1148,6 @@ def build(
         torch.cuda.empty_cache()
 
 
-def parameter_count(pipe: Any) -> dict[str, int]:
-    """Parameters per model component, for the record a benchmark prints."""
-    counts = {}
-    for name, part in pipe.components.items():
-        if isinstance(part, torch.nn.Module):
-            counts[name] = sum(p.numel() for p in part.parameters())
-    return counts
-
-
 def human(n: float) -> str:
     """``12.0B``, ``335M``: parameter counts as model cards write them."""
     for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):

@@ -1,18 +1,13 @@
-"""Aspect ratio to pixel size: multiples of the model's factor, near its native area."""
+"""Aspect ratio to pixel size: multiples of the model's factor, near its native area.
+
+The plan has accepted the ratio (``plans/image.py``); nothing here checks it again.
+"""
 
 from __future__ import annotations
 
 import math
 
-from genserve.vocabulary import IMAGE_ASPECT_RATIOS, ratio_parts
-from inference_server.errors import InvalidArgument
-
-
-def parse_ratio(aspect_ratio: str, allowed: tuple[str, ...] = IMAGE_ASPECT_RATIOS) -> float:
-    if aspect_ratio not in allowed:
-        raise InvalidArgument(f"unknown aspect ratio {aspect_ratio!r}; use one of {allowed}")
-    w, h = ratio_parts(aspect_ratio)
-    return w / h
+from genserve.vocabulary import ratio_parts
 
 
 def size_for_ratio(ratio: float, native_pixels: int, factor: int) -> tuple[int, int]:
@@ -43,4 +38,5 @@ def _around(value: float, factor: int) -> list[int]:
 def image_size(
     aspect_ratio: str, native_width: int, native_height: int, factor: int
 ) -> tuple[int, int]:
-    return size_for_ratio(parse_ratio(aspect_ratio), native_width * native_height, factor)
+    w, h = ratio_parts(aspect_ratio)
+    return size_for_ratio(w / h, native_width * native_height, factor)

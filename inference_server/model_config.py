@@ -124,7 +124,7 @@ class ModelSpec(BaseModel):
             raise ValueError("min_duration is above max_duration")
         if not self.min_duration <= self.default_duration <= self.max_duration:
             raise ValueError("default_duration is outside min_duration..max_duration")
-        allowed = vocab.VIDEO_ASPECT_RATIOS if self.kind == "video" else vocab.IMAGE_ASPECT_RATIOS
+        allowed = vocab.ASPECT_RATIOS[self.kind]
         if self.aspect_ratios is None:
             self.aspect_ratios = list(allowed)
         unknown = [r for r in self.aspect_ratios if r not in allowed]

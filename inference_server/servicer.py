@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -14,6 +14,7 @@ import grpc
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
+from genserve.vocabulary import Kind
 from inference_server.artifacts import to_chunks
 from inference_server.metrics import Metrics
 from inference_server.model_config import ModelSpec
@@ -176,6 +177,44 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
                 encoding.add_done_callback(mark_retrieved)  # the caller left while it encoded
 
 
+def _image_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
+    _sized_info(spec, info)
+    info.output_formats.extend(vocab.OUTPUT_FORMAT_TO_PB[f] for f in spec.output_formats)
+    info.max_images = spec.max_images
+
+
+def _video_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
+    _sized_info(spec, info)
+    info.frame_rate = spec.frame_rate
+    info.resolutions.extend(spec.resolutions)
+    info.min_duration_seconds = spec.min_duration
+    info.max_duration_seconds = spec.max_duration
+    info.default_duration_seconds = spec.default_duration
+
+
+def _sized_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
+    """What the kinds that draw pixels at a chosen aspect ratio share."""
+    info.native_width, info.native_height = spec.width, spec.height
+    info.size_factor = spec.size_factor
+    info.aspect_ratios.extend(spec.allowed_aspect_ratios)
+
+
+def _mesh_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
+    info.texture_qualities.extend(vocab.TEXTURE_QUALITY_TO_PB[q] for q in spec.texture_qualities)
+    info.texture_alignments.extend(
+        vocab.TEXTURE_ALIGNMENT_TO_PB[a] for a in spec.texture_alignments
+    )
+    info.orientations.extend(vocab.ORIENTATION_TO_PB[o] for o in spec.orientations)
+
+
+KIND_INFO: dict[Kind, Callable[[ModelSpec, pb.ModelInfo], None]] = {
+    "image": _image_info,
+    "video": _video_info,
+    "3d": _mesh_info,
+}
+"""What each kind's entry in ``ListModels`` adds: what its requests are checked against."""
+
+
 def model_info(spec: ModelSpec, is_default: bool, loaded: bool) -> pb.ModelInfo:
     """What a bridge needs to validate, price and route a request for this model."""
     info = pb.ModelInfo(
@@ -187,25 +226,5 @@ def model_info(spec: ModelSpec, is_default: bool, loaded: bool) -> pb.ModelInfo:
         default_guidance=spec.guidance,
         loaded=loaded,
     )
-    if spec.kind in ("image", "video"):
-        info.native_width, info.native_height = spec.width, spec.height
-        info.size_factor = spec.size_factor
-        info.aspect_ratios.extend(spec.allowed_aspect_ratios)
-    if spec.kind == "image":
-        info.output_formats.extend(vocab.OUTPUT_FORMAT_TO_PB[f] for f in spec.output_formats)
-        info.max_images = spec.max_images
-    elif spec.kind == "video":
-        info.frame_rate = spec.frame_rate
-        info.resolutions.extend(spec.resolutions)
-        info.min_duration_seconds = spec.min_duration
-        info.max_duration_seconds = spec.max_duration
-        info.default_duration_seconds = spec.default_duration
-    else:
-        info.texture_qualities.extend(
-            vocab.TEXTURE_QUALITY_TO_PB[q] for q in spec.texture_qualities
-        )
-        info.texture_alignments.extend(
-            vocab.TEXTURE_ALIGNMENT_TO_PB[a] for a in spec.texture_alignments
-        )
-        info.orientations.extend(vocab.ORIENTATION_TO_PB[o] for o in spec.orientations)
+    KIND_INFO[spec.kind](spec, info)  # a kind without a row is a KeyError, not a wrong entry
     return info

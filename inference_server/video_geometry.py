@@ -2,9 +2,9 @@
 
 The public API speaks in resolution names, aspect ratios and seconds; LTX models
 need sides that are multiples of 32 and ``8k+1`` frames. These functions bridge
-the two (generate a little larger, then crop to the exact size), and are pure
-so the bridge can price and validate a request with the same numbers the
-inference server will use.
+the two (generate a little larger, then crop to the exact size). They are pure and
+check nothing: the plan (``plans/video.py``) has accepted the request, and the
+model file's entry (``model_config.py``) its factors and frame rate.
 """
 
 from __future__ import annotations
@@ -13,19 +13,7 @@ import math
 
 import numpy as np
 
-from genserve.vocabulary import RESOLUTIONS, VIDEO_ASPECT_RATIOS, ratio_parts, short_side
-from inference_server.errors import InvalidArgument
-
-
-def _check(resolution: str, aspect_ratio: str) -> None:
-    if resolution not in RESOLUTIONS:
-        raise InvalidArgument(
-            f"resolution must be one of {', '.join(RESOLUTIONS)}; got {resolution!r}"
-        )
-    if aspect_ratio not in VIDEO_ASPECT_RATIOS:
-        raise InvalidArgument(
-            f"aspect_ratio must be one of {', '.join(VIDEO_ASPECT_RATIOS)}; got {aspect_ratio!r}"
-        )
+from genserve.vocabulary import ratio_parts, short_side
 
 
 def output_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
@@ -35,7 +23,6 @@ def output_size(resolution: str, aspect_ratio: str) -> tuple[int, int]:
     720x1280); the long side is the short one times the ratio, rounded to an even
     number (H.264 in yuv420p needs even sides): 520p 16:9 is 924x520.
     """
-    _check(resolution, aspect_ratio)
     ratio_w, ratio_h = ratio_parts(aspect_ratio)
     short = short_side(resolution)
     long = 2 * round(short * max(ratio_w, ratio_h) / min(ratio_w, ratio_h) / 2)
@@ -49,8 +36,6 @@ def video_size(resolution: str, aspect_ratio: str, factor: int) -> tuple[int, in
     The decoded frames are then centre-cropped to the output size (:func:`centre_crop`),
     so a model's multiple never changes the size a client gets.
     """
-    if factor < 1:
-        raise InvalidArgument(f"size factor must be a positive integer; got {factor}")
     width, height = output_size(resolution, aspect_ratio)
     return math.ceil(width / factor) * factor, math.ceil(height / factor) * factor
 
@@ -66,8 +51,6 @@ def centre_crop(frames: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def encoded_frame_count(duration_s: float, fps: float) -> int:
     """Frames the MP4 carries, so that it lasts ``duration_s`` to within one frame."""
-    if duration_s <= 0 or fps <= 0:
-        raise InvalidArgument(f"duration and fps must be positive; got {duration_s} s at {fps} fps")
     return max(1, round(duration_s * fps))
 
 
@@ -80,7 +63,5 @@ def frame_count(duration_s: int, fps: float, temporal_factor: int) -> int:
     ``encoded_frame_count(duration_s, fps)`` frames, so the file's duration is
     exactly the requested one rather than a fraction of a frame longer.
     """
-    if temporal_factor < 1:
-        raise InvalidArgument(f"temporal factor must be a positive integer; got {temporal_factor}")
     needed = encoded_frame_count(duration_s, fps)
     return math.ceil((needed - 1) / temporal_factor) * temporal_factor + 1

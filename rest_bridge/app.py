@@ -24,14 +24,12 @@ from rest_bridge.routes import (
     account,
     docs,
     files,
+    generate,
     generations,
-    images,
     openai_compat,
     projects,
     service,
-    three_d,
     unmatched,
-    videos,
 )
 from rest_bridge.settings import BridgeSettings
 from rest_bridge.state import BridgeState
@@ -117,10 +115,8 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     app.include_router(studio.router)  # /projects and /playground, clients of /api/v1
     app.include_router(login_link.router)  # one-time log-in links (genserve up prints one)
     for router in (
-        images.router,
+        generate.router,  # one POST route per kind of output (generation/kinds.py)
         generations.router,
-        videos.router,
-        three_d.router,
         projects.router,
         files.router,
         service.router,

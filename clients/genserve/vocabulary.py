@@ -46,6 +46,13 @@ VideoAspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
 VIDEO_ASPECT_RATIOS: tuple[VideoAspectRatio, ...] = get_args(VideoAspectRatio)
 DEFAULT_VIDEO_ASPECT_RATIO: VideoAspectRatio = "16:9"
 
+ASPECT_RATIOS: dict[Kind, tuple[str, ...]] = {
+    "image": IMAGE_ASPECT_RATIOS,
+    "video": VIDEO_ASPECT_RATIOS,
+    "3d": (),
+}
+"""The aspect ratios each kind's models may offer (a 3D model's follows its input image)."""
+
 Resolution = Literal["360p", "520p", "720p", "1080p"]
 RESOLUTIONS: tuple[Resolution, ...] = get_args(Resolution)
 DEFAULT_RESOLUTION: Resolution = "720p"
@@ -55,6 +62,8 @@ MIN_DURATION_S = 1
 MAX_DURATION_S = 10
 """The longest video the embedded models allow; a model file may set its own bounds."""
 DEFAULT_DURATION_S = 4
+"""A model file's ``default_duration`` when it names none; requests that name no duration
+get their model's (``ListModels`` reports it)."""
 
 TextureQuality = Literal["no", "standard"]
 TEXTURE_QUALITIES: tuple[TextureQuality, ...] = get_args(TextureQuality)
@@ -75,18 +84,12 @@ def clean_prompt(value: str) -> str:
 
 
 def short_side(resolution: str) -> int:
-    """The short side of the output in pixels: ``"720p"`` is 720."""
-    if resolution not in RESOLUTIONS:
-        raise ValueError(f"resolution must be one of {', '.join(RESOLUTIONS)}; got {resolution!r}")
+    """The short side of the output in pixels: ``"720p"`` is 720 (a name already accepted)."""
     return int(resolution[:-1])
 
 
 def ratio_parts(aspect_ratio: str) -> tuple[int, int]:
-    """``"16:9"`` as ``(16, 9)``; only the ratios of the vocabulary are accepted."""
-    if aspect_ratio not in IMAGE_ASPECT_RATIOS:
-        raise ValueError(
-            f"aspect ratio must be one of {', '.join(IMAGE_ASPECT_RATIOS)}; got {aspect_ratio!r}"
-        )
+    """``"16:9"`` as ``(16, 9)`` (a ratio already accepted)."""
     w, h = aspect_ratio.split(":")
     return int(w), int(h)
 

@@ -20,12 +20,9 @@ import numpy.typing as npt
 import trimesh
 from PIL import Image
 
+from genserve import vocabulary as vocab
 from inference_server.errors import InvalidArgument
 from inference_server.segmentation import subject_box, subject_cutout, texture_image
-
-TEXTURE_QUALITIES = ("no", "standard")
-TEXTURE_ALIGNMENTS = ("original_image", "geometry")
-ORIENTATIONS = ("default", "align_image")
 
 PREVIEW_YAW_DEGREES = 30.0
 PREVIEW_PITCH_DEGREES = 20.0
@@ -52,10 +49,9 @@ def apply_options(
     mesh: trimesh.Trimesh,
     image: Image.Image,
     *,
-    texture_quality: str,
-    texture_alignment: str,
-    orientation: str,
-    has_own_colours: bool,
+    texture_quality: vocab.TextureQuality,
+    texture_alignment: vocab.TextureAlignment,
+    orientation: vocab.Orientation,
 ) -> trimesh.Trimesh:
     """A copy of ``mesh`` dressed as the request asks.
 
@@ -64,9 +60,8 @@ def apply_options(
       picture, cropped to its subject, is projected along the view axis (Z)
       onto the mesh's X/Y extent and becomes its base-colour texture.
     - ``"standard"`` with ``"geometry"``: the model's own colours are kept
-      (the relief's UV texture, Shap-E's vertex colours). A model without
-      colours of its own (``has_own_colours=False``) gets the projection
-      instead, so a standard-quality model is never left blank.
+      (the relief's UV texture, Shap-E's vertex colours: every model colours
+      its own surface).
     - ``orientation="align_image"`` turns the mesh about its vertical axis so
       that its silhouette's width-to-height ratio matches the subject's in the
       picture: an estimate of the camera's direction that keeps the model's
@@ -74,17 +69,15 @@ def apply_options(
       front. A relief already faces its camera and stays as it is.
       ``"default"`` keeps the model's frame (+Y up, front to +Z).
 
-    Raises ``InvalidArgument`` for values outside those lists.
+    The options were accepted by the plan (``plans/mesh.py``), which is where they are
+    checked.
     """
-    _check("texture_quality", texture_quality, TEXTURE_QUALITIES)
-    _check("texture_alignment", texture_alignment, TEXTURE_ALIGNMENTS)
-    _check("orientation", orientation, ORIENTATIONS)
     result = mesh.copy()
     if orientation == "align_image":
         result.apply_transform(_facing_camera(result, image))
     if texture_quality == "no":
         result.visual = trimesh.visual.ColorVisuals()
-    elif texture_alignment == "original_image" or not has_own_colours:
+    elif texture_alignment == "original_image":
         result.visual = _projected_texture(result, image)
     return result
 
@@ -135,11 +128,6 @@ def render_preview(
     colour = _surface_colour(mesh, hits.face, hits.weights)
     canvas[hits.pixel] = np.clip(colour * light[:, None], 0.0, 1.0)
     return _to_image(canvas, size)
-
-
-def _check(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InvalidArgument(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def _facing_camera(mesh: trimesh.Trimesh, image: Image.Image) -> npt.NDArray[np.float64]:

@@ -2,8 +2,8 @@
 
 H.264 in yuv420p with AAC audio plays in every browser and phone; ``faststart``
 puts the index (moov) before the media (mdat) so a player can start before the
-whole file has arrived from the CDN. ``probe_mp4`` and ``mp4_box_order`` report
-what a written file really holds, for the response and for the tests.
+whole file has arrived from the CDN. ``probe_mp4`` reports
+what a written file really holds, for the response.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import math
 import pathlib
-import struct
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,25 +150,6 @@ def poster_frame(frames: np.ndarray) -> Image.Image:
     return Image.fromarray(frames[frames.shape[0] // 2])
 
 
-def mp4_box_order(data: bytes) -> list[str]:
-    """Top-level box types in file order, e.g. ``["ftyp", "moov", "free", "mdat"]``."""
-    types: list[str] = []
-    offset = 0
-    while offset + 8 <= len(data):
-        size, kind = struct.unpack_from(">I4s", data, offset)
-        if size == 1:
-            if offset + 16 > len(data):
-                break
-            (size,) = struct.unpack_from(">Q", data, offset + 8)
-        elif size == 0:
-            size = len(data) - offset
-        if size < 8:
-            break
-        types.append(kind.decode("latin-1"))
-        offset += size
-    return types
-
-
 def probe_mp4(data: bytes) -> Mp4Facts:
     """Size, frame count, rate, duration and codecs from the file's index, not from the request.
 
@@ -194,13 +174,3 @@ def probe_mp4(data: bytes) -> Mp4Facts:
             pixel_format=str(stream.codec_context.pix_fmt),
             audio_codecs=tuple(str(s.codec_context.name) for s in container.streams.audio),
         )
-
-
-def decoded_frame_sizes(data: bytes) -> list[tuple[int, int]]:
-    """``(width, height)`` of every video frame, decoded as a player would.
-
-    Slow next to ``probe_mp4`` (every frame is decoded): it is how a test checks
-    that the index tells the truth, not something a request should wait for.
-    """
-    with av.open(io.BytesIO(data), mode="r") as container:
-        return [(frame.width, frame.height) for frame in container.decode(video=0)]

@@ -1,7 +1,9 @@
 """What every plan shares: the protocol, seeds, prompt and step checks.
 
-A plan is made from a request (validation happens there, before queueing);
-its ``work`` runs on the device thread, its ``encode`` on the encode pool.
+A plan is made from a request and is the one place the inference server checks it,
+against the model's entry, before queueing; what runs after (geometry, pipelines,
+encoders) trusts it. Its ``work`` runs on the device thread, its ``encode`` on the
+encode pool.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image
 
-from genserve.vocabulary import clean_prompt
+from genserve.vocabulary import MAX_INPUT_PIXELS, clean_prompt
 from inference_server.artifacts import Artifact
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelSpec
@@ -78,8 +80,8 @@ def decode_input_image(data: bytes) -> Image.Image:
         with Image.open(io.BytesIO(data)) as img:
             if img.format not in ("PNG", "JPEG", "WEBP"):
                 raise InvalidArgument("image must be PNG, JPEG or WebP")
-            if img.width * img.height > 50_000_000:
-                raise InvalidArgument("image is over 50 megapixels")
+            if img.width * img.height > MAX_INPUT_PIXELS:
+                raise InvalidArgument(f"image is over {MAX_INPUT_PIXELS / 1e6:g} megapixels")
             img.load()
             return img.convert("RGBA")
     except (OSError, Image.DecompressionBombError, SyntaxError) as exc:

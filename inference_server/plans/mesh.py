@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import trimesh
 from PIL import Image
@@ -49,12 +49,20 @@ _SUBJECT_MARGIN = 0.1
 """Space left around the subject when it is framed for Shap-E, per side."""
 
 # The document's defaults stand in for unset enums: standard, original_image, default.
-TEXTURE_QUALITIES = {pb.TEXTURE_QUALITY_UNSPECIFIED: "standard", **vocab.TEXTURE_QUALITY_FROM_PB}
-TEXTURE_ALIGNMENTS = {
+TEXTURE_QUALITIES: dict[pb.TextureQuality.ValueType, vocab.TextureQuality] = {
+    pb.TEXTURE_QUALITY_UNSPECIFIED: "standard",
+    **vocab.TEXTURE_QUALITY_FROM_PB,
+}
+TEXTURE_ALIGNMENTS: dict[pb.TextureAlignment.ValueType, vocab.TextureAlignment] = {
     pb.TEXTURE_ALIGNMENT_UNSPECIFIED: "original_image",
     **vocab.TEXTURE_ALIGNMENT_FROM_PB,
 }
-ORIENTATIONS = {pb.ORIENTATION_UNSPECIFIED: "default", **vocab.ORIENTATION_FROM_PB}
+ORIENTATIONS: dict[pb.Orientation.ValueType, vocab.Orientation] = {
+    pb.ORIENTATION_UNSPECIFIED: "default",
+    **vocab.ORIENTATION_FROM_PB,
+}
+
+OptionT = TypeVar("OptionT", bound=str)
 
 
 @dataclass
@@ -67,9 +75,9 @@ class MeshPlan:
 
     spec: ModelSpec
     image: Image.Image
-    texture_quality: str
-    texture_alignment: str
-    orientation: str
+    texture_quality: vocab.TextureQuality
+    texture_alignment: vocab.TextureAlignment
+    orientation: vocab.Orientation
     steps: int
     seed: int
 
@@ -100,7 +108,6 @@ class MeshPlan:
             texture_quality=self.texture_quality,
             texture_alignment=self.texture_alignment,
             orientation=self.orientation,
-            has_own_colours=True,
         )
         glb = export_glb(mesh)
         on_step(1, 2, "encoding")
@@ -135,12 +142,13 @@ def framed_subject(image: Image.Image) -> Image.Image:
 
 
 def _option(
-    name: str, table: Mapping[Any, str], value: int, choices: list[str], spec: ModelSpec
-) -> str:
+    name: str, table: Mapping[Any, OptionT], value: int, choices: list[str], spec: ModelSpec
+) -> OptionT:
     option = table.get(value)
     if option is None:
         raise InvalidArgument(f"unknown {name} value {value}")
-    return accepted(name, option, choices, spec)
+    accepted(name, option, choices, spec)
+    return option
 
 
 def plan_mesh(spec: ModelSpec, request: pb.GenerateMeshRequest) -> MeshPlan:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from genserve.vocabulary import Kind
+
 IMAGE_REQUEST: dict[str, Any] = {
     "prompt": "A beautiful sunset over mountains with reflection in a lake",
     "aspect_ratio": "16:9",
@@ -118,9 +120,9 @@ PROJECTS_RESPONSE: dict[str, Any] = {
     },
 }
 
-GENERATION_EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "/api/v1/images": (IMAGE_REQUEST, IMAGE_RESPONSE),
-    "/api/v1/videos": (VIDEO_REQUEST, VIDEO_RESPONSE),
-    "/api/v1/3d": (THREE_D_REQUEST, THREE_D_RESPONSE),
+GENERATION_EXAMPLES: dict[Kind, tuple[dict[str, Any], dict[str, Any]]] = {
+    "image": (IMAGE_REQUEST, IMAGE_RESPONSE),
+    "video": (VIDEO_REQUEST, VIDEO_RESPONSE),
+    "3d": (THREE_D_REQUEST, THREE_D_RESPONSE),
 }
-"""Each generation route's request example and the 200 answer the document shows for it."""
+"""Each kind's request example and the 200 answer the document shows for it."""

@@ -116,8 +116,6 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
 """Every code a client can meet, in answers and in failed events: the one table the
 OpenAPI error responses (``answers.error_responses``) and the README's table come from."""
 
-STATUS_OF: dict[str, int] = {e.code: e.status for e in ERROR_CODES}
-
 
 def codes_for(status: int) -> list[ErrorCode]:
     return [e for e in ERROR_CODES if e.status == status]

@@ -7,7 +7,7 @@
   and ``Idempotency-Key`` (a retry is never run or debited twice), as header
   parameters with the ``text/event-stream`` answer beside the JSON one.
 - The published document's request and response examples (``doc_examples.py``)
-  on the image, video, 3D and projects routes.
+  on each kind's generation route (``generation/kinds.py``) and on the projects route.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from fastapi.openapi.utils import get_openapi
 from rest_bridge.callers.keys import authenticate
 from rest_bridge.edge import doc_examples
 from rest_bridge.edge.answers import SSE_EVENT_SCHEMA
+from rest_bridge.generation.kinds import KINDS
 
 BEARER = "bearerAuth"
 SECURITY_SCHEME = {
@@ -128,8 +129,9 @@ def _add_security(app: FastAPI, schema: dict[str, Any]) -> None:
 
 
 def _add_generation_modes(schema: dict[str, Any]) -> None:
-    for path, (request, response) in doc_examples.GENERATION_EXAMPLES.items():
-        operation = schema["paths"].get(path, {}).get("post")
+    for unit in KINDS.values():
+        request, response = doc_examples.GENERATION_EXAMPLES[unit.kind]
+        operation = schema["paths"].get(unit.path, {}).get("post")
         if operation is None:
             continue
         names = {p["name"].lower() for p in operation.get("parameters", [])}

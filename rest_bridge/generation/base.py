@@ -124,6 +124,10 @@ class GenerationKind(ABC, Generic[BodyT]):
     """One kind of output, declared once."""
 
     kind: ClassVar[Kind]
+    path: ClassVar[str]
+    """Its route, ``POST {path}`` (the last segment is its OpenAPI tag)."""
+    operation: ClassVar[str]
+    """The route's name, from which its OpenAPI ``operationId`` is made."""
     body: type[BodyT]
     rpc: ClassVar[str]
     """The ``InferenceService`` method that generates it."""
@@ -154,8 +158,14 @@ class GenerationKind(ABC, Generic[BodyT]):
         text: str = getattr(body, "prompt", "")
         return text
 
-    def check(self, body: BodyT, model: ModelEntry) -> None:
-        """Refuses (422) what this model does not accept, before any debit."""
+    def settle(self, body: BodyT, model: ModelEntry) -> BodyT:
+        """The body as this model will run it: what it left out filled in from the model's
+        entry, and a 422 for what the model does not accept; before any debit.
+
+        The one check of a body against the catalogue: what is priced, sent, recorded
+        and answered is the body this returns.
+        """
+        return body
 
     async def prepare(self, state: BridgeState, body: BodyT) -> Any:
         """Inputs that take work to get (a fetched image), after every cheap check."""

@@ -53,6 +53,8 @@ class ImageAnswer(Answer):
 
 class ImageKind(GenerationKind[ImageRequest]):
     kind = "image"
+    path = "/api/v1/images"
+    operation = "create_images"
     body = ImageRequest
     rpc = "GenerateImage"
     file_stem = "generated-image"
@@ -68,13 +70,14 @@ class ImageKind(GenerationKind[ImageRequest]):
     def price_table(self, settings: BridgeSettings) -> dict[str, Any]:
         return {"points_per_image": settings.price_image}
 
-    def check(self, body: ImageRequest, model: ModelEntry) -> None:
+    def settle(self, body: ImageRequest, model: ModelEntry) -> ImageRequest:
         one_of("aspect_ratio", body.aspect_ratio, model.aspect_ratios, model)
         one_of("output_format", body.output_format, model.output_formats, model)
         if model.max_images and body.num_images > model.max_images:
             raise validation_error(
                 "num_images", f"{model.name} makes at most {model.max_images} per request"
             )
+        return body
 
     def params(self, body: ImageRequest) -> dict[str, Any]:
         return {

@@ -105,7 +105,7 @@ async def order_for(
     itself stays in ``run.begin``, conditional on the balance at that moment.
     """
     model = await find_model(state, unit, unit.model_name(body))
-    unit.check(body, model)
+    body = unit.settle(body, model)
     cost = unit.price(state.settings, body)
     balance = await state.db(points.balance, account_id)
     if balance < cost:

@@ -71,6 +71,8 @@ def reduced_ratio(width: int, height: int) -> str:
 
 class ThreeDKind(GenerationKind[MeshRequest]):
     kind = "3d"
+    path = "/api/v1/3d"
+    operation = "create_mesh"
     body = MeshRequest
     rpc = "GenerateMesh"
     file_stem = "3d-model"
@@ -89,10 +91,11 @@ class ThreeDKind(GenerationKind[MeshRequest]):
     def prompt(self, body: MeshRequest) -> str:
         return ""
 
-    def check(self, body: MeshRequest, model: ModelEntry) -> None:
+    def settle(self, body: MeshRequest, model: ModelEntry) -> MeshRequest:
         one_of("texture_quality", body.texture_quality, model.texture_qualities, model)
         one_of("texture_alignment", body.texture_alignment, model.texture_alignments, model)
         one_of("orientation", body.orientation, model.orientations, model)
+        return body
 
     async def prepare(self, state: BridgeState, body: MeshRequest) -> DecodedImage:
         image = await load_image_input(

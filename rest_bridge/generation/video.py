@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
-from pydantic import StrictStr, field_validator
+from pydantic import Field, StrictStr, field_validator
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
@@ -35,7 +35,11 @@ relative to 4 s."""
 class VideoRequest(GenerationBody):
     prompt: StrictStr
     model: StrictStr = "vidu-q2"
-    duration: WholeNumber = vocab.DEFAULT_DURATION_S
+    duration: WholeNumber | None = Field(
+        None,
+        description="Whole seconds, within the model's range; omitted: the model's default "
+        "(both listed by GET /api/v1/models).",
+    )
     resolution: vocab.Resolution = vocab.DEFAULT_RESOLUTION
     aspect_ratio: vocab.VideoAspectRatio = vocab.DEFAULT_VIDEO_ASPECT_RATIO
     preview: Preview = False
@@ -71,8 +75,16 @@ def whole_if_whole(seconds: float) -> int | float:
     return int(value) if value.is_integer() else value
 
 
+def seconds(body: VideoRequest) -> int:
+    """A settled body's duration (``VideoKind.settle`` has filled in the model's default)."""
+    assert body.duration is not None, "the body was not settled against its model"
+    return body.duration
+
+
 class VideoKind(GenerationKind[VideoRequest]):
     kind = "video"
+    path = "/api/v1/videos"
+    operation = "create_video"
     body = VideoRequest
     rpc = "GenerateVideo"
     file_stem = "generated-video"
@@ -84,7 +96,7 @@ class VideoKind(GenerationKind[VideoRequest]):
 
     def price(self, settings: BridgeSettings, body: VideoRequest) -> int:
         scale = RESOLUTION_SCALE[body.resolution]
-        return max(1, round(settings.price_video * (body.duration / 4) * scale))
+        return max(1, round(settings.price_video * (seconds(body) / 4) * scale))
 
     def price_table(self, settings: BridgeSettings) -> dict[str, Any]:
         return {
@@ -93,8 +105,9 @@ class VideoKind(GenerationKind[VideoRequest]):
             "scales_with_duration": True,
         }
 
-    def check(self, body: VideoRequest, model: ModelEntry) -> None:
-        if not model.min_duration <= body.duration <= model.max_duration:
+    def settle(self, body: VideoRequest, model: ModelEntry) -> VideoRequest:
+        duration = model.default_duration if body.duration is None else body.duration
+        if not model.min_duration <= duration <= model.max_duration:
             raise validation_error(
                 "duration",
                 f"must be whole seconds from {model.min_duration} to {model.max_duration} "
@@ -102,6 +115,7 @@ class VideoKind(GenerationKind[VideoRequest]):
             )
         one_of("resolution", body.resolution, model.resolutions, model)
         one_of("aspect_ratio", body.aspect_ratio, model.aspect_ratios, model)
+        return body.model_copy(update={"duration": duration})
 
     def params(self, body: VideoRequest) -> dict[str, Any]:
         return {
@@ -116,7 +130,7 @@ class VideoKind(GenerationKind[VideoRequest]):
             prompt=body.prompt,
             aspect_ratio=body.aspect_ratio,
             resolution=body.resolution,
-            duration_seconds=body.duration,
+            duration_seconds=seconds(body),
             request_id=rid,
             preview_every=preview_every(body.preview),
         )
@@ -166,7 +180,7 @@ class VideoKind(GenerationKind[VideoRequest]):
             "duration": {
                 "min": model.min_duration,
                 "max": model.max_duration,
-                "default": model.default_duration or vocab.DEFAULT_DURATION_S,
+                "default": model.default_duration,
             },
             "frame_rate": model.frame_rate,
         }

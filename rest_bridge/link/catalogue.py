@@ -7,16 +7,27 @@ served by several targets is one entry that knows all of them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.vocabulary import Kind
 
 
+def _known(values: Iterable[int], words: Mapping[Any, str]) -> tuple[str, ...]:
+    """The vocabulary's words for wire enum values, leaving out those this bridge does not know."""
+    return tuple(words[v] for v in values if v in words)
+
+
 @dataclass(frozen=True)
 class ModelEntry:
-    """One public model name, with everything a request for it is validated against."""
+    """One public model name, with everything a request for it is validated against.
+
+    Kind-agnostic: each field is what ``ListModels`` said (empty where a kind has no
+    such option); each kind's unit (``generation/``) reads the fields it checks.
+    """
 
     name: str
     kind: Kind
@@ -59,27 +70,11 @@ class ModelEntry:
             min_duration=info.min_duration_seconds,
             max_duration=info.max_duration_seconds,
             default_duration=info.default_duration_seconds,
-            output_formats=tuple(
-                vocab.OUTPUT_FORMAT_FROM_PB[f]
-                for f in info.output_formats
-                if f in vocab.OUTPUT_FORMAT_FROM_PB
-            ),
+            output_formats=_known(info.output_formats, vocab.OUTPUT_FORMAT_FROM_PB),
             max_images=info.max_images,
-            texture_qualities=tuple(
-                vocab.TEXTURE_QUALITY_FROM_PB[q]
-                for q in info.texture_qualities
-                if q in vocab.TEXTURE_QUALITY_FROM_PB
-            ),
-            texture_alignments=tuple(
-                vocab.TEXTURE_ALIGNMENT_FROM_PB[a]
-                for a in info.texture_alignments
-                if a in vocab.TEXTURE_ALIGNMENT_FROM_PB
-            ),
-            orientations=tuple(
-                vocab.ORIENTATION_FROM_PB[o]
-                for o in info.orientations
-                if o in vocab.ORIENTATION_FROM_PB
-            ),
+            texture_qualities=_known(info.texture_qualities, vocab.TEXTURE_QUALITY_FROM_PB),
+            texture_alignments=_known(info.texture_alignments, vocab.TEXTURE_ALIGNMENT_FROM_PB),
+            orientations=_known(info.orientations, vocab.ORIENTATION_FROM_PB),
         )
 
 

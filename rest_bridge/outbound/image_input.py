@@ -35,7 +35,6 @@ from rest_bridge.outbound.safe_fetch import (
 DEFAULT_MAX_PIXELS = MAX_INPUT_PIXELS
 
 _FORMATS = {"PNG": "png", "JPEG": "jpeg", "WEBP": "webp"}
-_MIME_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 _DATA_URL_PREFIX = re.compile(
     r"data:(?:[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+)?(?:;[a-z0-9_.+-]+=[a-z0-9_.+-]+)*;base64,",
     re.IGNORECASE,
@@ -61,10 +60,6 @@ class DecodedImage:
     format: str
     width: int
     height: int
-
-    @property
-    def mime_type(self) -> str:
-        return _MIME_TYPES[self.format]
 
 
 def _megapixels(max_pixels: int) -> str:

@@ -37,9 +37,10 @@ from bench.gpu_families import disc_png, with_values
 from bench.published import FAMILIES
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
-from inference_server.encoders.video import decoded_frame_sizes, probe_mp4
+from inference_server.encoders.video import probe_mp4
 from inference_server.model_config import ModelSpec, load_model_table
 from inference_server.tiny import flux, ltx2, ltx_video, sd3, sdxl, shap_e, wan
+from tests.utils.mp4 import decoded_frame_sizes
 from tests.utils.procs import ROOT, start_inference
 
 EXAMPLES = ROOT / "examples" / "models"

@@ -130,7 +130,6 @@ def test_standard_original_image_writes_a_textured_glb() -> None:
         texture_quality="standard",
         texture_alignment="original_image",
         orientation="default",
-        has_own_colours=True,
     )
     data = export_glb(mesh)
 
@@ -155,7 +154,6 @@ def test_no_texture_quality_writes_geometry_only(shap_e_mesh: trimesh.Trimesh) -
             texture_quality="no",
             texture_alignment="original_image",
             orientation="default",
-            has_own_colours=True,
         )
         document = glb_json(export_glb(plain))
 
@@ -172,7 +170,6 @@ def test_geometry_alignment_keeps_shap_e_vertex_colours(shap_e_mesh: trimesh.Tri
         texture_quality="standard",
         texture_alignment="geometry",
         orientation="default",
-        has_own_colours=True,
     )
     data = export_glb(coloured)
 
@@ -181,21 +178,6 @@ def test_geometry_alignment_keeps_shap_e_vertex_colours(shap_e_mesh: trimesh.Tri
     assert isinstance(loaded.visual, trimesh.visual.ColorVisuals)
     assert loaded.visual.kind == "vertex"
     assert len(loaded.vertices) == len(shap_e_mesh.vertices)
-
-
-def test_geometry_alignment_without_own_colours_projects_the_picture() -> None:
-    box = trimesh.creation.box(extents=(1.0, 1.0, 0.5))
-    dressed = apply_options(
-        box,
-        photo(),
-        texture_quality="standard",
-        texture_alignment="geometry",
-        orientation="default",
-        has_own_colours=False,
-    )
-
-    assert isinstance(dressed.visual, trimesh.visual.TextureVisuals)
-    assert dressed.visual.uv.min() >= 0.0 and dressed.visual.uv.max() <= 1.0
 
 
 def test_align_image_keeps_a_relief_and_turns_a_side_on_mesh() -> None:
@@ -207,7 +189,6 @@ def test_align_image_keeps_a_relief_and_turns_a_side_on_mesh() -> None:
         texture_quality="standard",
         texture_alignment="geometry",
         orientation="align_image",
-        has_own_colours=True,
     )
     assert np.allclose(kept.vertices, relief.vertices)
 
@@ -219,31 +200,11 @@ def test_align_image_keeps_a_relief_and_turns_a_side_on_mesh() -> None:
         texture_quality="no",
         texture_alignment="geometry",
         orientation="align_image",
-        has_own_colours=False,
     )
     # Turned a quarter, to the 5° step: the wide side now spans X.
     assert turned.extents[0] == pytest.approx(1.0, abs=0.02)
     assert turned.extents[2] < 0.3
     assert np.allclose(turned.bounds.mean(axis=0), slab.bounds.mean(axis=0))
-
-
-@pytest.mark.parametrize(
-    "option",
-    [
-        {"texture_quality": "high"},
-        {"texture_alignment": "uv"},
-        {"orientation": "upside_down"},
-    ],
-)
-def test_unknown_options_are_invalid_arguments(option: dict[str, str]) -> None:
-    options = {
-        "texture_quality": "standard",
-        "texture_alignment": "original_image",
-        "orientation": "default",
-    } | option
-    box = trimesh.creation.box()
-    with pytest.raises(InvalidArgument):
-        apply_options(box, photo(), has_own_colours=False, **options)
 
 
 # --- preview ------------------------------------------------------------------
@@ -258,7 +219,6 @@ def test_preview_is_a_shaded_view_not_the_input(quality: str) -> None:
         texture_quality=quality,
         texture_alignment="original_image",
         orientation="default",
-        has_own_colours=True,
     )
     preview = render_preview(mesh, size=256)
 

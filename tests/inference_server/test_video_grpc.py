@@ -12,12 +12,13 @@ from PIL import Image
 
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
-from inference_server.encoders.video import decoded_frame_sizes, mp4_box_order, probe_mp4
+from inference_server.encoders.video import probe_mp4
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelTable, load_model_table
 from inference_server.plans.video import plan_video
 from inference_server.registry import ModelRegistry
 from tests.conftest import InferenceProc
+from tests.utils.mp4 import decoded_frame_sizes, mp4_box_order
 
 EMBEDDED = load_model_table(None)
 

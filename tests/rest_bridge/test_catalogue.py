@@ -8,10 +8,12 @@ narrower options are enforced before any debit.
 from __future__ import annotations
 
 import ast
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import httpx
 import pytest
 from sqlmodel import Session, select
@@ -56,6 +58,18 @@ kind = "mesh"
 source = "builtin:relief"
 steps = 2
 orientations = ["default"]
+
+[models.quick-clip]
+kind = "video"
+source = "builtin:tiny-ltx-video"
+pipeline = "LTXPipeline"
+steps = 2
+guidance = 3.0
+size_factor = 32
+frame_rate = 8.0
+temporal_factor = 8
+default_duration = 2
+preload = false
 """
 
 
@@ -100,7 +114,7 @@ def _models(fleet: Fleet, key: str) -> dict[str, dict[str, object]]:
 
 def test_models_of_every_server_are_listed_with_their_options(fleet: Fleet) -> None:
     models = _models(fleet, fleet.bridge.new_key())
-    assert set(models) == {"nano-banana", "studio-sketch", "night-owl", "relief-lite"}
+    assert set(models) == {"nano-banana", "studio-sketch", "night-owl", "relief-lite", "quick-clip"}
     sketch = models["studio-sketch"]
     assert sketch["kind"] == "image" and sketch["default"] is False
     assert sketch["aspect_ratios"] == ["1:1", "16:9"]
@@ -166,6 +180,35 @@ def test_a_3d_option_the_model_refuses_is_a_422(fleet: Fleet) -> None:
     assert r.json()["details"][0]["field"] == "orientation"
 
 
+def test_an_omitted_duration_is_the_models_default(fleet: Fleet) -> None:
+    """A body without ``duration`` gets the model's ``default_duration`` (here 2 s, not 4):
+    made, answered, priced and recorded as such."""
+    key = fleet.bridge.new_key(points=100)
+    listed = _models(fleet, key)["quick-clip"]
+    assert listed["duration"] == {"min": 1, "max": 10, "default": 2}
+    with fleet.bridge.client(key) as c:
+        r = c.post(
+            "/api/v1/videos",
+            json={"prompt": "a kite", "model": "quick-clip", "resolution": "360p"},
+        )
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        projects = c.get("/api/v1/projects", params={"type": "videos"}).json()["data"]
+    video = data["video"]
+    assert video["duration"] == 2 and video["frame_count"] == 16  # 2 s at 8 fps
+    mp4 = httpx.get(video["url"])
+    assert mp4.status_code == 200
+    with av.open(io.BytesIO(mp4.content)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == 16
+    # 10 points for 4 s at 720p: 2 s at 360p is 10 * 2/4 * 0.25, rounded (4 s would be 2).
+    assert data["remaining_points"] == 100 - 1
+    assert projects["projects"][0]["metadata"]["duration"] == 2
+    with Session(fleet.bridge.engine) as s:
+        gen = s.exec(select(Generation).where(Generation.id == video["generation_id"])).one()
+    assert gen.params["duration"] == 2 and gen.points_cost == 1
+
+
 def _imports(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -207,7 +250,13 @@ def test_targets_by_name_and_dns_scheme(fleet: Fleet, logs: Path, tmp_path: Path
     try:
         with bridge.client(bridge.new_key()) as c:
             names = {m["name"] for m in c.get("/api/v1/models").json()["data"]["models"]}
-            assert names == {"nano-banana", "studio-sketch", "night-owl", "relief-lite"}
+            assert names == {
+                "nano-banana",
+                "studio-sketch",
+                "night-owl",
+                "relief-lite",
+                "quick-clip",
+            }
             r = c.post("/api/v1/images", json={"prompt": "named", "model": "night-owl"})
             assert r.status_code == 200, r.text
     finally:

@@ -9,7 +9,7 @@ import pytest
 
 from rest_bridge.app import create_app
 from rest_bridge.edge.envelope import HTTP_CODES
-from rest_bridge.edge.errors import ERROR_CODES, STATUS_OF, readme_table
+from rest_bridge.edge.errors import ERROR_CODES, readme_table
 
 ROOT = Path(__file__).resolve().parents[2]
 RAISED = re.compile(r'ApiError\(\s*(?:status=)?(\d{3}),\s*(?:code=)?"(\w+)"')
@@ -31,7 +31,8 @@ def test_codes_are_unique() -> None:
 def test_every_code_the_bridge_raises_is_in_the_table_with_its_status() -> None:
     raised = raised_in_source() | {(s, c) for s, c in HTTP_CODES.items()}
     assert (502, "inference_error") in raised  # the scan does find codes
-    missing = {(s, c) for s, c in raised if STATUS_OF.get(c) != s}
+    status_of = {e.code: e.status for e in ERROR_CODES}
+    missing = {(s, c) for s, c in raised if status_of.get(c) != s}
     assert not missing, f"add these to rest_bridge/edge/errors.py ERROR_CODES: {sorted(missing)}"
 
 

@@ -143,7 +143,6 @@ def test_png_jpeg_and_webp_are_accepted(image_format: str, name: str, mode: str)
     data = encoded((7, 5), image_format, mode)
     decoded = validate_image_bytes(data)
     assert decoded == DecodedImage(data=data, format=name, width=7, height=5)
-    assert decoded.mime_type == f"image/{name}"
 
 
 @pytest.mark.parametrize(

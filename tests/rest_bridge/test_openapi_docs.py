@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from genserve.vocabulary import Kind
 from rest_bridge.app import create_app
 from rest_bridge.edge import doc_examples
 from tests.utils.procs import ROOT
@@ -48,8 +49,13 @@ def test_keyed_routes_carry_the_bearer_scheme(schema: dict[str, Any]) -> None:
     assert not any(path.startswith(("/docs", "/redoc", "/static")) for path in schema["paths"])
 
 
-@pytest.mark.parametrize("path", ["/api/v1/images", "/api/v1/videos", "/api/v1/3d"])
-def test_generation_routes_describe_their_modes(schema: dict[str, Any], path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [("/api/v1/images", "image"), ("/api/v1/videos", "video"), ("/api/v1/3d", "3d")],
+)
+def test_generation_routes_describe_their_modes(
+    schema: dict[str, Any], path: str, kind: Kind
+) -> None:
     op = schema["paths"][path]["post"]
     headers = {p["name"]: p for p in op["parameters"] if p["in"] == "header"}
     assert set(headers) >= {"Prefer", "Accept", "Idempotency-Key"}
@@ -59,7 +65,7 @@ def test_generation_routes_describe_their_modes(schema: dict[str, Any], path: st
     assert "text/event-stream" in headers["Accept"]["schema"]["examples"]
     assert "text/event-stream" in op["responses"]["200"]["content"]
     assert "202" in op["responses"]
-    request, response = doc_examples.GENERATION_EXAMPLES[path]
+    request, response = doc_examples.GENERATION_EXAMPLES[kind]
     assert op["requestBody"]["content"]["application/json"]["example"] == request
     assert op["responses"]["200"]["content"]["application/json"]["example"] == response
 

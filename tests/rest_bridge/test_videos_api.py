@@ -17,13 +17,13 @@ import pytest
 from PIL import Image
 from sqlmodel import Session, select
 
-from inference_server.encoders.video import mp4_box_order
 from inference_server.model_config import load_model_table
 from inference_server.video_geometry import output_size
 from rest_bridge.generation.video import RESOLUTION_SCALE
 from storage.db import make_engine, migrate
 from storage.models import Account, Generation
 from tests.conftest import Bridge, InferenceProc, bridge_env
+from tests.utils.mp4 import mp4_box_order
 from tests.utils.procs import start_bridge
 
 VIDEO_MODELS = {spec.name: spec for spec in load_model_table(None).models if spec.kind == "video"}

@@ -26,7 +26,7 @@ class _ImageFormat:
 class _ImageFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ImageFormat.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     IMAGE_FORMAT_UNSPECIFIED: _ImageFormat.ValueType  # 0
-    """Not set: the server uses PNG."""
+    """Not set: the shared vocabulary's default format."""
     IMAGE_FORMAT_PNG: _ImageFormat.ValueType  # 1
     """Lossless PNG."""
     IMAGE_FORMAT_JPEG: _ImageFormat.ValueType  # 2
@@ -38,7 +38,7 @@ class ImageFormat(_ImageFormat, metaclass=_ImageFormatEnumTypeWrapper):
     """The encoding of an image file."""
 
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat.ValueType  # 0
-"""Not set: the server uses PNG."""
+"""Not set: the shared vocabulary's default format."""
 IMAGE_FORMAT_PNG: ImageFormat.ValueType  # 1
 """Lossless PNG."""
 IMAGE_FORMAT_JPEG: ImageFormat.ValueType  # 2
@@ -142,7 +142,7 @@ class _TextureQuality:
 class _TextureQualityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TextureQuality.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     TEXTURE_QUALITY_UNSPECIFIED: _TextureQuality.ValueType  # 0
-    """Not set: standard."""
+    """Not set: the shared vocabulary's default (standard)."""
     TEXTURE_QUALITY_NO: _TextureQuality.ValueType  # 1
     """Geometry only."""
     TEXTURE_QUALITY_STANDARD: _TextureQuality.ValueType  # 2
@@ -152,7 +152,7 @@ class TextureQuality(_TextureQuality, metaclass=_TextureQualityEnumTypeWrapper):
     """How much texture a mesh carries."""
 
 TEXTURE_QUALITY_UNSPECIFIED: TextureQuality.ValueType  # 0
-"""Not set: standard."""
+"""Not set: the shared vocabulary's default (standard)."""
 TEXTURE_QUALITY_NO: TextureQuality.ValueType  # 1
 """Geometry only."""
 TEXTURE_QUALITY_STANDARD: TextureQuality.ValueType  # 2
@@ -166,7 +166,7 @@ class _TextureAlignment:
 class _TextureAlignmentEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TextureAlignment.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     TEXTURE_ALIGNMENT_UNSPECIFIED: _TextureAlignment.ValueType  # 0
-    """Not set: original image."""
+    """Not set: the shared vocabulary's default (original image)."""
     TEXTURE_ALIGNMENT_ORIGINAL_IMAGE: _TextureAlignment.ValueType  # 1
     """Project the input image onto the mesh."""
     TEXTURE_ALIGNMENT_GEOMETRY: _TextureAlignment.ValueType  # 2
@@ -176,7 +176,7 @@ class TextureAlignment(_TextureAlignment, metaclass=_TextureAlignmentEnumTypeWra
     """Where a mesh's colours come from."""
 
 TEXTURE_ALIGNMENT_UNSPECIFIED: TextureAlignment.ValueType  # 0
-"""Not set: original image."""
+"""Not set: the shared vocabulary's default (original image)."""
 TEXTURE_ALIGNMENT_ORIGINAL_IMAGE: TextureAlignment.ValueType  # 1
 """Project the input image onto the mesh."""
 TEXTURE_ALIGNMENT_GEOMETRY: TextureAlignment.ValueType  # 2
@@ -190,7 +190,7 @@ class _Orientation:
 class _OrientationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Orientation.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ORIENTATION_UNSPECIFIED: _Orientation.ValueType  # 0
-    """Not set: the model's own frame."""
+    """Not set: the shared vocabulary's default (the model's own frame)."""
     ORIENTATION_DEFAULT: _Orientation.ValueType  # 1
     """The model's own frame."""
     ORIENTATION_ALIGN_IMAGE: _Orientation.ValueType  # 2
@@ -200,7 +200,7 @@ class Orientation(_Orientation, metaclass=_OrientationEnumTypeWrapper):
     """How a mesh is turned."""
 
 ORIENTATION_UNSPECIFIED: Orientation.ValueType  # 0
-"""Not set: the model's own frame."""
+"""Not set: the shared vocabulary's default (the model's own frame)."""
 ORIENTATION_DEFAULT: Orientation.ValueType  # 1
 """The model's own frame."""
 ORIENTATION_ALIGN_IMAGE: Orientation.ValueType  # 2
@@ -231,11 +231,13 @@ class GenerateImageRequest(_message.Message):
     negative_prompt: _builtins.str
     """What the image should not show."""
     aspect_ratio: _builtins.str
-    """Aspect ratio as "W:H", such as "16:9"; empty means 1:1."""
+    """Aspect ratio as "W:H", one of the model's ModelInfo.aspect_ratios; empty means the
+    shared vocabulary's default.
+    """
     num_images: _builtins.int
-    """How many images, 1 to 4."""
+    """How many images, from 1 to the model's ModelInfo.max_images."""
     format: Global___ImageFormat.ValueType
-    """File format of the encoded images."""
+    """File format of the encoded images, one of the model's ModelInfo.output_formats."""
     steps: _builtins.int
     """Denoising steps; 0 means the model's default."""
     guidance_scale: _builtins.float
@@ -338,11 +340,17 @@ class GenerateVideoRequest(_message.Message):
     negative_prompt: _builtins.str
     """What the video should not show."""
     aspect_ratio: _builtins.str
-    """Aspect ratio as "W:H"; empty means 16:9."""
+    """Aspect ratio as "W:H", one of the model's ModelInfo.aspect_ratios; empty means the
+    shared vocabulary's default.
+    """
     resolution: _builtins.str
-    """Resolution name: "360p", "520p", "720p" or "1080p"; empty means 720p."""
+    """Resolution name, such as "720p", one of the model's ModelInfo.resolutions; empty means
+    the shared vocabulary's default.
+    """
     duration_seconds: _builtins.int
-    """Length in whole seconds; 0 means 4."""
+    """Length in whole seconds, within the model's ModelInfo.min_duration_seconds and
+    max_duration_seconds; 0 means the model's ModelInfo.default_duration_seconds.
+    """
     steps: _builtins.int
     """Denoising steps; 0 means the model's default."""
     guidance_scale: _builtins.float
@@ -438,13 +446,13 @@ class GenerateMeshRequest(_message.Message):
     model: _builtins.str
     """Public model name; empty means the server's default 3D model."""
     image: _builtins.bytes
-    """The input image, PNG, JPEG or WebP bytes."""
+    """The input image: PNG, JPEG or WebP bytes, within the shared vocabulary's size limits."""
     texture_quality: Global___TextureQuality.ValueType
-    """Whether the mesh carries a texture."""
+    """Whether the mesh carries a texture, one of the model's ModelInfo.texture_qualities."""
     texture_alignment: Global___TextureAlignment.ValueType
-    """Where the mesh's colours come from."""
+    """Where the mesh's colours come from, one of the model's ModelInfo.texture_alignments."""
     orientation: Global___Orientation.ValueType
-    """How the mesh is turned."""
+    """How the mesh is turned, one of the model's ModelInfo.orientations."""
     steps: _builtins.int
     """Model steps; 0 means the model's default."""
     seed: _builtins.int
