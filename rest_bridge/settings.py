@@ -12,8 +12,8 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from genserve._internal.logs import LogFormat, LogLevel, format_named, level_named
+from genserve._internal.pem import check_pem_files
 from genserve.vocabulary import MAX_INPUT_BYTES
-from rest_bridge.link.credentials import check_tls_files
 from rest_bridge.outbound.address_policy import AddressPolicy
 
 
@@ -245,3 +245,14 @@ class BridgeSettings(BaseSettings):
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
         return path.read_text().strip().encode()
+
+
+def check_tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> None:
+    """Refuses, at start-up, a TLS setting that cannot work on the bridge."""
+    check_pem_files(cert, key, ca)
+    if cert is not None and ca is None:
+        raise ValueError(
+            "GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY are the bridge's client certificate "
+            "for TLS, which needs GENSERVE_GRPC_TLS_CA (the CA of the inference servers' "
+            "certificates); without it the bridge would talk plaintext"
+        )

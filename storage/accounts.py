@@ -179,6 +179,15 @@ def key_owner(session: Session, key_hash: str) -> tuple[ApiKey, Account] | None:
     return key, account
 
 
+def api_key_by_id_or_hash(
+    session: Session, *, key_id: int | None = None, key_hash: str = ""
+) -> ApiKey | None:
+    """A key row, live or revoked, by its id or by its keyed hash (an operator's look-up)."""
+    if key_id is not None:
+        return session.get(ApiKey, key_id)
+    return session.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
+
+
 def revoke_api_key(session: Session, *, key_id: int, account_id: int | None = None) -> bool:
     stmt = update(ApiKey).where(col(ApiKey.id) == key_id, col(ApiKey.revoked_at).is_(None))
     if account_id is not None:

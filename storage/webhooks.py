@@ -134,11 +134,3 @@ def record_attempt(
         delivery.next_attempt_at = utcnow() + retry_in
     session.add(delivery)
     session.commit()
-
-
-def deliveries_of(session: Session, generation_id: str) -> list[WebhookDelivery]:
-    return list(
-        session.exec(
-            select(WebhookDelivery).where(WebhookDelivery.generation_id == generation_id)
-        ).all()
-    )

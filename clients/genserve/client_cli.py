@@ -27,7 +27,7 @@ from genserve import vocabulary as vocab
 from genserve.config import DEFAULT_BASE_URL, config_path, normalize_base_url
 
 if TYPE_CHECKING:
-    from genserve.cli import Subparsers
+    from genserve._internal.cmdline import Subparsers
     from genserve.client import Client, GenerationStream
     from genserve.results import GenerationResult
 

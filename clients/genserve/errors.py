@@ -11,10 +11,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from genserve.results import Event
+from typing import Any
 
 __all__ = [
     "APIConnectionError",
@@ -70,8 +67,10 @@ class GenserveError(Exception):
         self.details = details or []
         self.body = body
         self.headers: dict[str, str] = dict(headers or {})
-        self.event: Event | None = None
-        """The ``failed`` event this error was read from, when it came from a stream."""
+        self.event: object | None = None
+        """The ``failed`` event (a ``genserve.Event``) this error was read from, when it came
+        from a stream. Typed ``object`` so that errors need not import results (which import
+        errors)."""
 
     def __str__(self) -> str:
         text = f"{self.code}: {self.message}"

@@ -114,15 +114,9 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ),
 )  # fmt: skip
 """Every code a client can meet, in answers and in failed events: the one table the
-OpenAPI error responses (``answers.error_responses``) and the README's table come from."""
+OpenAPI error responses (``answers.error_responses``) and the README's table
+(``python -m tools.error_table``) come from."""
 
 
 def codes_for(status: int) -> list[ErrorCode]:
     return [e for e in ERROR_CODES if e.status == status]
-
-
-def readme_table() -> str:
-    """The README's error table (``tests/rest_bridge/test_error_codes.py`` keeps them equal)."""
-    rows = ["| status | code | meaning |", "| --- | --- | --- |"]
-    rows += [f"| {e.status} | `{e.code}` | {e.meaning} |" for e in ERROR_CODES]
-    return "\n".join(rows)

@@ -16,21 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from genserve._internal.pem import check_pem_files, read_pem
+from genserve._internal.pem import read_pem
 
 if TYPE_CHECKING:
     from rest_bridge.settings import BridgeSettings
-
-
-def check_tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> None:
-    """Refuses, at start-up, a TLS setting that cannot work on the bridge."""
-    check_pem_files(cert, key, ca)
-    if cert is not None and ca is None:
-        raise ValueError(
-            "GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY are the bridge's client certificate "
-            "for TLS, which needs GENSERVE_GRPC_TLS_CA (the CA of the inference servers' "
-            "certificates); without it the bridge would talk plaintext"
-        )
 
 
 def _optional(path: Path | None, variable: str, kind: str) -> bytes | None:
