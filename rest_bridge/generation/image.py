@@ -1,7 +1,14 @@
-"""Text to image: ``POST /api/v1/images``."""
+"""Text to image: ``POST /api/v1/images``.
+
+Beyond the document's fields a request may set its ``seed``, ``negative_prompt``,
+``steps``, ``guidance_scale`` and an exact ``width`` and ``height``; each is checked
+against the model's entry here (``settle``), before the debit. The price follows the
+work: more steps or pixels than the model's defaults cost proportionally more.
+"""
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
@@ -23,9 +30,14 @@ from rest_bridge.generation.base import (
 )
 from rest_bridge.link.catalogue import ModelEntry
 from rest_bridge.settings import BridgeSettings
+from storage.models import Generation
 
 if TYPE_CHECKING:
     from rest_bridge.state import BridgeState
+
+
+def _clean_negative(value: str | None) -> str | None:
+    return None if value is None else vocab.clean_prompt(value)
 
 
 class ImageRequest(GenerationBody):
@@ -35,12 +47,73 @@ class ImageRequest(GenerationBody):
     num_images: WholeNumber = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
     model: StrictStr = "nano-banana"
     preview: Preview = False
+    seed: WholeNumber | None = Field(
+        None,
+        ge=0,
+        le=vocab.MAX_SEED,
+        description="0 to 2^32-1; image i uses seed + i. Unset: a random one, returned. "
+        "The same seed, parameters and model give the same image.",
+        examples=[42],
+    )
+    negative_prompt: StrictStr | None = Field(
+        None,
+        description="What the image should not show (the prompt's rules and limits).",
+        examples=["blurry, text, watermark"],
+    )
+    steps: WholeNumber | None = Field(
+        None,
+        ge=1,
+        le=200,
+        description="Denoising steps, 1 to the model's max_steps (GET /api/v1/models). "
+        "Unset: the model's default. More than the default costs proportionally more.",
+        examples=[8],
+    )
+    guidance_scale: float | None = Field(
+        None,
+        ge=0,
+        le=30,
+        allow_inf_nan=False,
+        description="Classifier-free guidance, within the model's guidance range. "
+        "Unset: the model's default.",
+        examples=[5.0],
+    )
+    width: WholeNumber | None = Field(
+        None,
+        ge=1,
+        le=16384,
+        description="Exact width in pixels, with height, instead of aspect_ratio: a multiple "
+        "of the model's size_factor, width times height within its max_pixels. More pixels "
+        "than the model's native size cost proportionally more.",
+        examples=[192],
+    )
+    height: WholeNumber | None = Field(
+        None, ge=1, le=16384, description="Exact height in pixels, with width.", examples=[128]
+    )
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
+    _negative = field_validator("negative_prompt")(_clean_negative)
+
+    @property
+    def sized(self) -> bool:
+        """Whether the body gives its own width and height (settled: both or neither)."""
+        return self.width is not None and self.height is not None
+
+    @property
+    def ratio(self) -> str:
+        """The aspect ratio of its images: the one given, or that of its width and height."""
+        if self.sized and "aspect_ratio" not in self.model_fields_set:
+            assert self.width is not None and self.height is not None
+            return vocab.size_ratio(self.width, self.height)
+        return self.aspect_ratio
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 class ImageFile(FileAnswer):
     aspect_ratio: str
+    seed: int | None = None
 
 
 class ImageAnswer(Answer):
@@ -49,6 +122,7 @@ class ImageAnswer(Answer):
     generation_time: int
     remaining_points: int
     request_id: str
+    seed: int | None = None
 
 
 class ImageKind(GenerationKind[ImageRequest]):
@@ -64,38 +138,97 @@ class ImageKind(GenerationKind[ImageRequest]):
     def timeout_s(self, settings: BridgeSettings) -> float:
         return settings.image_timeout_s
 
-    def price(self, settings: BridgeSettings, body: ImageRequest) -> int:
-        return settings.price_image * body.num_images
+    def price(self, settings: BridgeSettings, body: ImageRequest, model: ModelEntry) -> int:
+        """``price_image`` per image, times the steps over the model's default and the pixels
+        over its native size where they are more (rounded up); the defaults cost the same."""
+        base = settings.price_image * body.num_images
+        default_steps = max(1, model.default_steps)
+        steps = max(body.steps or default_steps, default_steps)
+        native = max(1, model.native_width * model.native_height)
+        pixels = native
+        if body.sized:
+            assert body.width is not None and body.height is not None
+            pixels = max(body.width * body.height, native)
+        return _ceil_div(base * steps * pixels, default_steps * native)
 
     def price_table(self, settings: BridgeSettings) -> dict[str, Any]:
-        return {"points_per_image": settings.price_image}
+        return {
+            "points_per_image": settings.price_image,
+            "rule": "points_per_image x num_images, times steps / default_steps and "
+            "width x height / (native_width x native_height) where each is above 1, "
+            "rounded up",
+        }
 
     def settle(self, body: ImageRequest, model: ModelEntry) -> ImageRequest:
-        one_of("aspect_ratio", body.aspect_ratio, model.aspect_ratios, model)
         one_of("output_format", body.output_format, model.output_formats, model)
         if model.max_images and body.num_images > model.max_images:
             raise validation_error(
                 "num_images", f"{model.name} makes at most {model.max_images} per request"
             )
-        return body
+        if (body.width is None) != (body.height is None):
+            field = "height" if body.height is None else "width"
+            raise validation_error(field, "width and height go together: give both or neither")
+        if body.sized:
+            _check_size(body, model)
+        else:
+            one_of("aspect_ratio", body.aspect_ratio, model.aspect_ratios, model)
+        if body.steps is not None and model.max_steps and body.steps > model.max_steps:
+            raise validation_error(
+                "steps", f"must be at most {model.name}'s max_steps {model.max_steps}"
+            )
+        guidance = body.guidance_scale
+        if guidance is not None and model.max_guidance:
+            if not model.min_guidance <= guidance <= model.max_guidance:
+                raise validation_error(
+                    "guidance_scale",
+                    f"must be within {model.name}'s guidance range "
+                    f"{model.min_guidance:g} to {model.max_guidance:g}",
+                )
+        update: dict[str, Any] = {}
+        if body.seed is None:
+            update["seed"] = random.randint(0, vocab.MAX_SEED)
+        if body.steps is None and model.default_steps:
+            update["steps"] = model.default_steps
+        if body.guidance_scale is None and model.max_guidance:
+            update["guidance_scale"] = model.default_guidance
+        return body.model_copy(update=update) if update else body
 
     def params(self, body: ImageRequest) -> dict[str, Any]:
-        return {
-            "aspect_ratio": body.aspect_ratio,
+        params: dict[str, Any] = {
+            "aspect_ratio": body.ratio,
             "output_format": body.output_format,
             "num_images": body.num_images,
+            "seed": body.seed,
+            "negative_prompt": body.negative_prompt,
+            "steps": body.steps,
+            "guidance_scale": body.guidance_scale,
         }
+        if body.sized:
+            params["width"], params["height"] = body.width, body.height
+        return params
 
     def request(self, body: ImageRequest, model: ModelEntry, rid: str, prepared: Any) -> Message:
-        return pb.GenerateImageRequest(
+        request = pb.GenerateImageRequest(
             model=model.name,
             prompt=body.prompt,
+            negative_prompt=body.negative_prompt or "",
             aspect_ratio=body.aspect_ratio,
             num_images=body.num_images,
             format=vocab.OUTPUT_FORMAT_TO_PB[body.output_format],
+            steps=body.steps or 0,
             request_id=rid,
             preview_every=preview_every(body.preview),
         )
+        if body.sized:
+            assert body.width is not None and body.height is not None
+            request.width, request.height = body.width, body.height
+            if "aspect_ratio" not in body.model_fields_set:
+                request.aspect_ratio = ""
+        if body.seed is not None:
+            request.seed = body.seed
+        if body.guidance_scale is not None:
+            request.guidance_scale = body.guidance_scale
+        return request
 
     def output(
         self,
@@ -104,12 +237,15 @@ class ImageKind(GenerationKind[ImageRequest]):
         model: ModelEntry,
         outcome: GenerationOutcome,
     ) -> dict[str, Any]:
+        seed = outcome.seed if body.seed is None else body.seed
         images = [
-            {**file_view(state, a), "aspect_ratio": body.aspect_ratio} for a in outcome.primaries()
+            {**file_view(state, a), "aspect_ratio": body.ratio, "seed": seed + a.index}
+            for a in outcome.primaries()
         ]
         return {
             "images": images,
             "generation_id": outcome.generation.id,
+            "seed": seed,
         }
 
     def describe(self, model: ModelEntry) -> dict[str, Any]:
@@ -117,7 +253,50 @@ class ImageKind(GenerationKind[ImageRequest]):
             "aspect_ratios": list(model.aspect_ratios or vocab.IMAGE_ASPECT_RATIOS),
             "output_formats": list(model.output_formats or vocab.OUTPUT_FORMATS),
             "num_images": {"min": vocab.MIN_IMAGES, "max": model.max_images or vocab.MAX_IMAGES},
+            "steps": {"default": model.default_steps, "max": model.max_steps},
+            "guidance_scale": {
+                "default": model.default_guidance,
+                "min": model.min_guidance,
+                "max": model.max_guidance,
+            },
+            "size": {
+                "native_width": model.native_width,
+                "native_height": model.native_height,
+                "size_factor": model.size_factor,
+                "max_pixels": model.max_pixels,
+            },
+            "seed": {"min": 0, "max": vocab.MAX_SEED},
         }
+
+    def metadata(self, gen: Generation) -> dict[str, Any]:
+        """What the project was made with, so it can be made again."""
+        p = gen.params
+        keys = ("seed", "negative_prompt", "steps", "guidance_scale", "width", "height")
+        return {k: p[k] for k in keys if p.get(k) is not None} | {
+            "output_format": p.get("output_format"),
+            "num_images": p.get("num_images"),
+        }
+
+
+def _check_size(body: ImageRequest, model: ModelEntry) -> None:
+    """A 422 unless the body's width and height suit the model (and its aspect ratio)."""
+    assert body.width is not None and body.height is not None
+    factor = model.size_factor or 1
+    for name, value in (("width", body.width), ("height", body.height)):
+        if value % factor:
+            raise validation_error(
+                name, f"must be a multiple of {model.name}'s size_factor {factor}"
+            )
+    if model.max_pixels and body.width * body.height > model.max_pixels:
+        raise validation_error(
+            "width", f"width x height must be at most {model.name}'s max_pixels {model.max_pixels}"
+        )
+    if "aspect_ratio" in body.model_fields_set and not vocab.size_matches_ratio(
+        body.width, body.height, body.aspect_ratio
+    ):
+        raise validation_error(
+            "aspect_ratio", f"{body.aspect_ratio} disagrees with {body.width}x{body.height}"
+        )
 
 
 IMAGE = ImageKind()
