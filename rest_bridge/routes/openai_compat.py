@@ -16,7 +16,9 @@ OpenAI answers it. Points running out is a 402 (type ``insufficient_quota``): th
 ``openai`` package raises ``APIStatusError`` with ``status_code == 402`` and does
 not retry it (it retries 429 and 5xx, honouring ``Retry-After``).
 
-``size`` maps to an aspect ratio (the model's own resolution follows from it);
+``size`` ``WxH`` gives exactly that size when the model allows it (multiples of its
+size factor, within its pixel limit); otherwise OpenAI's sizes map to an aspect
+ratio (the model's own resolution follows from it);
 ``model`` takes genserve's public names, and OpenAI's names (``dall-e-*``,
 ``gpt-image-*``, ``chatgpt-image-*``) mean the default image model; ``quality``,
 ``style``, ``user`` and the other OpenAI tuning fields are accepted and ignored.
@@ -47,6 +49,7 @@ from rest_bridge.edge.errors import ApiError
 from rest_bridge.generation.image import IMAGE, ImageRequest
 from rest_bridge.generation.order import find_model
 from rest_bridge.generation.respond import respond
+from rest_bridge.link.catalogue import ModelEntry
 from rest_bridge.state import BridgeState
 from storage.models import Asset
 
@@ -225,7 +228,11 @@ class OpenAIImageRequest(BaseModel):
     prompt: str
     model: str | None = None
     n: int | None = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
-    size: str | None = Field(None, description="One of " + ", ".join(SIZES) + ".")
+    size: str | None = Field(
+        None,
+        description="WxH: exactly that size where the model allows it (a multiple of its "
+        "size_factor, within max_pixels); else one of " + ", ".join(SIZES) + ".",
+    )
     response_format: Literal["url", "b64_json"] | None = None
     output_format: vocab.OutputFormat | None = None
     stream: bool | None = None
@@ -278,6 +285,22 @@ def aspect_ratio_for(size: str | None) -> vocab.ImageAspectRatio:
     return ratio
 
 
+def exact_size(size: str | None, model: ModelEntry) -> tuple[int, int] | None:
+    """``size`` as (width, height) when it is ``WxH`` and the model makes exactly that size."""
+    if not size or size == "auto":
+        return None
+    w, sep, h = size.partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        return None
+    width, height = int(w), int(h)
+    factor = model.size_factor or 1
+    if width < 1 or height < 1 or width % factor or height % factor:
+        return None
+    if model.max_pixels and width * height > model.max_pixels:
+        return None
+    return width, height
+
+
 def _plain(request: Request) -> Request:
     """The request without ``Prefer: respond-async`` or ``Accept: text/event-stream``.
 
@@ -324,18 +347,23 @@ async def create_image(
     """``images.generate`` of OpenAI's client; the same points and limits as ``/api/v1/images``."""
     if body.stream:
         raise OpenAIError(400, "Streaming is not supported here.", param="stream")
-    aspect_ratio = aspect_ratio_for(body.size)
     wanted = body.model
     if wanted is None or wanted.startswith(OPENAI_IMAGE_MODEL_PREFIXES):
         wanted = None
     model = await find_model(state, IMAGE, wanted)
+    exact = exact_size(body.size, model)
+    size: dict[str, Any] = (
+        {"width": exact[0], "height": exact[1]}
+        if exact
+        else {"aspect_ratio": aspect_ratio_for(body.size)}
+    )
     try:
         native = ImageRequest(
             prompt=body.prompt,
-            aspect_ratio=aspect_ratio,
             output_format=body.output_format or vocab.DEFAULT_OUTPUT_FORMAT,
             num_images=body.n or 1,
             model=model.name,
+            **size,
         )
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
