@@ -73,6 +73,14 @@ class ModelSpec(BaseModel):
     )
     orientations: list[vocab.Orientation] = Field(default_factory=lambda: list(vocab.ORIENTATIONS))
     negative_prompt: str = ""
+    image_modes: list[vocab.ImageMode] = Field(
+        default_factory=lambda: list(vocab.IMAGE_MODES[:1]),
+        description="images: what the model serves: text_to_image, image_to_image and "
+        "inpaint (the text-to-image weights shared through diffusers' from_pipe), edit",
+    )
+    strength: float = Field(
+        0.75, gt=0.0, le=1.0, description="images: how much of an input image is repainted"
+    )
     mesh_grid_size: int | None = Field(
         None,
         ge=16,
@@ -202,6 +210,7 @@ EMBEDDED_MODELS: dict[str, dict[str, object]] = {
         "steps": 4,
         "max_steps": 50,
         "guidance": 5.0,
+        "image_modes": ["text_to_image", "image_to_image", "inpaint"],
         "width": 128,
         "height": 128,
         "size_factor": 8,

@@ -185,6 +185,7 @@ def _image_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
     info.output_formats.extend(vocab.OUTPUT_FORMAT_TO_PB[f] for f in spec.output_formats)
     info.max_images = spec.max_images
     info.max_pixels = spec.pixel_limit
+    info.image_modes.extend(spec.image_modes)
 
 
 def _video_info(spec: ModelSpec, info: pb.ModelInfo) -> None:

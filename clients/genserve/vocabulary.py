@@ -43,6 +43,11 @@ DEFAULT_OUTPUT_FORMAT: OutputFormat = "png"
 MIN_IMAGES = 1
 MAX_IMAGES = 4
 
+ImageMode = Literal["text_to_image", "image_to_image", "inpaint", "edit"]
+IMAGE_MODES: tuple[ImageMode, ...] = get_args(ImageMode)
+"""What an image model may serve: from a prompt, from an input image (``strength``), an
+input image and a mask (white repainted), or an instruction edit of an input image."""
+
 MAX_SEED = 2**32 - 1
 """Seeds are 0 to this; image ``i`` of a request uses ``seed + i``."""
 

@@ -8,7 +8,9 @@ work: more steps or pixels than the model's defaults cost proportionally more.
 
 from __future__ import annotations
 
+import functools
 import random
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
@@ -17,7 +19,7 @@ from pydantic import Field, StrictStr, field_validator
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
 from rest_bridge.edge.answers import Answer, FileAnswer
-from rest_bridge.edge.errors import validation_error
+from rest_bridge.edge.errors import ApiError, validation_error
 from rest_bridge.edge.views import file_view
 from rest_bridge.generation.base import (
     GenerationBody,
@@ -29,6 +31,7 @@ from rest_bridge.generation.base import (
     preview_every,
 )
 from rest_bridge.link.catalogue import ModelEntry
+from rest_bridge.outbound.image_input import DecodedImage, load_image_input
 from rest_bridge.settings import BridgeSettings
 from storage.models import Generation
 
@@ -89,9 +92,37 @@ class ImageRequest(GenerationBody):
     height: WholeNumber | None = Field(
         None, ge=1, le=16384, description="Exact height in pixels, with width.", examples=[128]
     )
+    image_url: StrictStr | None = Field(
+        None,
+        description="An input image to start from (image to image; inpainting with a mask), "
+        "fetched like /api/v1/3d's; for models whose image_modes allow it.",
+    )
+    image_base64: StrictStr | None = Field(
+        None, description="The input image as base64 (or a data: URL), instead of image_url."
+    )
+    mask_url: StrictStr | None = Field(
+        None, description="Inpainting: a mask of the input image; white is repainted."
+    )
+    mask_base64: StrictStr | None = Field(None, description="The mask as base64.")
+    strength: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="With an input image: how much of it is repainted, above 0 to 1 "
+        "(the model's default).",
+        examples=[0.6],
+    )
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
     _negative = field_validator("negative_prompt")(_clean_negative)
+
+    @property
+    def mode(self) -> str:
+        """What the request asks the model for: its ``image_modes`` must include it."""
+        if self.image_url is None and self.image_base64 is None:
+            return "text_to_image"
+        return "image_to_image" if self.mask_url is None and self.mask_base64 is None else "inpaint"
 
     @property
     def sized(self) -> bool:
@@ -168,6 +199,7 @@ class ImageKind(GenerationKind[ImageRequest]):
         if (body.width is None) != (body.height is None):
             field = "height" if body.height is None else "width"
             raise validation_error(field, "width and height go together: give both or neither")
+        _check_mode(body, model)
         if body.sized:
             _check_size(body, model)
         else:
@@ -193,6 +225,25 @@ class ImageKind(GenerationKind[ImageRequest]):
             update["guidance_scale"] = model.default_guidance
         return body.model_copy(update=update) if update else body
 
+    async def prepare(self, state: BridgeState, body: ImageRequest) -> ImageInputs:
+        if body.mode == "text_to_image":
+            return ImageInputs()
+        settings = state.settings
+        load = functools.partial(
+            load_image_input,
+            policy=settings.fetch_policy(),
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=vocab.MAX_INPUT_PIXELS,
+        )
+        image = await load(body.image_url, body.image_base64)
+        mask = None
+        if body.mode == "inpaint":
+            try:
+                mask = await load(body.mask_url, body.mask_base64)
+            except ApiError as err:
+                raise _as_mask_error(err) from err
+        return ImageInputs(image, mask)
+
     def params(self, body: ImageRequest) -> dict[str, Any]:
         params: dict[str, Any] = {
             "aspect_ratio": body.ratio,
@@ -205,6 +256,13 @@ class ImageKind(GenerationKind[ImageRequest]):
         }
         if body.sized:
             params["width"], params["height"] = body.width, body.height
+        if body.mode != "text_to_image":
+            params["mode"] = body.mode
+            params["strength"] = body.strength
+            if body.image_url is not None:
+                params["image_url"] = body.image_url
+            if body.mask_url is not None:
+                params["mask_url"] = body.mask_url
         return params
 
     def request(self, body: ImageRequest, model: ModelEntry, rid: str, prepared: Any) -> Message:
@@ -228,6 +286,13 @@ class ImageKind(GenerationKind[ImageRequest]):
             request.seed = body.seed
         if body.guidance_scale is not None:
             request.guidance_scale = body.guidance_scale
+        inputs: ImageInputs = prepared or ImageInputs()
+        if inputs.image is not None:
+            request.init_image = inputs.image.data
+            if body.strength is not None:
+                request.strength = body.strength
+        if inputs.mask is not None:
+            request.mask_image = inputs.mask.data
         return request
 
     def output(
@@ -266,16 +331,68 @@ class ImageKind(GenerationKind[ImageRequest]):
                 "max_pixels": model.max_pixels,
             },
             "seed": {"min": 0, "max": vocab.MAX_SEED},
+            "image_modes": list(model.image_modes or ("text_to_image",)),
         }
 
     def metadata(self, gen: Generation) -> dict[str, Any]:
         """What the project was made with, so it can be made again."""
         p = gen.params
-        keys = ("seed", "negative_prompt", "steps", "guidance_scale", "width", "height")
+        keys = (
+            "seed",
+            "negative_prompt",
+            "steps",
+            "guidance_scale",
+            "width",
+            "height",
+            "mode",
+            "strength",
+            "image_url",
+            "mask_url",
+        )
         return {k: p[k] for k in keys if p.get(k) is not None} | {
             "output_format": p.get("output_format"),
             "num_images": p.get("num_images"),
         }
+
+
+def _check_mode(body: ImageRequest, model: ModelEntry) -> None:
+    """A 422 when the request's inputs ask for a mode the model does not serve."""
+    has_image = body.image_url is not None or body.image_base64 is not None
+    if not has_image:
+        for name in ("mask_url", "mask_base64", "strength"):
+            if getattr(body, name) is not None:
+                raise validation_error(name, "needs an input image: image_url or image_base64")
+    modes = model.image_modes or ("text_to_image",)
+    if body.mode not in modes:
+        field = "image_url" if body.image_url is not None else "image_base64"
+        if body.mode == "inpaint":
+            field = "mask_url" if body.mask_url is not None else "mask_base64"
+        raise validation_error(
+            field, f"{model.name} does not serve {body.mode}; it serves {', '.join(modes)}"
+        )
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    """An image request's fetched and decoded inputs (none for text to image)."""
+
+    image: DecodedImage | None = None
+    mask: DecodedImage | None = None
+
+
+def _as_mask_error(err: ApiError) -> ApiError:
+    """An input loader's error about ``image_*`` fields, said of the ``mask_*`` ones."""
+    details = [
+        {**d, "field": str(d.get("field", "")).replace("image_", "mask_")}
+        for d in (err.details or [])
+    ]
+    return ApiError(
+        err.status,
+        err.code,
+        err.message.replace("image_url", "mask_url").replace("image_base64", "mask_base64"),
+        details=details or None,
+        headers=err.headers,
+    )
 
 
 def _check_size(body: ImageRequest, model: ModelEntry) -> None:
