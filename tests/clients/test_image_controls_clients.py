@@ -121,3 +121,38 @@ def test_openai_size_gives_that_exact_size_when_the_model_allows_it(bridge: Brid
                 assert abs(image.width / image.height - 16 / 9) < 0.05
         after = Client(api_key=key, base_url=bridge.base).account.get().points
         assert before - after == cost
+
+
+@SQLITE
+def test_openai_edit_and_variation_return_images(bridge: Bridge, tmp_path: Path) -> None:
+    import base64
+    import io
+
+    from openai import OpenAI
+    from PIL import ImageDraw
+
+    picture = tmp_path / "picture.png"
+    image = Image.new("RGB", (200, 150), (30, 80, 200))
+    ImageDraw.Draw(image).ellipse((50, 30, 150, 120), fill=(240, 200, 40))
+    image.save(picture)
+    mask = tmp_path / "mask.png"
+    drawn = Image.new("L", (200, 150), 0)
+    ImageDraw.Draw(drawn).rectangle((0, 0, 100, 150), fill=255)
+    drawn.save(mask)
+
+    key = bridge.new_key(points=100)
+    client = OpenAI(base_url=bridge.base + "/v1", api_key=key)
+    with picture.open("rb") as img, mask.open("rb") as msk:
+        edited = client.images.edit(
+            image=img,
+            mask=msk,
+            prompt="a sunflower",
+            size="160x120",  # type: ignore[arg-type]
+            response_format="b64_json",
+        )
+    assert edited.data is not None and edited.data[0].b64_json is not None
+    with Image.open(io.BytesIO(base64.b64decode(edited.data[0].b64_json))) as out:
+        assert out.size == (160, 120)
+    with picture.open("rb") as img:
+        varied = client.images.create_variation(image=img, n=2)
+    assert varied.data is not None and len(varied.data) == 2 and varied.data[0].url
