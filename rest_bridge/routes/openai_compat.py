@@ -16,7 +16,9 @@ OpenAI answers it. Points running out is a 402 (type ``insufficient_quota``): th
 ``openai`` package raises ``APIStatusError`` with ``status_code == 402`` and does
 not retry it (it retries 429 and 5xx, honouring ``Retry-After``).
 
-``size`` maps to an aspect ratio (the model's own resolution follows from it);
+``size`` ``WxH`` gives exactly that size when the model allows it (multiples of its
+size factor, within its pixel limit); otherwise OpenAI's sizes map to an aspect
+ratio (the model's own resolution follows from it);
 ``model`` takes genserve's public names, and OpenAI's names (``dall-e-*``,
 ``gpt-image-*``, ``chatgpt-image-*``) mean the default image model; ``quality``,
 ``style``, ``user`` and the other OpenAI tuning fields are accepted and ignored.
@@ -29,9 +31,9 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -47,6 +49,7 @@ from rest_bridge.edge.errors import ApiError
 from rest_bridge.generation.image import IMAGE, ImageRequest
 from rest_bridge.generation.order import find_model
 from rest_bridge.generation.respond import respond
+from rest_bridge.link.catalogue import ModelEntry
 from rest_bridge.state import BridgeState
 from storage.models import Asset
 
@@ -225,7 +228,11 @@ class OpenAIImageRequest(BaseModel):
     prompt: str
     model: str | None = None
     n: int | None = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
-    size: str | None = Field(None, description="One of " + ", ".join(SIZES) + ".")
+    size: str | None = Field(
+        None,
+        description="WxH: exactly that size where the model allows it (a multiple of its "
+        "size_factor, within max_pixels); else one of " + ", ".join(SIZES) + ".",
+    )
     response_format: Literal["url", "b64_json"] | None = None
     output_format: vocab.OutputFormat | None = None
     stream: bool | None = None
@@ -278,6 +285,22 @@ def aspect_ratio_for(size: str | None) -> vocab.ImageAspectRatio:
     return ratio
 
 
+def exact_size(size: str | None, model: ModelEntry) -> tuple[int, int] | None:
+    """``size`` as (width, height) when it is ``WxH`` and the model makes exactly that size."""
+    if not size or size == "auto":
+        return None
+    w, sep, h = size.partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        return None
+    width, height = int(w), int(h)
+    factor = model.size_factor or 1
+    if width < 1 or height < 1 or width % factor or height % factor:
+        return None
+    if model.max_pixels and width * height > model.max_pixels:
+        return None
+    return width, height
+
+
 def _plain(request: Request) -> Request:
     """The request without ``Prefer: respond-async`` or ``Accept: text/event-stream``.
 
@@ -324,18 +347,23 @@ async def create_image(
     """``images.generate`` of OpenAI's client; the same points and limits as ``/api/v1/images``."""
     if body.stream:
         raise OpenAIError(400, "Streaming is not supported here.", param="stream")
-    aspect_ratio = aspect_ratio_for(body.size)
     wanted = body.model
     if wanted is None or wanted.startswith(OPENAI_IMAGE_MODEL_PREFIXES):
         wanted = None
     model = await find_model(state, IMAGE, wanted)
+    exact = exact_size(body.size, model)
+    size: dict[str, Any] = (
+        {"width": exact[0], "height": exact[1]}
+        if exact
+        else {"aspect_ratio": aspect_ratio_for(body.size)}
+    )
     try:
         native = ImageRequest(
             prompt=body.prompt,
-            aspect_ratio=aspect_ratio,
             output_format=body.output_format or vocab.DEFAULT_OUTPUT_FORMAT,
             num_images=body.n or 1,
             model=model.name,
+            **size,
         )
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
@@ -349,6 +377,120 @@ async def create_image(
     else:
         data = [{"url": image["url"]} for image in result["images"]]
     return {"created": int(time.time()), "data": data}
+
+
+async def _edit(
+    request: Request,
+    state: BridgeState,
+    caller: Any,
+    *,
+    image: UploadFile,
+    mask: UploadFile | None,
+    prompt: str,
+    n: int,
+    size: str | None,
+    response_format: str | None,
+    model_name: str | None,
+) -> dict[str, Any]:
+    """An input image (and mask) to images: image to image or inpainting, by the mask."""
+    wanted = model_name
+    if wanted is None or wanted.startswith(OPENAI_IMAGE_MODEL_PREFIXES):
+        wanted = None
+    model = await find_model(state, IMAGE, wanted)
+    limit = state.settings.max_upload_bytes
+    image_data = await image.read(limit + 1)
+    mask_data = await mask.read(limit + 1) if mask is not None else b""
+    if len(image_data) > limit or len(mask_data) > limit:
+        raise OpenAIError(413, "The image is too large.", param="image", code="payload_too_large")
+    exact = exact_size(size, model)
+    fields: dict[str, Any] = (
+        {"width": exact[0], "height": exact[1]}
+        if exact
+        else {"aspect_ratio": aspect_ratio_for(size)}
+    )
+    fields["image_base64"] = base64.b64encode(image_data).decode()
+    if mask is not None:
+        fields["mask_base64"] = base64.b64encode(mask_data).decode()
+    try:
+        native = ImageRequest(prompt=prompt, num_images=n, model=model.name, **fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+    answer = await respond(_plain(request), state, caller, IMAGE, native)
+    if answer.status_code != 200 or not isinstance(answer, JSONResponse):
+        return answer  # type: ignore[return-value]
+    result = json.loads(bytes(answer.body))["data"]
+    if response_format == "b64_json":
+        contents = await _file_contents(state, result["generation_id"])
+        data = [{"b64_json": base64.b64encode(c).decode()} for c in contents]
+    else:
+        data = [{"url": i["url"]} for i in result["images"]]
+    return {"created": int(time.time()), "data": data}
+
+
+@router.post(
+    "/images/edits",
+    response_model=OpenAIImagesAnswer,
+    response_model_exclude_none=True,
+    responses=OPENAI_ERRORS,
+    summary="Edit an image (OpenAI-compatible)",
+)
+async def edit_image(
+    request: Request,
+    caller: CurrentCaller,
+    state: StateDep,
+    image: Annotated[UploadFile, File()],
+    prompt: Annotated[str, Form()],
+    mask: Annotated[UploadFile | None, File()] = None,
+    n: Annotated[int, Form(ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)] = 1,
+    size: Annotated[str | None, Form()] = None,
+    response_format: Annotated[Literal["url", "b64_json"] | None, Form()] = None,
+    model: Annotated[str | None, Form()] = None,
+) -> Any:
+    """``images.edit``: image to image, or inpainting with ``mask`` (white repainted)."""
+    return await _edit(
+        request,
+        state,
+        caller,
+        image=image,
+        mask=mask,
+        prompt=prompt,
+        n=n,
+        size=size,
+        response_format=response_format,
+        model_name=model,
+    )
+
+
+@router.post(
+    "/images/variations",
+    response_model=OpenAIImagesAnswer,
+    response_model_exclude_none=True,
+    responses=OPENAI_ERRORS,
+    summary="Image variations (OpenAI-compatible)",
+)
+async def image_variations(
+    request: Request,
+    caller: CurrentCaller,
+    state: StateDep,
+    image: Annotated[UploadFile, File()],
+    n: Annotated[int, Form(ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)] = 1,
+    size: Annotated[str | None, Form()] = None,
+    response_format: Annotated[Literal["url", "b64_json"] | None, Form()] = None,
+    model: Annotated[str | None, Form()] = None,
+) -> Any:
+    """``images.create_variation``: image to image from the input, with a neutral prompt."""
+    return await _edit(
+        request,
+        state,
+        caller,
+        image=image,
+        mask=None,
+        prompt="a variation of this image",
+        n=n,
+        size=size,
+        response_format=response_format,
+        model_name=model,
+    )
 
 
 def _model_list(state: BridgeState) -> list[dict[str, Any]]:
