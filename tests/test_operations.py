@@ -261,7 +261,7 @@ def test_text_logs_quiet_probes_and_refusals_counted(tmp_path: Path, logs: Path)
     assert lines and all(pattern.fullmatch(line) for line in lines), lines[:5]
     assert not [line for line in lines if "/readyz" in line or "/healthz" in line]
     refused = [line for line in lines if "GET /api/v1/account 429" in line]
-    assert len(refused) == 1 and " INFO rest_bridge.edge.access_log [req_" in refused[0]
+    assert len(refused) == 1 and " INFO rest_bridge.access [req_" in refused[0]
 
 
 def _engine(db_url: str) -> Any:
