@@ -36,7 +36,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -48,7 +47,8 @@ from rest_bridge.generation.image import IMAGE, ImageRequest
 from rest_bridge.generation.order import find_model
 from rest_bridge.generation.respond import respond
 from rest_bridge.state import BridgeState
-from storage.models import Asset
+from storage import generations
+from storage.blobs import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -293,22 +293,24 @@ def _plain(request: Request) -> Request:
 
 
 async def _file_contents(state: BridgeState, generation_id: str) -> list[bytes]:
-    def keys(session: Session) -> list[str]:
-        rows = session.exec(
-            select(Asset)
-            .where(Asset.generation_id == generation_id, Asset.role == "primary")
-            .order_by(col(Asset.index))
-        ).all()
-        return [a.blob_key for a in rows]
-
     def read(key: str) -> bytes:
-        blob = state.blobs.open(key)
+        try:
+            blob = state.blobs.open(key)
+        except StoreUnavailable as exc:
+            log.warning("file store unavailable: %s", exc)
+            blob = None
         if blob is None:
-            raise ApiError(500, "storage_error", "A stored output could not be read.")
+            raise ApiError(
+                503,
+                "storage_error",
+                "A stored output could not be read; try again later.",
+                headers={"Retry-After": str(state.settings.retry_after_s)},
+            )
         with blob:
             return blob.read()
 
-    return [await run_in_threadpool(read, key) for key in await state.db(keys)]
+    keys = await state.db(generations.primary_blob_keys, generation_id)
+    return [await run_in_threadpool(read, key) for key in keys]
 
 
 @router.post(
