@@ -29,13 +29,21 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -43,6 +51,7 @@ from genserve import vocabulary as vocab
 from rest_bridge.callers.keys import CurrentCaller, StateDep, authenticate
 from rest_bridge.edge.envelope import request_id
 from rest_bridge.edge.errors import ApiError
+from rest_bridge.generation.base import StrictBody, WholeNumber
 from rest_bridge.generation.image import IMAGE, ImageRequest
 from rest_bridge.generation.order import find_model
 from rest_bridge.generation.respond import respond
@@ -217,26 +226,35 @@ OPENAI_ERRORS: dict[int | str, Any] = {
 }
 
 
-class OpenAIImageRequest(BaseModel):
-    """OpenAI's ``images.generate`` parameters."""
+OpenAIText = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+"""A free-text field OpenAI takes and this bridge ignores (``user``, ``safety_identifier``)."""
 
-    model_config = ConfigDict(extra="forbid")
 
-    prompt: str
-    model: str | None = None
-    n: int | None = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
-    size: str | None = Field(None, description="One of " + ", ".join(SIZES) + ".")
+class OpenAIImageRequest(StrictBody):
+    """OpenAI's ``images.generate`` parameters, checked as strictly as the native ones.
+
+    Strict types (``n`` is a number, ``stream`` a boolean), strings that are text
+    (``StrictBody``), bounded, and OpenAI's documented values where it documents them;
+    what no counterpart here tunes is then ignored. Refused with a 400 before any debit.
+    """
+
+    prompt: StrictStr = Field(min_length=1, max_length=vocab.MAX_PROMPT_CHARS)
+    model: StrictStr | None = Field(None, min_length=1, max_length=200)
+    n: WholeNumber | None = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
+    size: StrictStr | None = Field(
+        None, max_length=16, description="One of " + ", ".join(SIZES) + "."
+    )
     response_format: Literal["url", "b64_json"] | None = None
     output_format: vocab.OutputFormat | None = None
-    stream: bool | None = None
+    stream: StrictBool | None = None
     # Accepted and ignored: what they tune has no counterpart here.
-    quality: str | None = None
-    style: str | None = None
-    user: str | None = None
-    background: str | None = None
-    moderation: str | None = None
-    output_compression: int | None = None
-    safety_identifier: str | None = None
+    quality: Literal["auto", "high", "medium", "low", "hd", "standard"] | None = None
+    style: Literal["vivid", "natural"] | None = None
+    user: OpenAIText | None = None
+    background: Literal["auto", "transparent", "opaque"] | None = None
+    moderation: Literal["auto", "low"] | None = None
+    output_compression: StrictInt | None = Field(None, ge=0, le=100)
+    safety_identifier: OpenAIText | None = None
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
 
