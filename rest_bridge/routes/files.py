@@ -1,8 +1,9 @@
 """Output files at capability URLs: ``/files/<128-bit token>/<name>``, no key needed.
 
-The bridge serves them itself whatever the store, the same way from both: a local file
-or an object in an S3-compatible bucket, streamed in chunks read on worker threads, byte
-ranges included; ``HEAD`` answers ``GET``'s headers. A store that cannot be read is a 503
+The bridge serves them itself whatever the store, with the same answers from both: a
+whole local file as Starlette sends files; a byte range of one, or an object in an
+S3-compatible bucket, streamed in chunks read on worker threads; ``HEAD`` answers
+``GET``'s headers. A store that cannot be read is a 503
 ``storage_error``.
 """
 
@@ -13,9 +14,10 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from rest_bridge.callers.keys import StateDep
 from rest_bridge.edge.answers import error_responses
@@ -40,6 +42,15 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 """Output file names as the bridge writes them (``generated-image-<id>-1.png``)."""
 CACHE_HEADERS = {"Cache-Control": "public, max-age=31536000, immutable"}
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+class WholeFile(FileResponse):
+    """A local file sent whole, ``HEAD`` included; the request's ``Range`` (one the bridge
+    chose not to take: malformed, several ranges) is not looked at again."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"range"]
+        await super().__call__({**scope, "headers": headers}, receive, send)
 
 
 class FileBytes(Response):
@@ -100,8 +111,12 @@ async def _answer(
     if not _TOKEN.fullmatch(token) or not _NAME.fullmatch(name):
         raise ApiError(404, "not_found", "No such file.")
     key = f"{token}/{name}"
+    byte_range = parse_range(range_header)
+    path = state.blobs.path(key) if byte_range is None else None
+    if path is not None:  # a whole local file: sent as Starlette sends files
+        return WholeFile(path, media_type=media_type(name), headers=CACHE_HEADERS)
     try:
-        blob = await run_in_threadpool(state.blobs.open, key, parse_range(range_header))
+        blob = await run_in_threadpool(state.blobs.open, key, byte_range)
     except RangeNotSatisfiable as exc:
         raise ApiError(
             416,
