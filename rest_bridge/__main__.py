@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"genserve bridge: invalid settings: {one_line(exc)}") from None
     configure_logging(settings.log_format, settings.log_level)
     problem = listen_problem(args.host, args.port)
+    if problem is None and settings.redis_url:
+        from rest_bridge.callers.limits import redis_problem
+
+        problem = redis_problem(settings.redis_url)
     if problem is not None:
         raise SystemExit(f"genserve bridge: {problem}")
 

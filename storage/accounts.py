@@ -27,7 +27,10 @@ class TooManyKeys(Exception):
     """The account already holds the most live keys it may."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"an account may hold at most {limit} live API keys")
+        super().__init__(
+            f"an account may hold at most {limit} live API keys; revoke one to create another "
+            "(genserve keys list --email <email>, then genserve keys revoke <id>)"
+        )
         self.limit = limit
 
 

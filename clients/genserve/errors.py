@@ -134,12 +134,12 @@ class RateLimitError(GenserveError):
 
 
 class ServerError(GenserveError):
-    """5xx: ``internal_error`` (a bug on the server), ``storage_error`` or ``inference_error``."""
+    """5xx: ``internal_error`` (a bug on the server) or ``inference_error``."""
 
 
 class ServiceUnavailableError(ServerError):
-    """503 ``inference_unavailable``, ``overloaded`` (or ``not_ready``); ``retry_after`` says
-    when to retry."""
+    """503 ``inference_unavailable``, ``overloaded``, ``storage_error`` (or ``not_ready``);
+    ``retry_after`` says when to retry."""
 
 
 class GenerationTimeoutError(GenserveError, builtins.TimeoutError):
@@ -162,7 +162,7 @@ CODE_CLASSES: dict[str, type[GenserveError]] = {
     "payload_too_large": PayloadTooLargeError,
     "rate_limited": RateLimitError,
     "internal_error": ServerError,
-    "storage_error": ServerError,
+    "storage_error": ServiceUnavailableError,
     "inference_error": ServerError,
     "inference_unavailable": ServiceUnavailableError,
     "overloaded": ServiceUnavailableError,
@@ -195,10 +195,11 @@ CODE_STATUSES: dict[str, int] = {
     "generation_failed": 409,
     "generation_abandoned": 409,
     "payload_too_large": 413,
+    "range_not_satisfiable": 416,
     "validation_error": 422,
     "rate_limited": 429,
     "internal_error": 500,
-    "storage_error": 500,
+    "storage_error": 503,
     "inference_error": 502,
     "inference_unavailable": 503,
     "overloaded": 503,

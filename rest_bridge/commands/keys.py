@@ -42,8 +42,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         except TooManyKeys:
             return fail(
                 f"{account.email} already has {cap} live keys, the most an account may hold "
-                "(GENSERVE_MAX_KEYS_PER_ACCOUNT); revoke one first "
-                "(genserve keys list / genserve keys revoke)"
+                "(GENSERVE_MAX_KEYS_PER_ACCOUNT); revoke one first: "
+                f"genserve keys list --email {account.email}, then genserve keys revoke <id>"
             )
     print(new.plaintext)
     return 0

@@ -81,16 +81,16 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "A stored generation failed without a more precise code (its points were given back).",
     ),
     ErrorCode("payload_too_large", 413, "The request body (or the input image) is over its limit."),
+    ErrorCode(
+        "range_not_satisfiable", 416,
+        "A file's `Range` starts past its end (`Content-Range: bytes */size`).",
+    ),
     ErrorCode("validation_error", 422, "A field is invalid; `details` names each field."),
     ErrorCode(
         "rate_limited", 429,
         "Hourly limit of the key, or the brake on failed authentication (`Retry-After`).",
     ),
     ErrorCode("internal_error", 500, "Never expected: a bug, logged with the request id."),
-    ErrorCode(
-        "storage_error", 500,
-        "The output could not be stored; the generation failed and its points were given back.",
-    ),
     ErrorCode(
         "inference_error", 502,
         "The inference server failed the generation or sent a broken result; points given back.",
@@ -102,6 +102,11 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ErrorCode(
         "overloaded", 503,
         "The inference queues or the rate-limit store are full or away (`Retry-After`).",
+    ),
+    ErrorCode(
+        "storage_error", 503,
+        "The file store is unreachable or unwritable (`Retry-After`); a generation whose "
+        "output could not be stored failed and its points were given back.",
     ),
     ErrorCode(
         "not_ready", 503,

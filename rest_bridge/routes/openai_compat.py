@@ -37,8 +37,15 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlmodel import Session, col, select
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -46,12 +53,14 @@ from genserve import vocabulary as vocab
 from rest_bridge.callers.keys import CurrentCaller, StateDep, authenticate
 from rest_bridge.edge.envelope import request_id
 from rest_bridge.edge.errors import ApiError
+from rest_bridge.generation.base import StrictBody, WholeNumber
 from rest_bridge.generation.image import IMAGE, ImageRequest
 from rest_bridge.generation.order import find_model
 from rest_bridge.generation.respond import respond
 from rest_bridge.link.catalogue import ModelEntry
 from rest_bridge.state import BridgeState
-from storage.models import Asset
+from storage import generations
+from storage.blobs import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -220,30 +229,38 @@ OPENAI_ERRORS: dict[int | str, Any] = {
 }
 
 
-class OpenAIImageRequest(BaseModel):
-    """OpenAI's ``images.generate`` parameters."""
+OpenAIText = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+"""A free-text field OpenAI takes and this bridge ignores (``user``, ``safety_identifier``)."""
 
-    model_config = ConfigDict(extra="forbid")
 
-    prompt: str
-    model: str | None = None
-    n: int | None = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
-    size: str | None = Field(
+class OpenAIImageRequest(StrictBody):
+    """OpenAI's ``images.generate`` parameters, checked as strictly as the native ones.
+
+    Strict types (``n`` is a number, ``stream`` a boolean), strings that are text
+    (``StrictBody``), bounded, and OpenAI's documented values where it documents them;
+    what no counterpart here tunes is then ignored. Refused with a 400 before any debit.
+    """
+
+    prompt: StrictStr = Field(min_length=1, max_length=vocab.MAX_PROMPT_CHARS)
+    model: StrictStr | None = Field(None, min_length=1, max_length=200)
+    n: WholeNumber | None = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
+    size: StrictStr | None = Field(
         None,
+        max_length=16,
         description="WxH: exactly that size where the model allows it (a multiple of its "
         "size_factor, within max_pixels); else one of " + ", ".join(SIZES) + ".",
     )
     response_format: Literal["url", "b64_json"] | None = None
     output_format: vocab.OutputFormat | None = None
-    stream: bool | None = None
+    stream: StrictBool | None = None
     # Accepted and ignored: what they tune has no counterpart here.
-    quality: str | None = None
-    style: str | None = None
-    user: str | None = None
-    background: str | None = None
-    moderation: str | None = None
-    output_compression: int | None = None
-    safety_identifier: str | None = None
+    quality: Literal["auto", "high", "medium", "low", "hd", "standard"] | None = None
+    style: Literal["vivid", "natural"] | None = None
+    user: OpenAIText | None = None
+    background: Literal["auto", "transparent", "opaque"] | None = None
+    moderation: Literal["auto", "low"] | None = None
+    output_compression: StrictInt | None = Field(None, ge=0, le=100)
+    safety_identifier: OpenAIText | None = None
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
 
@@ -316,22 +333,24 @@ def _plain(request: Request) -> Request:
 
 
 async def _file_contents(state: BridgeState, generation_id: str) -> list[bytes]:
-    def keys(session: Session) -> list[str]:
-        rows = session.exec(
-            select(Asset)
-            .where(Asset.generation_id == generation_id, Asset.role == "primary")
-            .order_by(col(Asset.index))
-        ).all()
-        return [a.blob_key for a in rows]
-
     def read(key: str) -> bytes:
-        blob = state.blobs.open(key)
+        try:
+            blob = state.blobs.open(key)
+        except StoreUnavailable as exc:
+            log.warning("file store unavailable: %s", exc)
+            blob = None
         if blob is None:
-            raise ApiError(500, "storage_error", "A stored output could not be read.")
+            raise ApiError(
+                503,
+                "storage_error",
+                "A stored output could not be read; try again later.",
+                headers={"Retry-After": str(state.settings.retry_after_s)},
+            )
         with blob:
             return blob.read()
 
-    return [await run_in_threadpool(read, key) for key in await state.db(keys)]
+    keys = await state.db(generations.primary_blob_keys, generation_id)
+    return [await run_in_threadpool(read, key) for key in keys]
 
 
 @router.post(
