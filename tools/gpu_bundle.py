@@ -209,14 +209,15 @@ def wheel_requirements(wheel: Path) -> list[str]:
     ]
 
 
-def _packaging() -> tuple[Any, Any]:
+def _requirement() -> Any:
+    """``packaging``'s Requirement: the image's own, else pip's copy."""
     try:
         from packaging.requirements import Requirement
-        from packaging.version import Version
-    except ImportError:  # pip's own copy
-        from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
-        from pip._vendor.packaging.version import Version  # type: ignore[no-redef]
-    return Requirement, Version
+    except ImportError:
+        from pip._vendor.packaging.requirements import (  # type: ignore[assignment,no-redef]
+            Requirement,
+        )
+    return Requirement
 
 
 @dataclass
@@ -233,7 +234,7 @@ class Check:
 def image_checks(wheels: dict[str, Path]) -> list[Check]:
     """Each requirement (genserve's, the bundle's) on a package outside the bundle, checked
     against the running Python's installed version."""
-    Requirement, _Version = _packaging()
+    Requirement = _requirement()
     bundled = set(map(normalize, BUNDLE))
     left_out = set(map(normalize, [*LEFT_OUT, *UNUSED]))
     sources: list[tuple[str, str]] = [(r, "genserve") for r in project_requirements()]
