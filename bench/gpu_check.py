@@ -292,9 +292,7 @@ def row_flux(args: argparse.Namespace) -> None:
     from diffusers import FirstBlockCacheConfig
 
     side = args.image_side
-    spec = spec_for(
-        "flux-schnell", args, steps=args.flux_steps, width=side, height=side, vae_slicing=False
-    )
+    spec = spec_for("flux-schnell", args, steps=args.flux_steps, width=side, height=side)
     pipe, setup = build("flux-schnell", spec, args)
     what = f"batch 1, {side}x{side}, {spec.steps} steps, {spec.dtype}"
     first, seconds, peak = steady(args, image_call(pipe, spec, 1), args.runs)
@@ -519,9 +517,7 @@ def last_error(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def child(
-    row: str, argv: list[str], limit: float, log_file: Path
-) -> Outcome:  # pragma: no cover - exercised through main
+def child(row: str, argv: list[str], limit: float, log_file: Path) -> Outcome:
     """Runs ``--row row`` in a process (group) of its own, killed past ``limit`` seconds."""
     cmd = [sys.executable, "-m", "bench.gpu_check", "--row", row, *argv]
     outcome = Outcome()
@@ -637,7 +633,7 @@ def run_all(args: argparse.Namespace) -> int:
             else:
                 print(f"{row.name}: up to {limit:.0f} s", flush=True)
                 outcome = child(row.name, argv, limit, log_file)
-                shutil_rmtree(args.work, keep=())
+                empty(args.work)
             lines += row_lines(row, outcome)
             summary["rows"][row.name] = {"seconds": round(outcome.seconds, 1),
                                          "problem": outcome.problem}  # fmt: skip
@@ -668,13 +664,11 @@ minus a steady one; setup s: drawing the random weights and loading them.
 """
 
 
-def shutil_rmtree(folder: Path, keep: tuple[str, ...]) -> None:
-    """Empties the work folder between rows (a saved SDXL is 7 GB), keeping ``keep``."""
+def empty(folder: Path) -> None:
+    """Empties the work folder between rows (a saved SDXL is 7 GB)."""
     import shutil
 
     for path in folder.iterdir():
-        if path.name in keep:
-            continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
