@@ -489,8 +489,10 @@ def run_child(args: argparse.Namespace) -> int:
         import torch
 
         # One thread: a team of threads on cores shared with anything else spins at every
-        # barrier (bench/bench_serving.py); the CPU run is a rehearsal, not a figure.
+        # barrier (bench/bench_serving.py); the CPU run is a rehearsal, not a figure. Inductor
+        # compiles in this process too, rather than starting a pool of workers.
         torch.set_num_threads(1)
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     row.run(args)
     return 0
 
