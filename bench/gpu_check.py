@@ -489,10 +489,8 @@ def run_child(args: argparse.Namespace) -> int:
         import torch
 
         # One thread: a team of threads on cores shared with anything else spins at every
-        # barrier (bench/bench_serving.py); the CPU run is a rehearsal, not a figure. Inductor
-        # compiles in this process too, rather than starting a pool of workers.
+        # barrier (bench/bench_serving.py); the CPU run is a rehearsal, not a figure.
         torch.set_num_threads(1)
-        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     row.run(args)
     return 0
 
@@ -616,6 +614,8 @@ def run_all(args: argparse.Namespace) -> int:
     log_file.write_text("")
     deadline = time.perf_counter() + args.budget
     chosen = [r for r in ROWS if not args.only or r.name in args.only]
+    if not args.device.startswith("cuda"):  # inductor compiles in the row's process, no pool
+        os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     with tempfile.TemporaryDirectory(prefix="gpu-check-", dir=args.work_root) as work:
         args.work = Path(work)
         argv = forwarded(args)
