@@ -233,15 +233,20 @@ def steady(
 def image_figures(
     row: str, pipe: Any, spec: Any, args: argparse.Namespace, setup: float, note: str = ""
 ) -> list[Figure]:
-    """Batch 1 and batch ``--batch``, each emitted as soon as it is measured."""
+    """Batch 1 and batch ``--batch``, each emitted as soon as it is measured (its first call
+    as soon as it is made: a row stopped in its steady calls still shows that)."""
     out = []
     for images in (1, args.batch):
         log(f"{row}: batch {images}")
-        first, seconds, peak = steady(args, image_call(pipe, spec, images), args.runs)
+        what = f"batch {images}, {spec.width}x{spec.height}, {spec.steps} steps, {spec.dtype}"
+        call = image_call(pipe, spec, images)
+        first = timed(args, call)
+        emit(Figure(row, what, first_s=first, setup_s=setup, note=f"{note}; first call only"))
+        reset_peak(args)
+        seconds = statistics.median(timed(args, call) for _ in range(args.runs))
         figure = Figure(
-            row, f"batch {images}, {spec.width}x{spec.height}, {spec.steps} steps, {spec.dtype}",
-            images / seconds, seconds, peak, first, None, setup, note,
-        )  # fmt: skip
+            row, what, images / seconds, seconds, peak_gib(args), first, None, setup, note
+        )
         if spec.compile:
             figure.compile_s = max(0.0, first - seconds)
         emit(figure)
@@ -540,9 +545,14 @@ def child(row: str, argv: list[str], limit: float, log_file: Path) -> Outcome:
                 data = json.loads(line[len(MARKER) :])
                 if "versions" in data:
                     outcome.versions = data["versions"]
-                else:
-                    outcome.figures.append(Figure(**data))
-                    print(f"  {row}: {data['figure']}: {data['per_second']:.3g}/s", flush=True)
+                    continue
+                figure = Figure(**data)
+                figures = outcome.figures
+                if figures and (figures[-1].row, figures[-1].figure) == (row, figure.figure):
+                    figures.pop()  # a first call's figure, now complete
+                figures.append(figure)
+                if figure.per_second is not None:
+                    print(f"  {row}: {figure.figure}: {figure.per_second:.3g}/s", flush=True)
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
