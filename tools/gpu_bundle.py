@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -260,7 +261,7 @@ def image_checks(wheels: dict[str, Path]) -> list[Check]:
 
 def install(folder: Path, target: Path, report: Path | None) -> int:
     """``make gpu-check``'s first step, on the image: the bundle into a fresh ``target``."""
-    started = __import__("time").perf_counter()
+    started = time.perf_counter()
     wheels = {wheel_name(w)[0]: w for w in sorted(folder.glob("*.whl"))}
     missing = [n for n in BUNDLE if normalize(n) not in wheels]
     if missing:
@@ -277,7 +278,7 @@ def install(folder: Path, target: Path, report: Path | None) -> int:
     for c in checks:
         state = "ok" if c.ok else ("fallback from the bundle" if c.fallback else "NOT MET")
         lines.append(f"{c.requirement} ({c.wanted_by}): found {c.found or 'nothing'}, {state}")
-    seconds = __import__("time").perf_counter() - started
+    seconds = time.perf_counter() - started
     lines.append(
         f"installed {len(chosen)} wheels ({mib(chosen):.1f} MiB) into {target} in {seconds:.1f} s"
         + ("" if code == 0 else f"; pip exited {code}")

@@ -15,9 +15,11 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 
 from tests.utils.procs import ROOT
@@ -138,3 +140,30 @@ def test_gpu_check_at_a_small_scale_prints_its_table(tmp_path: Path) -> None:
     assert (tmp_path / "gpu-check.md").read_text() in out
     figures = json.loads((tmp_path / "gpu-check.json").read_text())["figures"]
     assert [f["row"] for f in figures] == ["sdxl", "sdxl", "turns"]
+
+
+def wheel(folder: Path, name: str, version: str, requires: Iterable[str] = ()) -> Path:
+    """A wheel file holding only its METADATA."""
+    path = folder / f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    lines = [f"Name: {name}", f"Version: {version}", *(f"Requires-Dist: {r}" for r in requires)]
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{name}-{version}.dist-info/METADATA", "\n".join(lines) + "\n")
+    return path
+
+
+def test_an_image_package_older_than_genserve_accepts_comes_from_the_fallbacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wheels = {
+        "grpcio-health-checking": wheel(tmp_path, "grpcio-health-checking", "1.85.1",
+                                        ["grpcio>=1.85.1", "protobuf<8,>=7.35.1"]),
+        "grpcio": wheel(tmp_path, "grpcio", "1.85.3"),
+    }  # fmt: skip
+    found = {"grpcio": "1.80.0", "protobuf": "7.36.0"}
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda n: found.get(n) or real(n))
+    checks = [c for c in gpu_bundle.image_checks(wheels) if c.wanted_by != "genserve"]
+    assert [(c.requirement, c.ok, c.fallback) for c in checks] == [
+        ("grpcio>=1.85.1", False, wheels["grpcio"]),
+        ("protobuf<8,>=7.35.1", True, None),
+    ]
