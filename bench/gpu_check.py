@@ -437,9 +437,9 @@ ROWS: tuple[Row, ...] = (
 
 
 def preflight() -> None:
-    """Imports everything a row imports, so that a package missing from the bundle fails at
-    once, and by name (``tests/bench/test_gpu_bundle.py`` runs it with the bundle and the
-    image's packages alone)."""
+    """Imports everything a row imports, so that a package missing from the bundle fails
+    every row at once, and by name (``tests/bench/test_gpu_bundle.py`` runs it with the
+    bundle and the image's packages alone)."""
     import diffusers  # noqa: F401
     import grpc  # noqa: F401
     import torch  # noqa: F401
@@ -483,10 +483,8 @@ def run_child(args: argparse.Namespace) -> int:
     from inference_server.quiet import quiet_libraries
 
     quiet_libraries()
-    if args.row == "preflight":
-        preflight()
-        print(MARKER + json.dumps({"versions": versions()}), flush=True)
-        return 0
+    preflight()  # a package missing from the bundle fails the row at once, by name
+    print(MARKER + json.dumps({"versions": versions()}), flush=True)
     row = next(r for r in ROWS if r.name == args.row)
     assert row.run is not None
     args.place = args.device if cuda(args) or not args.device.startswith("cuda") else "cpu"
@@ -630,15 +628,13 @@ def run_all(args: argparse.Namespace) -> int:
         args.work = Path(work)
         argv = forwarded(args)
         print(f"gpu-check: {args.device}, scale {args.scale}, budget {args.budget:.0f} s")
-        pre = child("preflight", argv, min(90.0, args.budget), log_file)
         lines: list[Figure] = []
-        summary: dict[str, Any] = {"versions": pre.versions, "rows": {}}
+        found: dict[str, str] = {}
+        summary: dict[str, Any] = {"versions": found, "rows": {}}
         for row in chosen:
             left = deadline - time.perf_counter()
             limit = min(args.limits[row.name], left) if row.run else 0.0
-            if pre.problem:
-                outcome = Outcome(problem=f"preflight {pre.problem}")
-            elif row.run is None:
+            if row.run is None:
                 outcome = Outcome()
             elif limit < 15:
                 outcome = Outcome(problem=f"no time left in the {args.budget:.0f} s budget")
@@ -646,19 +642,17 @@ def run_all(args: argparse.Namespace) -> int:
                 print(f"{row.name}: up to {limit:.0f} s", flush=True)
                 outcome = child(row.name, argv, limit, log_file)
                 empty(args.work)
+                found.update(outcome.versions)
             lines += row_lines(row, outcome)
             summary["rows"][row.name] = {"seconds": round(outcome.seconds, 1),
                                          "problem": outcome.problem}  # fmt: skip
     used = args.budget - (deadline - time.perf_counter())
-    where = pre.versions.get("gpu", "?")
+    where = found.get("gpu", "?")
     if where == "none":
         where = f"CPU ({len(os.sched_getaffinity(0))} cores)"
     title = f"genserve gpu-check · {where} · {args.device} · scale {args.scale} · {used:.0f} s"
-    found = ", ".join(f"{k} {v}" for k, v in pre.versions.items() if k != "gpu")
-    text = table(lines, title) + f"\n{found}\n"
-    if pre.problem:
-        text += f"\npreflight {pre.problem} (gpu-check.log has its traceback)\n"
-    text += "\n" + COLUMN_NOTES
+    ran_with = ", ".join(f"{k} {v}" for k, v in found.items() if k != "gpu")
+    text = table(lines, title) + f"\n{ran_with}\n\n" + COLUMN_NOTES
     print("\n" + text, flush=True)
     (out / "gpu-check.md").write_text(text)
     summary["figures"] = [asdict(f) for f in lines]
@@ -672,7 +666,8 @@ COLUMN_NOTES = """\
 per s: outputs (images, videos) a second in steady state; s/call: one call in steady state;
 peak GiB: the GPU allocator's peak over the steady calls (on a CPU: the process's peak
 resident memory); first s: the first call (kernel choice, compiling); compile s: first call
-minus a steady one; setup s: drawing the random weights and loading them.
+minus a steady one; setup s: drawing the random weights and loading them. A failed row's
+traceback is in gpu-check.log.
 """
 
 
