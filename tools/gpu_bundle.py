@@ -272,6 +272,7 @@ def install(folder: Path, target: Path, report: Path | None) -> int:
     chosen += sorted({c.fallback for c in checks if c.fallback is not None})
     shutil.rmtree(target, ignore_errors=True)
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps"]
+    cmd += ["--no-compile"]  # each module compiled when first imported: only those used
     cmd += ["--disable-pip-version-check", "--target", str(target), *map(str, chosen)]
     code = subprocess.run(cmd).returncode
     lines = [f"python {sys.version.split()[0]} at {sys.executable}"]
