@@ -86,7 +86,10 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         maintenance = Maintenance(state)
         maintenance.start()
         log.info(
-            "bridge ready: inference at %s, public URL %s", cfg.inference_targets, cfg.base_url
+            "bridge ready: inference at %s, public URL %s, %s",
+            cfg.inference_targets,
+            cfg.base_url,
+            cfg.exposure(),
         )
         try:
             yield
