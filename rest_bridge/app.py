@@ -16,7 +16,7 @@ from rest_bridge.edge.body_limit import BodyLimit
 from rest_bridge.edge.metrics import count_points
 from rest_bridge.generation.bus import bus_for
 from rest_bridge.generation.live import LiveGenerations
-from rest_bridge.link.channels import CatalogueWatch, InferenceClient
+from rest_bridge.link.channels import CatalogueWatch, InferenceClient, parse_targets
 from rest_bridge.link.credentials import LinkSecurity
 from rest_bridge.maintenance import Maintenance
 from rest_bridge.outbound.webhooks import WebhookSender
@@ -58,13 +58,28 @@ async def start_ratelimits(cfg: BridgeSettings) -> RateLimits:
     return ratelimits
 
 
+def warn_plaintext_link(security: LinkSecurity, targets: str) -> None:
+    """Says at start-up when prompts (and the service token) would cross a network in clear."""
+    exposed = security.exposed_targets(parse_targets(targets))
+    if exposed:
+        carries = ", with GENSERVE_INFERENCE_TOKEN," if security.token else ""
+        log.warning(
+            "the gRPC link to %s is plaintext%s off this machine: set GENSERVE_GRPC_TLS_CA "
+            "(and the inference servers' GENSERVE_GRPC_TLS_CERT/KEY) to use TLS",
+            ", ".join(exposed),
+            carries,
+        )
+
+
 def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cfg = settings or BridgeSettings()
         engine = make_engine(cfg.db_url)
         migrate(engine)
-        client = InferenceClient(cfg.inference_targets, LinkSecurity.from_settings(cfg))
+        security = LinkSecurity.from_settings(cfg)
+        warn_plaintext_link(security, cfg.inference_targets)
+        client = InferenceClient(cfg.inference_targets, security)
         await client.refresh()
         ratelimits = await start_ratelimits(cfg)
         app.state.bridge = BridgeState(

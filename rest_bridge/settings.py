@@ -21,18 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from genserve._internal.logs import LogFormat, LogLevel, format_named, level_named
 from genserve.vocabulary import MAX_INPUT_BYTES
-from rest_bridge.link.credentials import check_tls_files
+from rest_bridge.link.credentials import check_tls_files, is_loopback
 from rest_bridge.outbound.address_policy import AddressPolicy
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a listen address is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class BridgeSettings(BaseSettings):

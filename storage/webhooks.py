@@ -100,7 +100,7 @@ def claim_due(
         .order_by(col(WebhookDelivery.next_attempt_at))
         .limit(limit * per_account)
     ).all()
-    picked = []
+    picked: list[int | None] = []
     for delivery_id, account_id in candidates:
         if len(picked) == limit:
             break

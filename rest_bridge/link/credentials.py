@@ -9,6 +9,7 @@ so no call site has to remember it.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,27 @@ def check_tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> Non
             "for TLS, which needs GENSERVE_GRPC_TLS_CA (the CA of the inference servers' "
             "certificates); without it the bridge would talk plaintext"
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address (or ``localhost``) stays on this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def target_host(target: str) -> str:
+    """The host of a gRPC target: ``host:port``, ``[v6]:port``, ``dns:///name:port``..."""
+    for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
+        if target.startswith(scheme):
+            target = target[len(scheme) :]
+            break
+    if target.startswith("["):
+        return target[1 : target.find("]")]
+    return target.rsplit(":", 1)[0] if target.count(":") == 1 else target
 
 
 def _optional(path: Path | None, variable: str, kind: str) -> bytes | None:
@@ -65,6 +87,10 @@ class LinkSecurity:
     def __repr__(self) -> str:  # never the key or the token
         mode = ("mutual TLS" if self.private_key else "TLS") if self.tls else "plaintext"
         return f"LinkSecurity({mode}, token={'set' if self.token else 'unset'})"
+
+    def exposed_targets(self, targets: Sequence[str]) -> list[str]:
+        """Targets off this machine that the link would reach in plaintext."""
+        return [] if self.tls else [t for t in targets if not is_loopback(target_host(t))]
 
     def interceptors(self) -> list[Any]:  # grpc-stubs leave ClientInterceptor untyped
         """One per call shape: grpc.aio files an interceptor under its first base class only."""

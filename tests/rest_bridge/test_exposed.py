@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from rest_bridge.app import create_app
+from rest_bridge.link.credentials import LinkSecurity, target_host
 from rest_bridge.settings import BridgeSettings
 from rest_bridge.web import routes
 from tests.conftest import KEY_SECRET, bridge_env
@@ -110,3 +112,39 @@ def test_an_unknown_email_costs_a_password_verification_too(
         r = c.post("/login", data=form)
     assert r.status_code == 401
     assert verified == [None]  # the dummy hash, as for a wrong password
+
+
+def _settings(tmp_path: Path, **extra: object) -> BridgeSettings:
+    return BridgeSettings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'genserve.db'}",
+        key_secret=KEY_SECRET,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_a_plaintext_link_off_this_machine_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The service token would cross a network in clear: the bridge says so at start-up."""
+    remote = f"192.0.2.1:{free_port()},127.0.0.1:{free_port()}"
+    settings = _settings(tmp_path, inference_targets=remote, inference_token="t" * 32)
+    with caplog.at_level(logging.WARNING, logger="rest_bridge"), TestClient(create_app(settings)):
+        pass
+    warned = [r.getMessage() for r in caplog.records if "plaintext" in r.getMessage()]
+    assert len(warned) == 1
+    assert "192.0.2.1" in warned[0] and "127.0.0.1" not in warned[0]
+    assert "GENSERVE_INFERENCE_TOKEN" in warned[0] and "t" * 32 not in warned[0]
+
+
+def test_loopback_and_tls_links_are_not_warned_about() -> None:
+    plain = LinkSecurity(token="t")
+    assert (
+        plain.exposed_targets(["127.0.0.1:1", "[::1]:2", "localhost:3", "dns:///localhost:4"]) == []
+    )
+    assert plain.exposed_targets(["dns:///inference.svc:50051", "[2001:db8::1]:1"]) == [
+        "dns:///inference.svc:50051",
+        "[2001:db8::1]:1",
+    ]
+    assert LinkSecurity(root_certificates=b"ca").exposed_targets(["10.0.0.1:1"]) == []
+    assert target_host("dns:///name:50051") == "name"
