@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from rest_bridge.callers.keys import install_key_redaction
+from rest_bridge.callers.keys import authenticate, install_key_redaction
 from rest_bridge.callers.limits import RateLimits, redacted_url
 from rest_bridge.edge import envelope, openapi
 from rest_bridge.edge.access_log import AccessLog, note_route
 from rest_bridge.edge.body_limit import BodyLimit
 from rest_bridge.edge.metrics import count_points
 from rest_bridge.generation.bus import bus_for
+from rest_bridge.generation.kinds import KINDS
 from rest_bridge.generation.live import LiveGenerations
 from rest_bridge.link.channels import CatalogueWatch, InferenceClient, parse_targets
 from rest_bridge.link.credentials import LinkSecurity
@@ -126,7 +127,13 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         redoc_url=None,
         dependencies=[Depends(note_route)],  # the route's template, for the access log
     )
-    app.add_middleware(BodyLimit)  # innermost middleware: inside the request id, before routing
+    # Innermost middleware: inside the request id, before routing; the generation routes'
+    # callers are authenticated before their bodies (up to tens of MB) are read.
+    app.add_middleware(
+        BodyLimit,
+        authenticated_first=[unit.path for unit in KINDS.values()],
+        authenticate=authenticate,
+    )
     envelope.install(app)
     app.include_router(account.router)
     app.include_router(web.router)
