@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # checkers, Playwright, the openai client, grpcio-tools) and npm's pinned buf (proto lint).
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: up test test-fast codegen-check lint typecheck proto-lint proto bench load install install-dev clean
+.PHONY: up test test-fast codegen-check lint typecheck proto-lint proto bench load soak install install-dev clean
 
 # The client distribution (./clients) first, so the servers find genserve-client already satisfied.
 # An install from before the split owns bin/genserve: uninstalling it first keeps the client's.
@@ -70,6 +70,12 @@ bench: $(DEV_STAMP)
 LOAD_ARGS ?=
 load: $(DEV_STAMP)
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
+
+# Ten minutes of generations with previews, then big bodies, the bridge's memory printed
+# as it goes (see bench/soak.py); shorter with SOAK_ARGS="--seconds 120".
+SOAK_ARGS ?=
+soak: $(DEV_STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules data/test-models

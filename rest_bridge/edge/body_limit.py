@@ -27,11 +27,13 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genserve.vocabulary import MAX_INPUT_BYTES, MAX_PROMPT_CHARS
 from rest_bridge.edge.envelope import error_body, error_response, new_request_id
 from rest_bridge.edge.errors import ApiError
+from rest_bridge.edge.memory import TRIM_AFTER_BYTES, give_back_memory
 
 JSON_OTHER_FIELDS = 64 * 1024
 """Room for the fields of a generation body besides the prompt (model, webhook URL...)."""
@@ -182,7 +184,11 @@ class BodyLimit:
             if declared > rule.limit:
                 await self._refuse(scope, receive, send, rule)
                 return
-            await self.app(scope, receive, send)  # the server reads no more than declared
+            try:
+                await self.app(scope, receive, send)  # the server reads no more than declared
+            finally:
+                if declared > TRIM_AFTER_BYTES:  # once the body and its copies are gone
+                    await run_in_threadpool(give_back_memory)
             return
         if not _chunked(scope):
             await self.app(scope, receive, send)
@@ -198,7 +204,13 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
-        await self.app(scope, _replay(bytes(body), receive), send)
+        size = len(body)
+        try:
+            await self.app(scope, _replay(bytes(body), receive), send)
+        finally:
+            del body
+            if size > TRIM_AFTER_BYTES:
+                await run_in_threadpool(give_back_memory)
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, rule: BodyRule) -> None:
