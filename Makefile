@@ -8,8 +8,8 @@ STAMP  := $(VENV)/.installed
 # checkers, Playwright, the openai client, grpcio-tools) and npm's pinned buf (proto lint).
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: up test test-fast codegen-check lint typecheck proto-lint proto bench load install \
-	install-dev clean gpu-bundle gpu-check
+.PHONY: up test test-fast codegen-check lint typecheck proto-lint proto bench load soak \
+	install install-dev clean gpu-bundle gpu-check
 
 # The client distribution (./clients) first, so the servers find genserve-client already satisfied.
 # An install from before the split owns bin/genserve: uninstalling it first keeps the client's.
@@ -88,6 +88,12 @@ gpu-check:
 		--report "$${OUT:-gpu-results}/gpu-install.json"
 	PYTHONPATH=.gpu-target:.:clients PYTHONUNBUFFERED=1 $(PYTHON3) -m bench.gpu_check \
 		--out "$${OUT:-gpu-results}" $(GPU_CHECK_ARGS)
+
+# Ten minutes of generations with previews, then big bodies, the bridge's memory printed
+# as it goes (see bench/soak.py); shorter with SOAK_ARGS="--seconds 120".
+SOAK_ARGS ?=
+soak: $(DEV_STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules data/test-models

@@ -1,4 +1,10 @@
-"""Delivers completion webhooks: signed, retried with backoff, claimed so each is sent once."""
+"""Delivers completion webhooks: signed, retried with backoff, claimed so each is sent once.
+
+Each delivery is a task of its own: a slow or dead endpoint holds only its own
+delivery, never another's. One account has at most ``IN_FLIGHT_PER_ACCOUNT``
+deliveries under way in a bridge, and a bridge at most ``IN_FLIGHT``, so an
+account whose endpoint hangs only delays its own webhooks.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +26,9 @@ from storage import webhooks as store
 
 log = logging.getLogger(__name__)
 
+IN_FLIGHT = 64
+IN_FLIGHT_PER_ACCOUNT = 4
+
 
 class WebhookSender(Periodic):
     """One per bridge process; sends what is due, woken early when a job finishes."""
@@ -30,6 +39,8 @@ class WebhookSender(Periodic):
         super().__init__(interval_s=1.0)
         self.state = state
         self.policy = policy
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[int, int] = {}
 
     async def job_finished(self, job: LiveGeneration) -> None:
         """Queues the webhook of a job this process ran, built from its ended row.
@@ -42,8 +53,37 @@ class WebhookSender(Periodic):
             self.wake()
 
     async def run_once(self) -> None:
-        due = await self.state.db(store.claim_due)
-        await asyncio.gather(*(self._send(d, secret) for d, secret in due))
+        free = IN_FLIGHT - len(self._tasks)
+        if free <= 0:
+            return
+        room = {a: IN_FLIGHT_PER_ACCOUNT - n for a, n in self._in_flight.items()}
+        due = await self.state.db(
+            store.claim_due, limit=free, per_account=IN_FLIGHT_PER_ACCOUNT, room=room
+        )
+        loop = asyncio.get_running_loop()
+        for delivery, secret in due:
+            account = delivery.account_id
+            self._in_flight[account] = self._in_flight.get(account, 0) + 1
+            task = loop.create_task(self._deliver(delivery, secret), name="webhook")
+            self._tasks.add(task)
+
+    async def _deliver(self, delivery: Any, secret: str) -> None:
+        try:
+            await self._send(delivery, secret)
+        except Exception:
+            log.exception("webhook %s could not be sent", delivery.id)
+        finally:
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            left = self._in_flight.pop(delivery.account_id, 1) - 1
+            if left:
+                self._in_flight[delivery.account_id] = left
+            self.wake()  # room for another of this account's
+
+    async def stop(self) -> None:
+        await super().stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _send(self, delivery: Any, secret: str) -> None:
         settings = self.state.settings
