@@ -34,7 +34,11 @@ class ModelSpec(BaseModel):
     device: str = "cpu"
     steps: int = Field(4, ge=1, le=200)
     max_steps: int = Field(
-        100, ge=1, le=200, description="the most denoising steps a request may ask for"
+        100,
+        ge=1,
+        le=200,
+        description="the most denoising steps a request may ask for (unset: 100, or the "
+        "model's own steps where they are more)",
     )
     guidance: float = Field(5.0, ge=0.0, le=30.0)
     min_guidance: float = Field(
@@ -153,6 +157,8 @@ class ModelSpec(BaseModel):
         unknown = [r for r in self.aspect_ratios if r not in allowed]
         if unknown:
             raise ValueError(f"aspect_ratios {unknown} are not among {', '.join(allowed)}")
+        if "max_steps" not in self.model_fields_set:
+            self.max_steps = max(self.max_steps, self.steps)
         if self.steps > self.max_steps:
             raise ValueError("steps is above max_steps")
         if not self.min_guidance <= self.guidance <= self.max_guidance:

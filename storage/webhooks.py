@@ -15,32 +15,15 @@ from storage.models import Account, WebhookDelivery, utcnow
 CLAIM_FOR = timedelta(seconds=60)
 
 
-def enqueue(
-    session: Session,
-    *,
-    generation_id: str,
-    account_id: int,
-    url: str,
-    event: str,
-    payload: dict[str, Any],
-) -> int | None:
-    """Queues a delivery; None when this generation's event is already queued (by any bridge)."""
-    delivery = add(
-        session,
-        generation_id=generation_id,
-        account_id=account_id,
-        url=url,
-        event=event,
-        payload=payload,
-    )
+def commit_queued(session: Session) -> bool:
+    """Commits deliveries added with ``add``; False when another bridge queued the same
+    generation's event first (the unique constraint), and nothing is kept."""
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        return None
-    session.refresh(delivery)
-    assert delivery.id is not None
-    return delivery.id
+        return False
+    return True
 
 
 def add(

@@ -126,7 +126,7 @@ def test_a_cancelled_rpc_logs_no_error(inference: InferenceProc) -> None:
     """A client that goes away mid-run: the job is withdrawn, nothing logged at ERROR for it."""
     with grpc.insecure_channel(inference.target) as channel:
         stream = pb_grpc.InferenceServiceStub(channel).GenerateImage(
-            pb.GenerateImageRequest(prompt="gone", num_images=4, steps=200),
+            pb.GenerateImageRequest(prompt="gone", num_images=4, steps=50),
             metadata=(("x-request-id", "req_cancelled_by_test"),),
         )
         assert next(stream).WhichOneof("event") == "progress"  # queued: the work is under way
