@@ -50,6 +50,13 @@ class ImageParams(TypedDict, total=False):
     """Exact width in pixels, with ``height``, instead of ``aspect_ratio``."""
     height: int | None
     """Exact height in pixels, with ``width``."""
+    image: ImageInput | None
+    """An input image (a path, an ``http(s)`` or ``data:`` URL, or bytes): image to image,
+    inpainting with ``mask``, or an edit, as the model's ``image_modes`` allow."""
+    mask: ImageInput | None
+    """Inpainting: a mask of ``image`` (white is repainted), given like ``image``."""
+    strength: float | None
+    """With ``image``: how much of it is repainted, above 0 to 1 (the model's default)."""
 
 
 class VideoParams(TypedDict, total=False):
@@ -92,6 +99,30 @@ class ThreeDParams(TypedDict, total=False):
 
 def _prompt_body(prompt: Any, values: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": prompt, **values}
+
+
+def image_fields(image: ImageInput, prefix: str = "image") -> dict[str, str]:
+    """``{prefix}_url`` for an ``http(s)`` URL, else ``{prefix}_base64`` (a ``data:`` URL as
+    given, bytes or a file's contents encoded)."""
+    if isinstance(image, bytes | bytearray):
+        return {f"{prefix}_base64": base64.b64encode(bytes(image)).decode("ascii")}
+    if isinstance(image, str) and image.startswith(("http://", "https://")):
+        return {f"{prefix}_url": image}
+    if isinstance(image, str) and image.startswith("data:"):
+        return {f"{prefix}_base64": image}  # the server reads its base64 part
+    return {f"{prefix}_base64": base64.b64encode(Path(image).read_bytes()).decode("ascii")}
+
+
+def _image_prompt_body(prompt: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """An image body: the prompt, and the input ``image`` and ``mask`` as the body's
+    ``image_*`` and ``mask_*`` fields."""
+    image, mask = values.pop("image", None), values.pop("mask", None)
+    inputs: dict[str, Any] = {}
+    if image is not None:
+        inputs.update(image_fields(image))
+    if mask is not None:
+        inputs.update(image_fields(mask, "mask"))
+    return {"prompt": prompt, **values, **inputs}
 
 
 def _image_body(image: Any, values: dict[str, Any]) -> dict[str, Any]:
@@ -143,7 +174,7 @@ def _path(kind: Kind) -> str:
 
 
 _DECLARED: dict[Kind, tuple[type[Any], type[GenerationResult], Callable[..., dict[str, Any]]]] = {
-    "image": (ImageParams, ImageResult, _prompt_body),
+    "image": (ImageParams, ImageResult, _image_prompt_body),
     "video": (VideoParams, VideoResult, _prompt_body),
     "3d": (ThreeDParams, ModelResult, _image_body),
 }

@@ -25,6 +25,7 @@ from rest_bridge.generation.base import (
     GenerationBody,
     GenerationKind,
     GenerationOutcome,
+    InputFile,
     Preview,
     WholeNumber,
     one_of,
@@ -243,6 +244,15 @@ class ImageKind(GenerationKind[ImageRequest]):
             except ApiError as err:
                 raise _as_mask_error(err) from err
         return ImageInputs(image, mask)
+
+    def inputs(self, body: ImageRequest, prepared: Any) -> list[InputFile]:
+        """The input image and mask, kept with the project (roles ``input`` and ``mask``)."""
+        inputs: ImageInputs = prepared or ImageInputs()
+        return [
+            InputFile(role, d.data, d.format, d.width, d.height)
+            for role, d in (("input", inputs.image), ("mask", inputs.mask))
+            if d is not None
+        ]
 
     def params(self, body: ImageRequest) -> dict[str, Any]:
         params: dict[str, Any] = {

@@ -81,6 +81,12 @@ def test_image_to_image_and_inpainting(bridge: Bridge) -> None:
     meta = {p["id"]: p["metadata"] for p in projects["projects"]}
     assert meta[inpainted.json()["data"]["generation_id"]]["mode"] == "inpaint"
     assert meta[weaker.json()["data"]["generation_id"]]["strength"] == 0.3
+    # the input image and mask are kept as assets of the project, byte for byte
+    kept = meta[inpainted.json()["data"]["generation_id"]]
+    assert httpx.get(kept["input_image"]).content == base64.b64decode(_b64(_picture()))
+    assert httpx.get(kept["mask_image"]).content == base64.b64decode(_b64(_mask()))
+    assert "mask_image" not in meta[weaker.json()["data"]["generation_id"]]
+    assert "input_image" not in meta[plain.json()["data"]["generation_id"]]
 
     with bridge.client(key) as c:
         models = c.get("/api/v1/models").json()["data"]["models"]
