@@ -186,6 +186,7 @@ def _image_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
     info.max_images = spec.max_images
     info.max_pixels = spec.pixel_limit
     info.image_modes.extend(spec.image_modes)
+    info.loras.extend(pb.LoraInfo(name=x.name, default_scale=x.scale) for x in spec.loras)
 
 
 def _video_info(spec: ModelSpec, info: pb.ModelInfo) -> None:

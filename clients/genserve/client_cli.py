@@ -134,6 +134,7 @@ def _image(client: Client, args: argparse.Namespace) -> GenerationStream[Any]:
         image=_input(args.image) if args.image else None,
         mask=_input(args.mask) if args.mask else None,
         strength=args.strength,
+        loras=args.lora,
         stream=True,
     )
 
@@ -375,6 +376,13 @@ def _image_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strength", type=_strength, help="with --image: how much is repainted, above 0 to 1"
     )
+    parser.add_argument(
+        "--lora",
+        type=_lora,
+        action="append",
+        metavar="NAME[:SCALE]",
+        help="apply an adapter the model offers (genserve models), at most 3; repeatable",
+    )
 
 
 def _seed(text: str) -> int:
@@ -385,6 +393,19 @@ def _seed(text: str) -> int:
     if not 0 <= value <= vocab.MAX_SEED:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 and {vocab.MAX_SEED}")
     return value
+
+
+def _lora(text: str) -> dict[str, Any]:
+    """``demo-style:0.8`` as ``{"name": "demo-style", "scale": 0.8}``; a bare name alone."""
+    name, sep, scale = text.rpartition(":") if ":" in text else (text, "", "")
+    if not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME or NAME:SCALE")
+    if not sep:
+        return {"name": name}
+    try:
+        return {"name": name, "scale": float(scale)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{scale!r} in {text!r} is not a number") from None
 
 
 def _strength(text: str) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias, TypedDict
@@ -22,6 +22,13 @@ from genserve.vocabulary import KINDS, PROJECT_TYPES, Kind
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes"
 """An input image: a path, an ``http(s)`` or ``data:`` URL, or the file's bytes."""
+
+
+class Lora(TypedDict, total=False):
+    """An adapter (LoRA) to apply: a name of the model's ``loras`` and an optional scale."""
+
+    name: str
+    scale: float
 
 
 class ImageParams(TypedDict, total=False):
@@ -57,6 +64,9 @@ class ImageParams(TypedDict, total=False):
     """Inpainting: a mask of ``image`` (white is repainted), given like ``image``."""
     strength: float | None
     """With ``image``: how much of it is repainted, above 0 to 1 (the model's default)."""
+    loras: Sequence[Lora | str] | None
+    """Adapters (LoRA) to apply, at most 3: ``{"name": ..., "scale": ...}`` or a bare name
+    (its default scale); ``client.models.list()`` shows each model's."""
 
 
 class VideoParams(TypedDict, total=False):
@@ -117,6 +127,10 @@ def _image_prompt_body(prompt: Any, values: dict[str, Any]) -> dict[str, Any]:
     """An image body: the prompt, and the input ``image`` and ``mask`` as the body's
     ``image_*`` and ``mask_*`` fields."""
     image, mask = values.pop("image", None), values.pop("mask", None)
+    if values.get("loras") is not None:
+        values["loras"] = [
+            {"name": x} if isinstance(x, str) else dict(x) for x in values["loras"]
+        ]
     inputs: dict[str, Any] = {}
     if image is not None:
         inputs.update(image_fields(image))

@@ -48,6 +48,9 @@ IMAGE_MODES: tuple[ImageMode, ...] = get_args(ImageMode)
 """What an image model may serve: from a prompt, from an input image (``strength``), an
 input image and a mask (white repainted), or an instruction edit of an input image."""
 
+MAX_LORAS = 3
+"""The most adapters (LoRA) one request may apply."""
+
 MAX_SEED = 2**32 - 1
 """Seeds are 0 to this; image ``i`` of a request uses ``seed + i``."""
 

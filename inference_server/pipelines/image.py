@@ -54,6 +54,8 @@ class ImageRun:
     mask_image: Image.Image | None = None
     """Inpainting: white is repainted; at the output size."""
     strength: float = 0.75
+    loras: tuple[tuple[str, float], ...] = ()
+    """Adapters (LoRA) switched on for the call, by name, with their scales."""
 
     @property
     def mode(self) -> str:
@@ -111,9 +113,27 @@ def batch_key(model: str, run: ImageRun) -> tuple[object, ...]:
         run.guidance,
         bool(run.negative_prompt),
         run.max_sequence_length,
+        run.loras,  # one call applies one set of adapters at one set of scales
         # A request with an input image runs alone: its own key.
         id(run) if run.init_image is not None else None,
     )
+
+
+def use_loras(pipe: Any, loras: tuple[tuple[str, float], ...]) -> None:
+    """Switches the loaded adapters for one call: those named, at their scales, or none.
+
+    The adapters were loaded once with the model (``loader.load_loras``); this sets which
+    apply, so the pipelines made with ``from_pipe`` (sharing the denoiser) follow too.
+    """
+    if not hasattr(pipe, "set_adapters") or not getattr(pipe, "get_list_adapters", None):
+        return
+    if not pipe.get_list_adapters():
+        return
+    if not loras:
+        pipe.disable_lora()
+        return
+    pipe.enable_lora()
+    pipe.set_adapters([name for name, _ in loras], adapter_weights=[s for _, s in loras])
 
 
 def pipeline_for(pipe: Any, mode: str) -> Any:
@@ -160,6 +180,7 @@ def run_images(
     done. Every ``preview_every`` steps a member's first image goes to its sink.
     """
     first = requests[0].run
+    use_loras(pipe, first.loras)
     pipe = pipeline_for(pipe, first.mode)
     owner: list[int] = []  # the request of each row
     prompts: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -145,6 +146,7 @@ def plan_image(spec: ModelSpec, request: pb.GenerateImageRequest) -> ImagePlan:
         init_image=init_image,
         mask_image=mask_image,
         strength=strength,
+        loras=loras_for(request.loras, spec),
     )
     return ImagePlan(
         spec=spec, run=run, fmt=fmt, seed=seed, preview_every=preview_every(request.preview_every)
@@ -195,3 +197,24 @@ def image_inputs(
     if request.mask_image:
         mask = decode_input_image(request.mask_image).convert("L").resize(size)
     return init, mask, strength
+
+
+def loras_for(asked: Sequence[pb.LoraWeight], spec: ModelSpec) -> tuple[tuple[str, float], ...]:
+    """The adapters a request applies, each the model offers, at most three, with the
+    scale asked for or its default; sorted by name (a batch's key)."""
+    offered = {lora.name: lora for lora in spec.loras}
+    if len(asked) > vocab.MAX_LORAS:
+        raise InvalidArgument(f"at most {vocab.MAX_LORAS} loras a request")
+    chosen: dict[str, float] = {}
+    for weight in asked:
+        lora = offered.get(weight.name)
+        if lora is None:
+            names = ", ".join(offered) or "none"
+            raise InvalidArgument(f"{spec.name} has no lora {weight.name!r}; it offers {names}")
+        if weight.name in chosen:
+            raise InvalidArgument(f"lora {weight.name!r} is named twice")
+        scale = weight.scale if weight.HasField("scale") else lora.scale
+        if not math.isfinite(scale) or not -4.0 <= scale <= 4.0:
+            raise InvalidArgument("a lora's scale must be within -4 and 4")
+        chosen[weight.name] = round(scale, 4)
+    return tuple(sorted(chosen.items()))

@@ -27,6 +27,7 @@ from rest_bridge.generation.base import (
     GenerationOutcome,
     InputFile,
     Preview,
+    StrictBody,
     WholeNumber,
     one_of,
     preview_every,
@@ -38,6 +39,25 @@ from storage.models import Generation
 
 if TYPE_CHECKING:
     from rest_bridge.state import BridgeState
+
+
+class LoraChoice(StrictBody):
+    """One adapter a request applies."""
+
+    name: StrictStr = Field(
+        min_length=1,
+        max_length=64,
+        description="A name of the model's loras (GET /api/v1/models).",
+        examples=["demo-style"],
+    )
+    scale: float | None = Field(
+        None,
+        ge=-4,
+        le=4,
+        allow_inf_nan=False,
+        description="How strongly it applies, -4 to 4. Unset: the adapter's default scale.",
+        examples=[0.8],
+    )
 
 
 def _clean_negative(value: str | None) -> str | None:
@@ -113,6 +133,14 @@ class ImageRequest(GenerationBody):
         description="With an input image: how much of it is repainted, above 0 to 1 "
         "(the model's default).",
         examples=[0.6],
+    )
+
+    loras: list[LoraChoice] | None = Field(
+        None,
+        max_length=vocab.MAX_LORAS,
+        description="Adapters (LoRA) to apply, at most 3, each by a name the model offers "
+        "(GET /api/v1/models lists them) with an optional scale.",
+        examples=[[{"name": "demo-style", "scale": 0.8}]],
     )
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
@@ -201,6 +229,7 @@ class ImageKind(GenerationKind[ImageRequest]):
             field = "height" if body.height is None else "width"
             raise validation_error(field, "width and height go together: give both or neither")
         _check_mode(body, model)
+        _check_loras(body, model)
         if body.sized:
             _check_size(body, model)
         else:
@@ -224,6 +253,12 @@ class ImageKind(GenerationKind[ImageRequest]):
             update["steps"] = model.default_steps
         if body.guidance_scale is None and model.max_guidance:
             update["guidance_scale"] = model.default_guidance
+        if body.loras:  # each with its scale, so the project records what was applied
+            defaults = dict(model.loras)
+            update["loras"] = [
+                LoraChoice(name=x.name, scale=defaults[x.name] if x.scale is None else x.scale)
+                for x in body.loras
+            ]
         return body.model_copy(update=update) if update else body
 
     async def prepare(self, state: BridgeState, body: ImageRequest) -> ImageInputs:
@@ -266,6 +301,8 @@ class ImageKind(GenerationKind[ImageRequest]):
         }
         if body.sized:
             params["width"], params["height"] = body.width, body.height
+        if body.loras:
+            params["loras"] = [lora.model_dump() for lora in body.loras]
         if body.mode != "text_to_image":
             params["mode"] = body.mode
             params["strength"] = body.strength
@@ -296,6 +333,8 @@ class ImageKind(GenerationKind[ImageRequest]):
             request.seed = body.seed
         if body.guidance_scale is not None:
             request.guidance_scale = body.guidance_scale
+        for lora in body.loras or ():
+            request.loras.add(name=lora.name, scale=lora.scale)
         inputs: ImageInputs = prepared or ImageInputs()
         if inputs.image is not None:
             request.init_image = inputs.image.data
@@ -342,6 +381,7 @@ class ImageKind(GenerationKind[ImageRequest]):
             },
             "seed": {"min": 0, "max": vocab.MAX_SEED},
             "image_modes": list(model.image_modes or ("text_to_image",)),
+            "loras": [{"name": n, "default_scale": scale} for n, scale in model.loras],
         }
 
     def metadata(self, gen: Generation) -> dict[str, Any]:
@@ -358,11 +398,27 @@ class ImageKind(GenerationKind[ImageRequest]):
             "strength",
             "image_url",
             "mask_url",
+            "loras",
         )
         return {k: p[k] for k in keys if p.get(k) is not None} | {
             "output_format": p.get("output_format"),
             "num_images": p.get("num_images"),
         }
+
+
+def _check_loras(body: ImageRequest, model: ModelEntry) -> None:
+    """A 422 for an adapter the model does not offer, or one named twice."""
+    offered = dict(model.loras)
+    seen: set[str] = set()
+    for lora in body.loras or ():
+        if lora.name not in offered:
+            names = ", ".join(offered) or "none"
+            raise validation_error(
+                "loras", f"{model.name} has no lora {lora.name!r}; it offers {names}"
+            )
+        if lora.name in seen:
+            raise validation_error("loras", f"{lora.name!r} is named twice")
+        seen.add(lora.name)
 
 
 def _check_mode(body: ImageRequest, model: ModelEntry) -> None:
