@@ -128,9 +128,7 @@ def _image_prompt_body(prompt: Any, values: dict[str, Any]) -> dict[str, Any]:
     ``image_*`` and ``mask_*`` fields."""
     image, mask = values.pop("image", None), values.pop("mask", None)
     if values.get("loras") is not None:
-        values["loras"] = [
-            {"name": x} if isinstance(x, str) else dict(x) for x in values["loras"]
-        ]
+        values["loras"] = [{"name": x} if isinstance(x, str) else dict(x) for x in values["loras"]]
     inputs: dict[str, Any] = {}
     if image is not None:
         inputs.update(image_fields(image))
