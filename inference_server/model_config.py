@@ -99,6 +99,11 @@ class ModelSpec(BaseModel):
     strength: float = Field(
         0.75, gt=0.0, le=1.0, description="images: how much of an input image is repainted"
     )
+    image_to_video: bool = Field(
+        False,
+        description="videos: a request may give the first frame (LTX-Video and LTX-2 through "
+        "their image-to-video pipelines, made with from_pipe on the loaded weights)",
+    )
     loras: list[LoraSpec] = Field(
         default_factory=list,
         description="images: adapters (LoRA) a request may apply, up to three at once; loaded "
@@ -271,6 +276,7 @@ EMBEDDED_MODELS: dict[str, dict[str, object]] = {
         "source": "builtin:tiny-ltx-video",
         "pipeline": "LTXPipeline",
         "default": True,
+        "image_to_video": True,
     },
     "ltx-2": {**_TINY_VIDEO, "source": "builtin:tiny-ltx2", "pipeline": "LTX2Pipeline"},
 }

@@ -196,6 +196,7 @@ def _video_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
     info.min_duration_seconds = spec.min_duration
     info.max_duration_seconds = spec.max_duration
     info.default_duration_seconds = spec.default_duration
+    info.image_to_video = spec.image_to_video
 
 
 def _sized_info(spec: ModelSpec, info: pb.ModelInfo) -> None:

@@ -158,6 +158,9 @@ def _video(client: Client, args: argparse.Namespace) -> GenerationStream[Any]:
         duration=args.duration,
         resolution=args.resolution,
         aspect_ratio=args.aspect_ratio,
+        seed=args.seed,
+        negative_prompt=args.negative,
+        image=_input(args.image) if args.image else None,
         stream=True,
     )
 
@@ -432,6 +435,13 @@ def _video_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=_positive, help="whole seconds (default 4)")
     parser.add_argument("--resolution", choices=vocab.RESOLUTIONS, help="default 720p")
     parser.add_argument("--aspect-ratio", choices=vocab.VIDEO_ASPECT_RATIOS, help="default 16:9")
+    parser.add_argument(
+        "--seed", type=_seed, help=f"0 to {vocab.MAX_SEED}: the same seed, the same video"
+    )
+    parser.add_argument("--negative", metavar="TEXT", help="what the video should not show")
+    parser.add_argument(
+        "--image", metavar="PATH|URL", help="the first frame (models that serve image to video)"
+    )
 
 
 def _three_d_options(parser: argparse.ArgumentParser) -> None:

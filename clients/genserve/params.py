@@ -83,6 +83,13 @@ class VideoParams(TypedDict, total=False):
     """One of ``genserve.vocabulary.VIDEO_ASPECT_RATIOS`` (16:9)."""
     webhook_url: str | None
     """Called (signed) when the generation ends."""
+    seed: int | None
+    """0 to 2**32 - 1 (a random one, returned as the result's ``seed``)."""
+    negative_prompt: str | None
+    """What the video should not show."""
+    image: ImageInput | None
+    """The first frame (a path, an ``http(s)`` or ``data:`` URL, or bytes), for models that
+    serve image to video."""
 
 
 class ThreeDParams(TypedDict, total=False):
@@ -107,10 +114,6 @@ class ThreeDParams(TypedDict, total=False):
     """Called (signed) when the generation ends."""
 
 
-def _prompt_body(prompt: Any, values: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": prompt, **values}
-
-
 def image_fields(image: ImageInput, prefix: str = "image") -> dict[str, str]:
     """``{prefix}_url`` for an ``http(s)`` URL, else ``{prefix}_base64`` (a ``data:`` URL as
     given, bytes or a file's contents encoded)."""
@@ -124,8 +127,8 @@ def image_fields(image: ImageInput, prefix: str = "image") -> dict[str, str]:
 
 
 def _image_prompt_body(prompt: Any, values: dict[str, Any]) -> dict[str, Any]:
-    """An image body: the prompt, and the input ``image`` and ``mask`` as the body's
-    ``image_*`` and ``mask_*`` fields."""
+    """An image or video body: the prompt, and the input ``image`` and ``mask`` as the
+    body's ``image_*`` and ``mask_*`` fields."""
     image, mask = values.pop("image", None), values.pop("mask", None)
     if values.get("loras") is not None:
         values["loras"] = [{"name": x} if isinstance(x, str) else dict(x) for x in values["loras"]]
@@ -187,7 +190,7 @@ def _path(kind: Kind) -> str:
 
 _DECLARED: dict[Kind, tuple[type[Any], type[GenerationResult], Callable[..., dict[str, Any]]]] = {
     "image": (ImageParams, ImageResult, _image_prompt_body),
-    "video": (VideoParams, VideoResult, _prompt_body),
+    "video": (VideoParams, VideoResult, _image_prompt_body),
     "3d": (ThreeDParams, ModelResult, _image_body),
 }
 KIND_SPECS: dict[Kind, KindSpec] = {

@@ -48,6 +48,12 @@ IMAGE_MODES: tuple[ImageMode, ...] = get_args(ImageMode)
 """What an image model may serve: from a prompt, from an input image (``strength``), an
 input image and a mask (white repainted), or an instruction edit of an input image."""
 
+
+def clean_optional_prompt(value: str | None) -> str | None:
+    """``clean_prompt`` for an optional text (a negative prompt): None stays None."""
+    return None if value is None else clean_prompt(value)
+
+
 MAX_LORAS = 3
 """The most adapters (LoRA) one request may apply."""
 

@@ -423,6 +423,7 @@ class GenerateVideoRequest(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PREVIEW_EVERY_FIELD_NUMBER: _builtins.int
+    INIT_IMAGE_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Public model name, such as "vidu-q2"."""
     prompt: _builtins.str
@@ -451,6 +452,10 @@ class GenerateVideoRequest(_message.Message):
     """An identifier for logs, carried from the REST request."""
     preview_every: _builtins.int
     """Send a preview with the progress every this many denoising steps; 0 sends none."""
+    init_image: _builtins.bytes
+    """The first frame (PNG, JPEG or WebP bytes), for a model whose ModelInfo.image_to_video
+    is true; empty means text to video. Scaled and centre-cropped to the frame size.
+    """
     def __init__(
         self,
         *,
@@ -465,10 +470,11 @@ class GenerateVideoRequest(_message.Message):
         seed: _builtins.int | None = ...,
         request_id: _builtins.str = ...,
         preview_every: _builtins.int = ...,
+        init_image: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "guidance_scale", b"guidance_scale", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "guidance_scale", b"guidance_scale", "model", b"model", "negative_prompt", b"negative_prompt", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "resolution", b"resolution", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "guidance_scale", b"guidance_scale", "init_image", b"init_image", "model", b"model", "negative_prompt", b"negative_prompt", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "resolution", b"resolution", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__guidance_scale: _TypeAlias = _typing.Literal["guidance_scale"]  # noqa: Y015
     _WhichOneofArgType__guidance_scale: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale"]  # noqa: Y015
@@ -900,6 +906,7 @@ class ModelInfo(_message.Message):
     MAX_PIXELS_FIELD_NUMBER: _builtins.int
     IMAGE_MODES_FIELD_NUMBER: _builtins.int
     LORAS_FIELD_NUMBER: _builtins.int
+    IMAGE_TO_VIDEO_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Public name, such as "nano-banana"."""
     kind: Global___ModelKind.ValueType
@@ -938,6 +945,8 @@ class ModelInfo(_message.Message):
     """Highest classifier-free guidance scale a request may ask for."""
     max_pixels: _builtins.int
     """Most pixels (width times height) of one output a request may ask for (images)."""
+    image_to_video: _builtins.bool
+    """Whether a request may give the first frame (videos)."""
     @_builtins.property
     def aspect_ratios(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Aspect ratios it accepts, as "W:H" (images and videos)."""
@@ -1002,10 +1011,11 @@ class ModelInfo(_message.Message):
         max_pixels: _builtins.int = ...,
         image_modes: _abc.Iterable[_builtins.str] | None = ...,
         loras: _abc.Iterable[Global___LoraInfo] | None = ...,
+        image_to_video: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "image_modes", b"image_modes", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "loras", b"loras", "max_duration_seconds", b"max_duration_seconds", "max_guidance", b"max_guidance", "max_images", b"max_images", "max_pixels", b"max_pixels", "max_steps", b"max_steps", "min_duration_seconds", b"min_duration_seconds", "min_guidance", b"min_guidance", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "image_modes", b"image_modes", "image_to_video", b"image_to_video", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "loras", b"loras", "max_duration_seconds", b"max_duration_seconds", "max_guidance", b"max_guidance", "max_images", b"max_images", "max_pixels", b"max_pixels", "max_steps", b"max_steps", "min_duration_seconds", b"min_duration_seconds", "min_guidance", b"min_guidance", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
