@@ -117,14 +117,23 @@ class ImageRequest(GenerationBody):
         None,
         description="An input image to start from (image to image; inpainting with a mask), "
         "fetched like /api/v1/3d's; for models whose image_modes allow it.",
+        examples=["https://example.com/photo.png"],
     )
     image_base64: StrictStr | None = Field(
-        None, description="The input image as base64 (or a data: URL), instead of image_url."
+        None,
+        description="The input image as base64 (or a data: URL), instead of image_url.",
+        examples=["data:image/png;base64,iVBORw0KGgo..."],
     )
     mask_url: StrictStr | None = Field(
-        None, description="Inpainting: a mask of the input image; white is repainted."
+        None,
+        description="Inpainting: a mask of the input image; white is repainted.",
+        examples=["https://example.com/mask.png"],
     )
-    mask_base64: StrictStr | None = Field(None, description="The mask as base64.")
+    mask_base64: StrictStr | None = Field(
+        None,
+        description="The mask as base64 (or a data: URL), instead of mask_url.",
+        examples=["data:image/png;base64,iVBORw0KGgo..."],
+    )
     strength: float | None = Field(
         None,
         gt=0,

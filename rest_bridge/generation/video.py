@@ -68,7 +68,9 @@ class VideoRequest(GenerationBody):
         examples=["https://example.com/still.png"],
     )
     image_base64: StrictStr | None = Field(
-        None, description="The first frame as base64 (or a data: URL), instead of image_url."
+        None,
+        description="The first frame as base64 (or a data: URL), instead of image_url.",
+        examples=["data:image/png;base64,iVBORw0KGgo..."],
     )
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
