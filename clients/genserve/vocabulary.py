@@ -9,6 +9,7 @@ Pure Python apart from the generated enums: nothing here needs a server package.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 from genserve.inference.v1 import inference_pb2 as pb
@@ -56,6 +57,16 @@ def clean_optional_prompt(value: str | None) -> str | None:
 
 MAX_LORAS = 3
 """The most adapters (LoRA) one request may apply."""
+
+
+def is_edit(mode: str, strength_given: bool, modes: Sequence[str]) -> bool:
+    """Whether an input image without a mask (``image_to_image``) is an instruction ``edit``
+    on a model serving ``modes``: it serves edit, and not image to image with a strength
+    given. Both sides decide by this rule (the bridge's check, the server's plan)."""
+    if mode != "image_to_image" or "edit" not in modes:
+        return False
+    return not (strength_given and "image_to_image" in modes)
+
 
 MAX_SEED = 2**32 - 1
 """Seeds are 0 to this; image ``i`` of a request uses ``seed + i``."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
-from pydantic import Field, StrictStr, field_validator
+from pydantic import Field, PrivateAttr, StrictStr, field_validator
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
@@ -154,13 +154,17 @@ class ImageRequest(GenerationBody):
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
     _negative = field_validator("negative_prompt")(_clean_negative)
+    _edit: bool = PrivateAttr(False)
 
     @property
     def mode(self) -> str:
-        """What the request asks the model for: its ``image_modes`` must include it."""
+        """What the request asks the model for: its ``image_modes`` must include it. An
+        input image without a mask is an ``edit`` once settled against an edit model."""
         if self.image_url is None and self.image_base64 is None:
             return "text_to_image"
-        return "image_to_image" if self.mask_url is None and self.mask_base64 is None else "inpaint"
+        if self.mask_url is not None or self.mask_base64 is not None:
+            return "inpaint"
+        return "edit" if self._edit else "image_to_image"
 
     @property
     def sized(self) -> bool:
@@ -268,7 +272,9 @@ class ImageKind(GenerationKind[ImageRequest]):
                 LoraChoice(name=x.name, scale=defaults[x.name] if x.scale is None else x.scale)
                 for x in body.loras
             ]
-        return body.model_copy(update=update) if update else body
+        settled = body.model_copy(update=update) if update else body
+        settled._edit = body._edit
+        return settled
 
     async def prepare(self, state: BridgeState, body: ImageRequest) -> ImageInputs:
         if body.mode == "text_to_image":
@@ -438,6 +444,10 @@ def _check_mode(body: ImageRequest, model: ModelEntry) -> None:
             if getattr(body, name) is not None:
                 raise validation_error(name, "needs an input image: image_url or image_base64")
     modes = model.image_modes or ("text_to_image",)
+    body._edit = False  # decided afresh for this model
+    body._edit = vocab.is_edit(body.mode, body.strength is not None, modes)
+    if body._edit and body.strength is not None:
+        raise validation_error("strength", f"{model.name} edits by the prompt: no strength")
     if body.mode not in modes:
         field = "image_url" if body.image_url is not None else "image_base64"
         if body.mode == "inpaint":

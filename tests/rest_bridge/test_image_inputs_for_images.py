@@ -126,3 +126,24 @@ def test_a_mode_the_model_does_not_serve_is_refused_when_settled() -> None:
         IMAGE.settle(body, text_only)
     assert refused.value.status == 422
     assert "does not serve image_to_image" in refused.value.message
+
+
+def test_an_input_image_is_an_edit_on_an_edit_model() -> None:
+    kontext = ModelEntry(
+        name="flux-kontext-dev",
+        kind="image",
+        is_default=False,
+        image_modes=("text_to_image", "edit"),
+    )
+    body = ImageRequest.model_validate({"prompt": "make it night", "image_url": "https://e.x/a"})
+    assert IMAGE.settle(body, kontext).mode == "edit"
+    assert IMAGE.params(IMAGE.settle(body, kontext))["mode"] == "edit"
+    with pytest.raises(ApiError) as strength:
+        IMAGE.settle(body.model_copy(update={"strength": 0.5}), kontext)
+    assert strength.value.status == 422 and "no strength" in strength.value.message
+    both = ModelEntry(
+        name="both", kind="image", is_default=False, image_modes=("image_to_image", "edit")
+    )
+    assert IMAGE.settle(body, both).mode == "edit"
+    strong = body.model_copy(update={"strength": 0.5})
+    assert IMAGE.settle(strong, both).mode == "image_to_image"
