@@ -44,7 +44,7 @@ def _pixels(data: dict[str, Any]) -> Image.Image:
         return img.convert("RGB")
 
 
-@pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("bridge", ["sqlite", "postgresql"], indirect=True)
 def test_image_to_image_and_inpainting(bridge: Bridge) -> None:
     key = bridge.new_key(points=200)
     plain = _post(bridge, key, width=160, height=120)
