@@ -244,7 +244,7 @@ async def _store(
     completed with its files (the cancel came too late), or failed and refunded
     with no file left behind. Never the completed row without its files.
     """
-    save = asyncio.ensure_future(_save(state, outcome, files))
+    save = asyncio.ensure_future(_save(state, outcome, stored))
     cancelled = False
     while not save.done():
         try:
@@ -263,7 +263,9 @@ async def _store(
     save.result()  # the save's own error (refunded, files removed), if any
 
 
-async def _save(state: BridgeState, outcome: GenerationOutcome, files: list[CollectedFile]) -> None:
+async def _save(
+    state: BridgeState, outcome: GenerationOutcome, stored: list[tuple[Asset, bytes]]
+) -> None:
     """Files first, then one transaction: assets, answer, completed; undone if it cannot."""
     gen, assets = outcome.generation, outcome.assets
 
