@@ -60,12 +60,20 @@ def _local_url(host: str, port: int) -> str:
 
 def up(host: str, port: int, grpc_port: int, email: str) -> int:
     from genserve._internal.cmdline import listen_problem
+    from genserve._internal.paths import data_dir
 
-    for address, what in (((host, port), "--port"), (("127.0.0.1", grpc_port), "--grpc-port")):
+    ports = (
+        ((host, port), "--port", "PORT"),
+        (("127.0.0.1", grpc_port), "--grpc-port", "GRPC_PORT"),
+    )
+    for address, option, variable in ports:
         problem = listen_problem(*address)
         if problem is not None:
-            raise SystemExit(f"genserve up: {problem} ({what})")
-    data = Path(os.environ.get("GENSERVE_DATA_DIR", "data"))
+            raise SystemExit(
+                f"genserve up: {problem}; choose another port with {option} "
+                f"(make up {variable}=...)"
+            )
+    data = data_dir()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     local = _local_url(host, port)
@@ -75,6 +83,7 @@ def up(host: str, port: int, grpc_port: int, email: str) -> int:
         "GENSERVE_INFERENCE_PORT": str(grpc_port),
         "GENSERVE_INFERENCE_TARGETS": f"127.0.0.1:{grpc_port}",
         "GENSERVE_PUBLIC_BASE_URL": base,
+        "GENSERVE_DATA_DIR": str(data),
     }
     servers = {
         "inference": subprocess.Popen(
@@ -110,36 +119,19 @@ def up(host: str, port: int, grpc_port: int, email: str) -> int:
     try:
         print(f"starting genserve (logs in {logs}) ...", flush=True)
         _wait_ready(local, servers, logs, timeout=600)
-        made = subprocess.run(  # through the genserve command, as an operator would
-            [
-                sys.executable,
-                "-m",
-                "genserve.cli",
-                "keys",
-                "create",
-                "--email",
-                email,
-                "--name",
-                "make-up",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if made.returncode != 0:
-            raise SystemExit(f"genserve up: no key was created: {made.stderr.strip()}")
-        key = made.stdout.strip()
-        link = subprocess.run(  # the key's account has no password: a one-time link signs in
-            [sys.executable, "-m", "genserve.cli", "accounts", "login-link", email],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if link.returncode != 0:
-            raise SystemExit(f"genserve up: no log-in link was made: {link.stderr.strip()}")
+        from rest_bridge.commands.database import open_database
+        from rest_bridge.commands.login_link import link_url
+        from rest_bridge.commands.operator import KEY_FILE, operator_way_in
+
+        engine, secret, settings = open_database()
+        way_in = operator_way_in(engine, secret, settings, email)
+        engine.dispose()
+        key, link = way_in.key, link_url(base.rstrip("/"), way_in.login_token)
+        kept = data / KEY_FILE
+        said = "new, kept in" if way_in.new_key else "kept in"
         print(
-            f"\ngenserve is up.\n  Base URL: {base}\n  API key:  {key}\n"
-            f"  Web log-in for {email} (one use, 15 minutes): {link.stdout.strip()}\n"
+            f"\ngenserve is up.\n  Base URL: {base}\n  API key:  {key}  ({said} {kept})\n"
+            f"  Web log-in for {email} (one use, 15 minutes): {link}\n"
             f"  Models:   GET {base}/api/v1/models    API docs: {base}/docs\n",
             flush=True,
         )
