@@ -90,6 +90,13 @@ class ProjectsAnswer(Answer):
     pagination: Pagination
 
 
+class DeletedProject(Answer):
+    """A project deleted with its files."""
+
+    id: str
+    deleted: bool
+
+
 class ModelAnswer(Answer):
     """One model; the kind's own fields (sizes, durations, mesh options) follow."""
 
