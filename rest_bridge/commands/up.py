@@ -58,7 +58,20 @@ def _local_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def up(host: str, port: int, grpc_port: int, email: str) -> int:
+def _prepare_preset(name: str, models_file: Path) -> None:
+    """The preset's weights in the Hugging Face cache (a progress bar while they download)
+    and a models file serving it; one line and the exit status when they cannot be had."""
+    done = subprocess.run(  # its own process: the bridge's side never imports the server's
+        [
+            *(sys.executable, "-m", "inference_server.presets", "pull", name),
+            *("--models-file", str(models_file)),
+        ],
+    )
+    if done.returncode != 0:
+        raise SystemExit(done.returncode)
+
+
+def up(host: str, port: int, grpc_port: int, email: str, preset: str | None = None) -> int:
     from genserve._internal.cmdline import listen_problem
     from genserve._internal.paths import data_dir
 
@@ -76,6 +89,11 @@ def up(host: str, port: int, grpc_port: int, email: str) -> int:
     data = data_dir()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    served: dict[str, str] = {}
+    if preset is not None:
+        models_file = data / "presets" / f"{preset}.toml"
+        _prepare_preset(preset, models_file)
+        served["GENSERVE_MODELS_FILE"] = str(models_file)
     local = _local_url(host, port)
     base = os.environ.get("GENSERVE_PUBLIC_BASE_URL", local)
     env = {
@@ -84,6 +102,7 @@ def up(host: str, port: int, grpc_port: int, email: str) -> int:
         "GENSERVE_INFERENCE_TARGETS": f"127.0.0.1:{grpc_port}",
         "GENSERVE_PUBLIC_BASE_URL": base,
         "GENSERVE_DATA_DIR": str(data),
+        **served,
     }
     servers = {
         "inference": subprocess.Popen(
@@ -152,7 +171,7 @@ def up(host: str, port: int, grpc_port: int, email: str) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    return up(args.host, args.port, args.grpc_port, args.email)
+    return up(args.host, args.port, args.grpc_port, args.email, args.preset)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -173,5 +192,11 @@ def register(subparsers: Subparsers) -> None:
         type=email_address,
         default="operator@localhost",
         help="the account the printed key belongs to (created if new)",
+    )
+    command.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="serve a real-size model instead of the built-in one of its kind, downloading "
+        "its weights on first start (genserve models presets lists them)",
     )
     command.set_defaults(func=cmd_up)
