@@ -114,7 +114,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ),
 )  # fmt: skip
 """Every code a client can meet, in answers and in failed events: the one table the
-OpenAPI error responses (``answers.error_responses``) and the README's table come from."""
+OpenAPI error responses (``answers.error_responses``) and the table of docs/api.md come from."""
 
 
 def codes_for(status: int) -> list[ErrorCode]:
@@ -122,7 +122,7 @@ def codes_for(status: int) -> list[ErrorCode]:
 
 
 def readme_table() -> str:
-    """The README's error table (``tests/rest_bridge/test_error_codes.py`` keeps them equal)."""
+    """The error table of docs/api.md (``tests/rest_bridge/test_error_codes.py`` keeps it)."""
     rows = ["| status | code | meaning |", "| --- | --- | --- |"]
     rows += [f"| {e.status} | `{e.code}` | {e.meaning} |" for e in ERROR_CODES]
     return "\n".join(rows)
