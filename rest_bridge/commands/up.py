@@ -49,6 +49,36 @@ def _wait_ready(
     raise SystemExit(f"genserve up: not ready after {timeout:.0f}s; see the logs in {logs}")
 
 
+class RequestLines:
+    """The bridge's access lines, one short line each on this terminal, as they come."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.offset = log.stat().st_size if log.exists() else 0
+
+    def new(self) -> list[str]:
+        import json
+
+        try:
+            with self.log.open("rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except OSError:
+            return []
+        end = chunk.rfind(b"\n") + 1  # whole lines only; the rest next time
+        self.offset += end
+        shown = []
+        for raw in chunk[:end].decode(errors="replace").splitlines():
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(line, dict) and line.get("logger") == "rest_bridge.access":
+                when = str(line.get("time", ""))[11:19]
+                shown.append(f"  {when} {line.get('message', '')}".rstrip())
+        return shown
+
+
 def _local_url(host: str, port: int) -> str:
     """Where this machine reaches the bridge (a wildcard address is reached on loopback)."""
     if host in ("", "0.0.0.0"):
@@ -135,6 +165,7 @@ def up(host: str, port: int, grpc_port: int, email: str, preset: str | None = No
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    requests = RequestLines(logs / "bridge.log")
     try:
         print(f"starting genserve (logs in {logs}) ...", flush=True)
         _wait_ready(local, servers, logs, timeout=600)
@@ -158,10 +189,13 @@ def up(host: str, port: int, grpc_port: int, email: str, preset: str | None = No
             f'Try it:\n  curl -X POST "{base}/api/v1/images" \\\n'
             f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\\n'
             '    -d \'{"prompt": "A majestic eagle soaring over mountains at sunset", '
-            '"aspect_ratio": "16:9", "output_format": "webp"}\'\n\nCtrl-C stops both servers.',
+            '"aspect_ratio": "16:9", "output_format": "webp"}\'\n\n'
+            f"Requests, a line each (full logs in {logs}):\nCtrl-C stops both servers.",
             flush=True,
         )
         while all(p.poll() is None for p in procs):
+            for line in requests.new():
+                print(line, flush=True)
             time.sleep(1)
         return 1
     except KeyboardInterrupt:

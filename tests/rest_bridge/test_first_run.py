@@ -208,6 +208,21 @@ def _start_up(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], st
     return proc, "".join(out), port
 
 
+def _next_line(proc: subprocess.Popen[str], holding: str, timeout: float = 30) -> str:
+    """The first line ``up`` prints from now on that holds ``holding`` ('' if none in time)."""
+    import select
+
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 1)
+        if ready:
+            line = proc.stdout.readline()
+            if holding in line:
+                return line
+    return ""
+
+
 def _stop(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -263,6 +278,7 @@ def test_restarts_keep_one_working_key_and_one_data_directory(
             assert me.status_code == 200, me.text
             assert me.json()["data"]["email"] == "operator@localhost"
             assert me.json()["data"]["plan"] == "enterprise"
+            assert "GET /api/v1/account 200" in _next_line(proc, "/api/v1/account")
             link = LINK.search(text)
             assert link is not None, text
             assert _sign_in(link.group(1)).status_code == 303
