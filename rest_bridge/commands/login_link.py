@@ -1,7 +1,7 @@
 """``genserve accounts login-link EMAIL``: a one-time link that signs in to the web pages.
 
 For an account made by an operator command (``genserve up``, ``genserve keys create``),
-which has no password: the link opens Settings → API Keys signed in as it. It works
+which has no password: the link opens the projects page signed in as it. It works
 once, within ``--minutes`` (15 by default). The URL starts with the bridge's
 ``GENSERVE_PUBLIC_BASE_URL``.
 """

@@ -75,6 +75,8 @@ class ProjectAnswer(Answer):
     metadata: dict[str, Any]
     model: str
     outputs: list[FileAnswer]
+    parameters: dict[str, Any] = {}
+    """The request's parameters, recorded so the project can be made again."""
 
 
 class Pagination(Answer):

@@ -50,6 +50,11 @@ def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> di
         "metadata": metadata,
         "model": gen.model,
         "outputs": [file_view(state, a) for a in primaries],
+        "parameters": {
+            k: v
+            for k, v in (gen.params or {}).items()
+            if k != "webhook_url" and not k.startswith("input_")
+        },
     }
 
 

@@ -51,7 +51,7 @@ def test_a_login_link_signs_in_once(bridge: Bridge) -> None:
 
     first = _sign_in(link)
     assert first.status_code == 303
-    assert first.headers["location"] == "/settings/api-keys"
+    assert first.headers["location"] == "/projects"
     cookie = first.cookies.get("gs_session")
     assert cookie
     with httpx.Client(base_url=bridge.base, cookies={"gs_session": cookie}) as browser:
