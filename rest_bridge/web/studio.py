@@ -617,7 +617,7 @@ _GLB_VIEWER = r"""
     function access(i) {
       var a = gltf.accessors[i], v = gltf.bufferViews[a.bufferView];
       var off = binStart + (v.byteOffset || 0) + (a.byteOffset || 0);
-      var n = a.count * ({SCALAR: 1, VEC3: 3, VEC4: 4}[a.type]);
+      var n = a.count * ({SCALAR: 1, VEC2: 2, VEC3: 3, VEC4: 4}[a.type]);
       var T = {5126: Float32Array, 5125: Uint32Array, 5123: Uint16Array,
                5121: Uint8Array}[a.componentType];
       var out = new T(n);
@@ -629,6 +629,18 @@ _GLB_VIEWER = r"""
     var pos = access(prim.attributes.POSITION);
     var col = prim.attributes.COLOR_0 !== undefined ? access(prim.attributes.COLOR_0) : null;
     var idx = prim.indices !== undefined ? access(prim.indices) : null;
+    var uv = prim.attributes.TEXCOORD_0 !== undefined ? access(prim.attributes.TEXCOORD_0) : null;
+    var material = (gltf.materials || [])[prim.material] || {};
+    var baseTex = (material.pbrMetallicRoughness || {}).baseColorTexture;
+    var picture = null;
+    if (uv && baseTex && gltf.textures && gltf.images) {
+      var img = gltf.images[gltf.textures[baseTex.index].source];
+      if (img && img.bufferView !== undefined) {
+        var bv = gltf.bufferViews[img.bufferView], start = binStart + (bv.byteOffset || 0);
+        picture = new Blob([buffer.slice(start, start + bv.byteLength)],
+                           {type: img.mimeType || "image/png"});
+      }
+    }
     var gl = canvas.getContext("webgl");
     if (!gl) { return; }
     if (idx && idx.type === 5125) { gl.getExtension("OES_element_index_uint"); }
@@ -642,9 +654,9 @@ _GLB_VIEWER = r"""
     // Turned by a (about the vertical axis) and b (tilt); lit by one light from the
     // upper front, with each face's normal from screen-space derivatives (flat shading).
     gl.attachShader(prog, shader(gl.VERTEX_SHADER,
-      "attribute vec3 p; attribute vec4 c; uniform float a; uniform float b; uniform vec3 m;" +
-      "uniform float s; uniform float r; varying vec4 v; varying vec3 w;" +
-      "void main() { vec3 q = (p - m) * s;" +
+      "attribute vec3 p; attribute vec4 c; attribute vec2 t; uniform float a; uniform float b;" +
+      "uniform vec3 m; uniform float s; uniform float r; varying vec4 v; varying vec3 w;" +
+      "varying vec2 u; void main() { vec3 q = (p - m) * s; u = t;" +
       "float x = q.x * cos(a) + q.z * sin(a); float z = -q.x * sin(a) + q.z * cos(a);" +
       "float y = q.y * cos(b) - z * sin(b); z = q.y * sin(b) + z * cos(b);" +
       "w = vec3(x, y, z); gl_Position = vec4(x / r, y, z * 0.5, 1.0); v = c; }"));
@@ -652,12 +664,15 @@ _GLB_VIEWER = r"""
     canvas.dataset.lit = lit ? "1" : "0";
     gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, lit
       ? "#extension GL_OES_standard_derivatives : enable\n" +
-        "precision mediump float; varying vec4 v; varying vec3 w; void main() {" +
+        "precision mediump float; varying vec4 v; varying vec3 w; varying vec2 u;" +
+        "uniform sampler2D x; uniform float k; void main() {" +
+        "vec3 base = k > 0.5 ? texture2D(x, u).rgb : v.rgb;" +
         "vec3 n = normalize(cross(dFdx(w), dFdy(w)));" +
         "float l = 0.3 + 0.7 * max(dot(n, normalize(vec3(0.4, 0.6, -0.7))), 0.0)" +
-        " + 0.15 * abs(n.z); gl_FragColor = vec4(v.rgb * l, 1.0); }"
-      : "precision mediump float; varying vec4 v; varying vec3 w;" +
-        "void main() { gl_FragColor = vec4(v.rgb, 1.0); }"));
+        " + 0.15 * abs(n.z); gl_FragColor = vec4(base * l, 1.0); }"
+      : "precision mediump float; varying vec4 v; varying vec3 w; varying vec2 u;" +
+        "uniform sampler2D x; uniform float k; void main() {" +
+        "gl_FragColor = vec4(k > 0.5 ? texture2D(x, u).rgb : v.rgb, 1.0); }"));
     gl.linkProgram(prog); gl.useProgram(prog);
     function attrib(name, acc, size, fallback) {
       var loc = gl.getAttribLocation(prog, name);
@@ -670,6 +685,22 @@ _GLB_VIEWER = r"""
     }
     attrib("p", pos, 3);
     attrib("c", col, col ? col.size : 4, [0.7, 0.72, 0.78, 1]);
+    attrib("t", uv, 2, [0, 0, 0, 0]);
+    var textured = gl.getUniformLocation(prog, "k");
+    gl.uniform1f(textured, 0);
+    if (picture && window.createImageBitmap) {
+      createImageBitmap(picture).then(function (bitmap) {
+        var tex = gl.createTexture();
+        gl.bindTexture(gl.TEXTURE_2D, tex);
+        gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, bitmap);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+        gl.uniform1i(gl.getUniformLocation(prog, "x"), 0);
+        gl.uniform1f(textured, 1);
+        canvas.dataset.textured = "1";
+      }).catch(function () { canvas.dataset.textured = "error"; });
+    }
     if (idx) {
       var ib = gl.createBuffer(); gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, ib);
       gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, idx.data, gl.STATIC_DRAW);
@@ -683,16 +714,20 @@ _GLB_VIEWER = r"""
     var yaw = 0, pitch = 0.3, drag = null, last = 0;
     canvas.style.touchAction = "none";
     canvas.addEventListener("pointerdown", function (e) {
-      drag = [e.clientX, e.clientY]; canvas.setPointerCapture(e.pointerId);
+      drag = [e.clientX, e.clientY]; moved = 0; canvas.setPointerCapture(e.pointerId);
       canvas.dataset.turned = "1";
     });
+    var moved = 0;
     canvas.addEventListener("pointermove", function (e) {
       if (!drag) { return; }
+      moved += Math.abs(e.clientX - drag[0]) + Math.abs(e.clientY - drag[1]);
       yaw += (e.clientX - drag[0]) / 100; pitch += (e.clientY - drag[1]) / 100;
       pitch = Math.max(-1.5, Math.min(1.5, pitch)); drag = [e.clientX, e.clientY];
     });
     canvas.addEventListener("pointerup", function () { drag = null; });
     canvas.addEventListener("pointercancel", function () { drag = null; });
+    // a drag turns the model; only a click without one opens the card's view
+    canvas.addEventListener("click", function (e) { if (moved > 4) { e.stopPropagation(); } });
     function frame(t) {
       gl.viewport(0, 0, canvas.width, canvas.height);
       gl.clearColor(0.93, 0.94, 0.96, 1); gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);

@@ -140,6 +140,15 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
             page.wait_for_function(
                 "Number(document.querySelector('canvas.glb').dataset.frames || 0) > 2"
             )
+            # textured from the GLB's own picture, lit, and turned by a drag (mouse or touch)
+            expect(canvas).to_have_attribute("data-textured", "1")
+            box = canvas.bounding_box()
+            assert box is not None
+            page.mouse.move(box["x"] + 40, box["y"] + 40)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 140, box["y"] + 80, steps=5)
+            page.mouse.up()
+            expect(canvas).to_have_attribute("data-turned", "1")
         if os.environ.get("GENSERVE_SCREENSHOTS"):
             page.screenshot(path=str(Path(os.environ["GENSERVE_SCREENSHOTS"]) / "projects.png"))
             page.locator(".project[data-type='3d']").click()
