@@ -35,6 +35,11 @@ def cmd_login_link(args: argparse.Namespace) -> int:
             secret=secret,
             lifetime=timedelta(minutes=args.minutes),
         )
+    if args.json:
+        from rest_bridge.commands.database import print_json
+
+        print_json({"email": account.email, "url": link_url(settings.base_url, token)})
+        return 0
     print(link_url(settings.base_url, token))
     return 0
 
@@ -53,4 +58,5 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("email")
     parser.add_argument("--minutes", type=_minutes, default=15, help="how long it works")
+    parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=cmd_login_link)

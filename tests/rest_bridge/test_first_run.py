@@ -333,3 +333,32 @@ def test_operator_commands_find_one_data_directory_from_any_folder(tmp_path: Pat
     env["GENSERVE_DATA_DIR"] = "chosen"  # relative: to the folder it is set in
     run(here, "keys", "create", "--email", "chosen@example.test")
     assert (here / "chosen" / "genserve.db").is_file()
+
+
+def test_operator_commands_answer_in_json(tmp_path: Path) -> None:
+    import json
+
+    env = _clean_env(GENSERVE_DATA_DIR=str(tmp_path / "data"), GENSERVE_KEY_SECRET=KEY_SECRET)
+
+    def run(*args: str) -> object:
+        done = subprocess.run(
+            [sys.executable, "-m", "genserve.cli", *args, "--json"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    made = run("keys", "create", "--email", "ops@example.test", "--name", "ci")
+    assert isinstance(made, dict) and made["key"].startswith("gsk_") and made["name"] == "ci"
+    keys = run("keys", "list", "--email", "ops@example.test")
+    assert isinstance(keys, list) and keys[0]["name"] == "ci" and keys[0]["revoked_at"] is None
+    accounts = run("accounts", "list")
+    assert isinstance(accounts, list) and accounts[0]["email"] == "ops@example.test"
+    link = run("accounts", "login-link", "ops@example.test")
+    assert isinstance(link, dict) and "/login/link?token=" in link["url"]
+    presets = run("models", "presets")
+    assert isinstance(presets, list) and presets[0]["name"] == "sdxl-turbo"
