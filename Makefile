@@ -32,8 +32,13 @@ install: $(STAMP)
 
 install-dev: $(DEV_STAMP)
 
+# `make up PORT=9000 GRPC_PORT=50052 HOST=0.0.0.0`; `make up MODEL=sdxl-turbo` serves a preset.
+HOST      ?= 127.0.0.1
+PORT      ?= 8000
+GRPC_PORT ?= 50051
+MODEL     ?=
 up: $(STAMP)
-	$(BIN)/genserve up
+	$(BIN)/genserve up --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT)$(if $(MODEL), --preset $(MODEL))
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,6 @@
-"""``genserve inference ARGS...``: run the gRPC inference server (``inference_server.server``).
+"""``genserve inference ARGS...``: run the gRPC inference server (``inference_server.server``);
+``genserve models presets`` and ``genserve models pull NAME`` (``inference_server.presets``),
+added under the client's ``models`` command where the server install is.
 
 Registered in the ``genserve.commands`` entry-point group; see ``genserve.cli``.
 """
@@ -25,3 +27,8 @@ def register(subparsers: Subparsers) -> None:
         "rest", nargs=argparse.REMAINDER, help="arguments of python -m inference_server.server"
     )
     inference.set_defaults(func=cmd_inference, pass_through=True)
+    models = subparsers.choices.get("models")
+    if models is not None:
+        from inference_server.presets import add_commands
+
+        add_commands(models)

@@ -9,6 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from genserve._internal.logs import LogFormat, LogLevel, format_named, level_named
+from genserve._internal.paths import data_dir
 from genserve._internal.pem import check_pem_files
 
 
@@ -30,8 +31,11 @@ class ServerSettings(BaseSettings):
     """TOML file of `[models.<public-name>]` tables binding public names to checkpoints; unset:
     the embedded small models, built locally (no download).
     """
-    cache_dir: Path = Path("data/models")
-    """Where models are built or downloaded to, and cached between starts."""
+    cache_dir: Path = Field(default_factory=lambda: data_dir() / "models")
+    """Where the built-in models are built, and cached between starts; unset: `models/` in the
+    data directory (`GENSERVE_DATA_DIR`, by default `~/.local/share/genserve`). Checkpoints named
+    by repository id go to the Hugging Face cache (`HF_HOME`).
+    """
     compile_cache_dir: Path | None = None
     """Where `torch.compile` keeps compiled kernels and autotuning results between starts
     (models with `compile = true`), so a restart reads them back instead of compiling again;

@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from genserve._internal.logs import LogFormat, LogLevel, format_named, level_named
+from genserve._internal.paths import default_data_dir
 from genserve._internal.pem import check_pem_files
 from genserve.vocabulary import MAX_INPUT_BYTES
 from rest_bridge.outbound.address_policy import AddressPolicy, is_loopback
@@ -34,9 +35,11 @@ class BridgeSettings(BaseSettings):
     """`production` refuses to start without `GENSERVE_KEY_SECRET`; `development` creates one
     under the data folder.
     """
-    data_dir: Path = Path("data")
-    """Folder of the SQLite database, the local output files (`blobs/`), the generated key secret
-    and `genserve up`'s logs.
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Folder of the SQLite database, the local output files (`blobs/`), the generated key secret,
+    the operator's key (`operator.key`) and `genserve up`'s logs; unset: one per-user folder,
+    the same from any working folder (`$XDG_DATA_HOME/genserve`, else
+    `~/.local/share/genserve`).
     """
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("DATABASE_URL", "GENSERVE_DATABASE_URL")
@@ -110,6 +113,11 @@ class BridgeSettings(BaseSettings):
     """Deliveries tried per webhook before it is given up."""
     webhook_backoff_s: float = 2.0
     """First wait between webhook attempts, in seconds; doubled after each failure."""
+    operator_points: int = Field(1_000_000, ge=0)
+    """Points the operator's account (`genserve up --email`, `operator@localhost` by default)
+    holds on the enterprise plan: its opening grant, and its top-up when an older account
+    on another plan becomes the operator's.
+    """
     signup_points: int = 100
     """Points a new account starts with (web sign-up, `genserve accounts create`, `genserve keys
     create`).
@@ -188,6 +196,11 @@ class BridgeSettings(BaseSettings):
     """Lowest level logged: `DEBUG` (health probes' access lines too), `INFO`, `WARNING`,
     `ERROR` or `CRITICAL`. Shared by both servers.
     """
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
     @field_validator("log_format", mode="before")
     @classmethod

@@ -214,3 +214,66 @@ def list_api_keys(session: Session, account_id: int) -> list[ApiKey]:
             select(ApiKey).where(ApiKey.account_id == account_id).order_by(col(ApiKey.id))
         ).all()
     )
+
+
+def operator_account(session: Session, *, email: str, points: int) -> Account:
+    """The operator's account (``genserve up``): on the enterprise plan with ``points``.
+
+    Created so when new; an account from before (on another plan) is moved to the
+    enterprise plan and its balance topped up to ``points``, recorded in the ledger.
+    """
+    account = account_by_email(session, email)
+    if account is None:
+        try:
+            return create_account(session, email=email, plan="enterprise", points=points)
+        except EmailTaken:  # made beside us: read it below
+            account = account_by_email(session, email)
+            assert account is not None
+    if account.plan != "enterprise":
+        assert account.id is not None
+        set_plan(session, account_id=account.id, plan="enterprise")
+        if account.points < points:
+            from storage import points as ledger
+
+            ledger.grant(session, account.id, points - account.points)
+        session.refresh(account)
+    return account
+
+
+def live_key_of(session: Session, *, account_id: int, key_hash: str) -> ApiKey | None:
+    """The account's live key with this hash, or None (revoked, another's, or unknown)."""
+    key = session.exec(
+        select(ApiKey).where(
+            ApiKey.key_hash == key_hash,
+            ApiKey.account_id == account_id,
+            col(ApiKey.revoked_at).is_(None),
+        )
+    ).first()
+    if key is None or not hmac.compare_digest(key.key_hash.encode(), key_hash.encode()):
+        return None
+    return key
+
+
+def make_room_for_a_key(session: Session, *, account_id: int, name: str, max_live: int) -> int:
+    """Revokes the account's oldest live keys called ``name`` until it holds fewer than
+    ``max_live``; the number revoked (keys of other names are never touched)."""
+    excess = live_key_count(session, account_id) - max_live + 1
+    if excess <= 0:
+        return 0
+    oldest = session.exec(
+        select(ApiKey.id)
+        .where(
+            ApiKey.account_id == account_id,
+            ApiKey.name == name,
+            col(ApiKey.revoked_at).is_(None),
+        )
+        .order_by(col(ApiKey.id))
+        .limit(excess)
+    ).all()
+    if not oldest:
+        return 0
+    result = session.execute(
+        update(ApiKey).where(col(ApiKey.id).in_(oldest)).values(revoked_at=utcnow())
+    )
+    session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]

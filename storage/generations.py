@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, func, select
 
 from storage.models import Asset, Generation, GenerationResult, utcnow
@@ -54,9 +54,41 @@ def mark_running(session: Session, generation_id: str) -> None:
 
 def get_owned(session: Session, generation_id: str, account_id: int) -> Generation | None:
     gen = session.get(Generation, generation_id)
-    if gen is None or gen.account_id != account_id:
+    if gen is None or gen.account_id != account_id or gen.status == DELETED:
         return None
     return gen
+
+
+DELETED = "deleted"
+"""A project its owner deleted: files and stored answer gone, prompt and parameters cleared;
+the row stays for the points ledger's history and reads as absent everywhere."""
+
+
+def delete_project(session: Session, generation_id: str, account_id: int) -> list[str] | None:
+    """Deletes the account's completed generation: its asset rows and stored answer go, the
+    row is marked deleted. The blob keys of its files (for the caller to delete), or None
+    when the account has no such project (another account's included)."""
+    taken = session.execute(
+        update(Generation)
+        .where(
+            col(Generation.id) == generation_id,
+            col(Generation.account_id) == account_id,
+            col(Generation.status) == "completed",
+        )
+        .values(status=DELETED, prompt="", params={})
+    )
+    if not taken.rowcount:  # type: ignore[attr-defined]
+        session.rollback()
+        return None
+    keys = list(
+        session.exec(select(Asset.blob_key).where(Asset.generation_id == generation_id)).all()
+    )
+    session.execute(delete(Asset).where(col(Asset.generation_id) == generation_id))
+    session.execute(
+        delete(GenerationResult).where(col(GenerationResult.generation_id) == generation_id)
+    )
+    session.commit()
+    return keys
 
 
 def assets_of(session: Session, generation_ids: Sequence[str]) -> dict[str, list[Asset]]:
@@ -91,11 +123,15 @@ def list_projects(
     page: int,
     limit: int,
     descending: bool,
+    text: str | None = None,
 ) -> tuple[list[Generation], int]:
-    """One page of the account's completed generations, and how many there are in all."""
+    """One page of the account's completed generations, and how many there are in all;
+    ``text``: only those whose prompt holds it (any case, taken literally)."""
     where = [col(Generation.account_id) == account_id, col(Generation.status) == "completed"]
     if kind is not None:
         where.append(col(Generation.kind) == kind)
+    if text:
+        where.append(func.lower(col(Generation.prompt)).contains(text.lower(), autoescape=True))
     total = session.exec(select(func.count()).select_from(Generation).where(*where)).one()
     order = col(Generation.created_at).desc() if descending else col(Generation.created_at).asc()
     tie = col(Generation.id).desc() if descending else col(Generation.id).asc()

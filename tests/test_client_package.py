@@ -217,7 +217,7 @@ def test_the_client_installs_alone(which: str, tmp_path: Path, catalogue: str) -
     assert listed.returncode == 0, listed.stderr
     rows = [line.split() for line in listed.stdout.splitlines()]
     assert rows == [
-        ["name", "kind", "default"],
+        ["name", "kind", "default", "price", "accepts"],
         ["nano-banana", "image", "yes"],
         ["ltx-2", "video"],
     ]

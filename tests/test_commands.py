@@ -268,8 +268,13 @@ def test_up_honours_every_flag(tmp_path: Path, model_cache: Path) -> None:
     ("args", "says"),
     [
         (["--port", "http"], "'http' is not a port number"),
-        (["--grpc-port", "{taken}"], "cannot listen on 127.0.0.1:{taken}: Address already in use"),
+        (
+            ["--grpc-port", "{taken}"],
+            "cannot listen on 127.0.0.1:{taken}: Address already in use; choose another port "
+            "with --grpc-port (make up GRPC_PORT=...)",
+        ),
         (["--port", "{taken}"], "cannot listen on 127.0.0.1:{taken}"),
+        (["--port", "{taken}"], "choose another port with --port (make up PORT=...)"),
         (["--email", "operator"], "'operator' is not an email address"),
     ],
 )

@@ -1,6 +1,6 @@
-"""The README's error table, generated from ``rest_bridge.edge.errors.ERROR_CODES``.
+"""The error table of docs/api.md, generated from ``rest_bridge.edge.errors.ERROR_CODES``.
 
-``python -m tools.error_table`` prints it (paste it between the README's
+``python -m tools.error_table`` prints it (paste it between docs/api.md's
 ``error-codes`` markers); ``tests/rest_bridge/test_error_codes.py`` checks they agree.
 """
 

@@ -200,8 +200,9 @@ def project_params(
     limit: int | None,
     sort: str | None,
     order: str | None,
+    q: str | None = None,
 ) -> dict[str, Any]:
-    return _put({}, type=type, page=page, limit=limit, sort=sort, order=order)
+    return _put({}, type=type, page=page, limit=limit, sort=sort, order=order, q=q)
 
 
 def generation_headers(*, stream: bool = False, respond_async: bool = False) -> dict[str, str]:

@@ -593,7 +593,8 @@ class ThreeD(GenerationResource[ModelResult]):
 
 
 class Projects:
-    """``GET /api/v1/projects``: one page with ``list``, every page with ``iter``."""
+    """``GET /api/v1/projects``: one page with ``list``, every page with ``iter``; ``q`` finds
+    projects by prompt text. ``delete`` removes one and its files."""
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
@@ -606,9 +607,11 @@ class Projects:
         limit: int | None = None,
         sort: str | None = None,
         order: str | None = None,
+        q: str | None = None,
     ) -> ProjectPage:
-        """One page: ``type`` all|images|videos|3d, ``page`` from 1, ``limit`` 1 to 100."""
-        params = project_params(type=type, page=page, limit=limit, sort=sort, order=order)
+        """One page: ``type`` all|images|videos|3d, ``page`` from 1, ``limit`` 1 to 100, ``q``
+        text the prompt holds (any case)."""
+        params = project_params(type=type, page=page, limit=limit, sort=sort, order=order, q=q)
         data, _ = await self._client._request(Call("GET", "/api/v1/projects", params=params))
         result = ProjectPage.from_dict(data if isinstance(data, dict) else {})
         for project in result.projects:
@@ -623,11 +626,12 @@ class Projects:
         sort: str | None = None,
         order: str | None = None,
         start: int = 1,
+        q: str | None = None,
     ) -> AsyncIterator[ProjectPage]:
         """Every page from ``start``, fetched as the iteration reaches it."""
         page = start
         while True:
-            result = await self.list(type=type, page=page, limit=limit, sort=sort, order=order)
+            result = await self.list(type=type, page=page, limit=limit, sort=sort, order=order, q=q)
             yield result
             if not result.pagination.has_more or not result.projects:
                 return
@@ -640,11 +644,19 @@ class Projects:
         limit: int | None = 100,
         sort: str | None = None,
         order: str | None = None,
+        q: str | None = None,
     ) -> AsyncIterator[Project]:
         """Every project of every page (``limit`` per request)."""
-        async for result in self.pages(type=type, limit=limit, sort=sort, order=order):
+        async for result in self.pages(type=type, limit=limit, sort=sort, order=order, q=q):
             for project in result.projects:
                 yield project
+
+    async def delete(self, project_id: str) -> None:
+        """``DELETE /api/v1/projects/{id}``: the project and its files; another account's, or
+        one already deleted, raises ``NotFoundError``."""
+        await self._client._request(
+            Call("DELETE", f"/api/v1/projects/{quote(project_id, safe='')}")
+        )
 
 
 class Models:

@@ -60,11 +60,26 @@ def _register_operator_commands(sub: Subparsers) -> None:
             )
 
 
+def _version() -> str:
+    """The installed genserve-client's version (and the servers', where installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        client = version("genserve-client")
+    except PackageNotFoundError:
+        client = "unknown"
+    try:
+        return f"{client} (servers {version('genserve')})"
+    except PackageNotFoundError:
+        return client
+
+
 def _build() -> tuple[argparse.ArgumentParser, Subparsers]:
     parser: argparse.ArgumentParser = Parser(
         prog="genserve",
         description="The client subcommands; a server install adds the operator ones.",
     )
+    parser.add_argument("--version", action="version", version=f"genserve {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _register_client_commands(sub)
     _register_operator_commands(sub)

@@ -100,9 +100,49 @@ def _follow(stream: GenerationStream[Any], label: str, show_progress: bool) -> G
     return stream.until_done()
 
 
-def _finish(result: GenerationResult, output: str, what: str) -> int:
-    folder = Path(output).expanduser()
+def _as_json(value: Any) -> Any:
+    """A result, project, model or account as plain JSON values."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _as_json(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not f.name.startswith("_")
+        }
+    if isinstance(value, list | tuple):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _as_json(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _print_json(value: Any) -> None:
+    import json
+
+    print(json.dumps(_as_json(value), indent=2, ensure_ascii=False, default=str))
+
+
+def _save(result: GenerationResult, folder: Path) -> list[Path]:
+    """The output files; a 3D model's rendered preview beside its GLB."""
+    from genserve.results import ModelResult
+
     paths = result.save(folder)
+    if isinstance(result, ModelResult):
+        preview = result.model.preview()
+        if preview is not None:
+            paths.append(preview.save(folder))
+    return paths
+
+
+def _finish(result: GenerationResult, output: str, what: str, as_json: bool = False) -> int:
+    folder = Path(output).expanduser()
+    paths = _save(result, folder)
+    if as_json:
+        _print_json({**_as_json(result), "kind": result.kind, "saved": paths})
+        return 0
     for path in paths:
         print(path)
     seconds = result.generation_time / 1000
@@ -110,6 +150,8 @@ def _finish(result: GenerationResult, output: str, what: str) -> int:
     noun = what if count == 1 else f"{what}s"
     seed = getattr(result, "seed", None)
     seeded = f"; seed {seed}" if seed is not None else ""
+    if what == "model" and count == 2:
+        noun = "model and its preview"
     print(
         f"genserve: {count} {noun} in {seconds:.1f} s; generation {result.generation_id}; "
         f"{result.remaining_points} points left{seeded}",
@@ -181,10 +223,75 @@ def _three_d(client: Client, args: argparse.Namespace) -> GenerationStream[Any]:
 def cmd_generate(args: argparse.Namespace) -> int:
     """``genserve <kind> ...``: the kind's generation, followed, then its files saved."""
     command = KIND_COMMANDS[args.kind]
+    if getattr(args, "from_file", None):
+        return _batch(args)
+    if getattr(args, "prompt", "") is None:
+        raise ValueError("give a prompt, or --from FILE (a prompt a line, or JSON lines)")
     with _client(args) as client:
         stream = command.start(client, args)
         result = _follow(stream, args.kind, args.progress)
-        return _finish(result, args.output, command.noun)
+        return _finish(result, args.output, command.noun, args.json)
+
+
+def read_batch(path: str) -> list[dict[str, Any]]:
+    """``--from FILE``: a prompt a line, or a JSON object a line (``prompt`` and parameters);
+    blank lines and lines starting with ``#`` are skipped; ``-`` is standard input."""
+    import json
+
+    text = sys.stdin.read() if path == "-" else Path(path).expanduser().read_text()
+    items: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("{"):
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not JSON ({err.msg})") from None
+            if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
+                raise ValueError(f'{path}:{number}: a JSON line needs a "prompt" string')
+            items.append(item)
+        else:
+            items.append({"prompt": line})
+    if not items:
+        raise ValueError(f"{path}: no prompts")
+    return items
+
+
+def _batch(args: argparse.Namespace) -> int:
+    """Every line of ``--from FILE`` in turn, under one progress view (``[i/n]``)."""
+    from genserve.params import ImageParams
+
+    items = read_batch(args.from_file)
+    known = set(ImageParams.__annotations__)
+    options = {
+        "aspect_ratio": args.aspect_ratio,
+        "output_format": args.format,
+        "num_images": args.num_images,
+        "model": args.model,
+    }
+    done: list[dict[str, Any]] = []
+    with _client(args) as client:
+        for number, item in enumerate(items, 1):
+            body = {k: v for k, v in options.items() if v is not None} | item
+            prompt = body.pop("prompt")
+            params = {k: v for k, v in body.items() if k in known}
+            extra = {k: v for k, v in body.items() if k not in known}
+            stream = client.images.generate(prompt, stream=True, extra_body=extra or None, **params)
+            label = f"image {number}/{len(items)}"
+            result = _follow(stream, label, args.progress)
+            paths = _save(result, Path(args.output).expanduser())
+            done.append({"prompt": prompt, **_as_json(result), "saved": paths})
+            if not args.json:
+                for path in paths:
+                    print(path, flush=True)
+    if args.json:
+        _print_json(done)
+    else:
+        left = done[-1]["remaining_points"] if done else "?"
+        print(f"genserve: {len(done)} prompts done; {left} points left", file=sys.stderr)
+    return 0
 
 
 # ---------------------------------------------------------------- listings
@@ -206,31 +313,70 @@ def _short(text: str, width: int = 48) -> str:
 def cmd_projects(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.all:
-            projects = list(client.projects.iter(type=args.type, limit=100, order=args.order))
+            projects = list(
+                client.projects.iter(type=args.type, limit=100, order=args.order, q=args.q)
+            )
             footer = f"{len(projects)} projects"
         else:
             page = client.projects.list(
-                type=args.type, page=args.page, limit=args.limit, order=args.order
+                type=args.type, page=args.page, limit=args.limit, order=args.order, q=args.q
             )
             projects = page.projects
             p = page.pagination
             footer = f"page {p.page} of {max(p.pages, 1)} ({p.total} projects)"
             if p.has_more:
                 footer += f"; next: --page {p.page + 1}"
+    if args.json:
+        _print_json(projects)
+        return 0
     rows = [
-        (p.id, p.type, p.created_at, p.model or "", _short(p.prompt), p.url or "") for p in projects
+        (p.id, p.type, p.created_at[:16].replace("T", " "), _short(p.model or "", 12))
+        for p in projects
     ]
-    _table(rows, ("id", "type", "created", "model", "prompt", "url"))
-    print(f"genserve: {footer}", file=sys.stderr)
+    used = max([len(r[3]) for r in rows] + [5]) + 24 + 5 + 16 + 4 * 2
+    room = max(PROJECTS_WIDTH - used, 12)  # the prompt takes what is left of 100 columns
+    table = [(*row, _short(p.prompt, room)) for row, p in zip(rows, projects, strict=True)]
+    _table(table, ("id", "type", "created", "model", "prompt"))
+    print(f"genserve: {footer} (--json for the URLs)", file=sys.stderr)
     return 0
+
+
+PROJECTS_WIDTH = 100
+"""``genserve projects`` fits this many columns (URLs with ``--json``)."""
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     with _client(args) as client:
         models = client.models.list()
-    rows = [(m.name, m.kind, "yes" if m.default else "") for m in models]
-    _table(rows, ("name", "kind", "default"))
+    if args.json:
+        _print_json(models)
+        return 0
+    rows = [
+        (m.name, m.kind, "yes" if m.default else "", _price(m.price), _accepts(m.extra))
+        for m in models
+    ]
+    _table(rows, ("name", "kind", "default", "price", "accepts"))
     return 0
+
+
+def _price(price: dict[str, Any]) -> str:
+    """``points_per_image: 4`` as ``4 points per image``; ``points_for_4s_720p`` likewise."""
+    for key, value in price.items():
+        if key.startswith("points") and isinstance(value, int | float):
+            unit = key.removeprefix("points").strip("_").replace("_", " ")
+            return f"{value:g} points {unit}".strip()
+    return ""
+
+
+def _accepts(extra: dict[str, Any]) -> str:
+    """The values a model accepts, one ``name: a,b,c`` group each."""
+    groups = []
+    for key, value in extra.items():
+        if isinstance(value, list) and value and all(isinstance(v, str | int) for v in value):
+            groups.append(f"{key}: {','.join(str(v) for v in value)}")
+        elif isinstance(value, dict) and {"min", "max"} <= set(value):
+            groups.append(f"{key}: {value['min']}-{value['max']}")
+    return "; ".join(groups)
 
 
 def cmd_account(args: argparse.Namespace) -> int:
@@ -238,6 +384,9 @@ def cmd_account(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         account = client.account.get()
+    if args.json:
+        _print_json(account)
+        return 0
     if account.email:
         print(f"email:    {account.email}")
     print(f"plan:     {account.plan}")
@@ -323,6 +472,7 @@ def _connection_options() -> argparse.ArgumentParser:
         default=2,
         help="retries after 429, 503 or a broken connection (default: 2)",
     )
+    common.add_argument("--json", action="store_true", help="print JSON on standard output")
     return common
 
 
@@ -351,7 +501,13 @@ def _positive(text: str) -> int:
 
 
 def _image_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompt")
+    parser.add_argument("prompt", nargs="?", help="the prompt (or --from FILE)")
+    parser.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help="a batch: a prompt a line, or JSON lines with a prompt and parameters ('-': stdin)",
+    )
     parser.add_argument("--aspect-ratio", choices=vocab.IMAGE_ASPECT_RATIOS, help="default 1:1")
     parser.add_argument(
         "-n", "--num-images", type=_positive, help=f"1 to {vocab.MAX_IMAGES} (default 1)"
@@ -493,6 +649,7 @@ def register(sub: Subparsers) -> None:
     projects.add_argument("--limit", type=_positive, default=None, help="1 to 100 (default 20)")
     projects.add_argument("--order", choices=("asc", "desc"), default=None)
     projects.add_argument("--all", action="store_true", help="every page")
+    projects.add_argument("-q", "--query", dest="q", help="only prompts holding this text")
     projects.set_defaults(func=guarded(cmd_projects))
 
     models = sub.add_parser("models", parents=[conn], help="list the models a bridge serves")
@@ -516,3 +673,20 @@ def register(sub: Subparsers) -> None:
 
     logout = sub.add_parser("logout", help="remove the saved URL and key")
     logout.set_defaults(func=guarded(cmd_logout))
+
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description='bash: eval "$(genserve completion bash)" in ~/.bashrc; zsh likewise in '
+        "~/.zshrc; fish: genserve completion fish > ~/.config/fish/completions/genserve.fish",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
+    completion.set_defaults(func=cmd_completion)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from genserve.cli import build_parser
+    from genserve.completion import script
+
+    print(script(args.shell, build_parser()), end="")
+    return 0

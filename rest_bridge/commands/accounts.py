@@ -13,6 +13,7 @@ from rest_bridge.commands.database import (
     account_or_none,
     email_address,
     open_database,
+    print_json,
     when,
 )
 
@@ -63,6 +64,21 @@ def cmd_list(args: argparse.Namespace) -> int:
     engine, _, _ = open_database()
     with Session(engine, expire_on_commit=False) as session:
         rows = list_accounts(session)
+    if args.json:
+        print_json(
+            [
+                {
+                    "id": r.account.id,
+                    "email": r.account.email,
+                    "plan": r.account.plan,
+                    "points": r.account.points,
+                    "live_keys": r.active_keys,
+                    "created_at": when(r.account.created_at),
+                }
+                for r in rows
+            ]
+        )
+        return 0
     print(f"{'id':>5}  {'email':<40} {'plan':<10} {'points':>8} {'keys':>4}  created")
     for row in rows:
         a = row.account
@@ -137,6 +153,7 @@ def register(subparsers: Subparsers) -> None:
     )
     create.set_defaults(func=cmd_create)
     listing = commands.add_parser("list", help="list accounts")
+    listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=cmd_list)
     plan = commands.add_parser("set-plan", help="move an account to another plan")
     plan.add_argument("email")

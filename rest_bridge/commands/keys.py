@@ -11,6 +11,7 @@ from rest_bridge.commands.database import (
     account_or_none,
     email_address,
     open_database,
+    print_json,
     when,
 )
 
@@ -45,6 +46,9 @@ def cmd_create(args: argparse.Namespace) -> int:
                 "(GENSERVE_MAX_KEYS_PER_ACCOUNT); revoke one first: "
                 f"genserve keys list --email {account.email}, then genserve keys revoke <id>"
             )
+    if args.json:
+        print_json({"id": new.record.id, "name": new.record.name, "key": new.plaintext})
+        return 0
     print(new.plaintext)
     return 0
 
@@ -60,6 +64,21 @@ def cmd_list(args: argparse.Namespace) -> int:
         if account is None or account.id is None:
             return fail(f"no account with the email {args.email}")
         keys = list_api_keys(session, account.id)
+    if args.json:
+        print_json(
+            [
+                {
+                    "id": k.id,
+                    "name": k.name,
+                    "key": f"{k.prefix}…{k.last_four}",
+                    "created_at": when(k.created_at),
+                    "last_used_at": when(k.last_used_at),
+                    "revoked_at": when(k.revoked_at) if k.revoked_at else None,
+                }
+                for k in keys
+            ]
+        )
+        return 0
     print(f"{'id':>5}  {'name':<24} {'key':<16} {'created':<20} {'last used':<20} status")
     for k in keys:
         status = f"revoked {when(k.revoked_at)}" if k.revoked_at else "active"
@@ -102,9 +121,11 @@ def register(subparsers: Subparsers) -> None:
     )
     create.add_argument("--name", default="default", help="a label for the key")
     create.add_argument("--plan", default="free", choices=PLANS, help="for a new account")
+    create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(func=cmd_create)
     listing = commands.add_parser("list", help="an account's keys (never the keys themselves)")
     listing.add_argument("--email", required=True)
+    listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(func=cmd_list)
     revoke = commands.add_parser("revoke", help="end a key at once")
     revoke.add_argument("key", help="the key's id, or the whole key")

@@ -1,7 +1,7 @@
 """``genserve accounts login-link EMAIL``: a one-time link that signs in to the web pages.
 
 For an account made by an operator command (``genserve up``, ``genserve keys create``),
-which has no password: the link opens Settings → API Keys signed in as it. It works
+which has no password: the link opens the projects page signed in as it. It works
 once, within ``--minutes`` (15 by default). The URL starts with the bridge's
 ``GENSERVE_PUBLIC_BASE_URL``.
 """
@@ -35,6 +35,11 @@ def cmd_login_link(args: argparse.Namespace) -> int:
             secret=secret,
             lifetime=timedelta(minutes=args.minutes),
         )
+    if args.json:
+        from rest_bridge.commands.database import print_json
+
+        print_json({"email": account.email, "url": link_url(settings.base_url, token)})
+        return 0
     print(link_url(settings.base_url, token))
     return 0
 
@@ -53,4 +58,5 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("email")
     parser.add_argument("--minutes", type=_minutes, default=15, help="how long it works")
+    parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=cmd_login_link)

@@ -49,6 +49,36 @@ def _wait_ready(
     raise SystemExit(f"genserve up: not ready after {timeout:.0f}s; see the logs in {logs}")
 
 
+class RequestLines:
+    """The bridge's access lines, one short line each on this terminal, as they come."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.offset = log.stat().st_size if log.exists() else 0
+
+    def new(self) -> list[str]:
+        import json
+
+        try:
+            with self.log.open("rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except OSError:
+            return []
+        end = chunk.rfind(b"\n") + 1  # whole lines only; the rest next time
+        self.offset += end
+        shown = []
+        for raw in chunk[:end].decode(errors="replace").splitlines():
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(line, dict) and line.get("logger") == "rest_bridge.access":
+                when = str(line.get("time", ""))[11:19]
+                shown.append(f"  {when} {line.get('message', '')}".rstrip())
+        return shown
+
+
 def _local_url(host: str, port: int) -> str:
     """Where this machine reaches the bridge (a wildcard address is reached on loopback)."""
     if host in ("", "0.0.0.0"):
@@ -58,16 +88,42 @@ def _local_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def up(host: str, port: int, grpc_port: int, email: str) -> int:
-    from genserve._internal.cmdline import listen_problem
+def _prepare_preset(name: str, models_file: Path) -> None:
+    """The preset's weights in the Hugging Face cache (a progress bar while they download)
+    and a models file serving it; one line and the exit status when they cannot be had."""
+    done = subprocess.run(  # its own process: the bridge's side never imports the server's
+        [
+            *(sys.executable, "-m", "inference_server.presets", "pull", name),
+            *("--models-file", str(models_file)),
+        ],
+    )
+    if done.returncode != 0:
+        raise SystemExit(done.returncode)
 
-    for address, what in (((host, port), "--port"), (("127.0.0.1", grpc_port), "--grpc-port")):
+
+def up(host: str, port: int, grpc_port: int, email: str, preset: str | None = None) -> int:
+    from genserve._internal.cmdline import listen_problem
+    from genserve._internal.paths import data_dir
+
+    ports = (
+        ((host, port), "--port", "PORT"),
+        (("127.0.0.1", grpc_port), "--grpc-port", "GRPC_PORT"),
+    )
+    for address, option, variable in ports:
         problem = listen_problem(*address)
         if problem is not None:
-            raise SystemExit(f"genserve up: {problem} ({what})")
-    data = Path(os.environ.get("GENSERVE_DATA_DIR", "data"))
+            raise SystemExit(
+                f"genserve up: {problem}; choose another port with {option} "
+                f"(make up {variable}=...)"
+            )
+    data = data_dir()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    served: dict[str, str] = {}
+    if preset is not None:
+        models_file = data / "presets" / f"{preset}.toml"
+        _prepare_preset(preset, models_file)
+        served["GENSERVE_MODELS_FILE"] = str(models_file)
     local = _local_url(host, port)
     base = os.environ.get("GENSERVE_PUBLIC_BASE_URL", local)
     env = {
@@ -75,6 +131,8 @@ def up(host: str, port: int, grpc_port: int, email: str) -> int:
         "GENSERVE_INFERENCE_PORT": str(grpc_port),
         "GENSERVE_INFERENCE_TARGETS": f"127.0.0.1:{grpc_port}",
         "GENSERVE_PUBLIC_BASE_URL": base,
+        "GENSERVE_DATA_DIR": str(data),
+        **served,
     }
     servers = {
         "inference": subprocess.Popen(
@@ -107,39 +165,23 @@ def up(host: str, port: int, grpc_port: int, email: str) -> int:
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    requests = RequestLines(logs / "bridge.log")
     try:
         print(f"starting genserve (logs in {logs}) ...", flush=True)
         _wait_ready(local, servers, logs, timeout=600)
-        made = subprocess.run(  # through the genserve command, as an operator would
-            [
-                sys.executable,
-                "-m",
-                "genserve.cli",
-                "keys",
-                "create",
-                "--email",
-                email,
-                "--name",
-                "make-up",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if made.returncode != 0:
-            raise SystemExit(f"genserve up: no key was created: {made.stderr.strip()}")
-        key = made.stdout.strip()
-        link = subprocess.run(  # the key's account has no password: a one-time link signs in
-            [sys.executable, "-m", "genserve.cli", "accounts", "login-link", email],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if link.returncode != 0:
-            raise SystemExit(f"genserve up: no log-in link was made: {link.stderr.strip()}")
+        from rest_bridge.commands.database import open_database
+        from rest_bridge.commands.login_link import link_url
+        from rest_bridge.commands.operator import KEY_FILE, operator_way_in
+
+        engine, secret, settings = open_database()
+        way_in = operator_way_in(engine, secret, settings, email)
+        engine.dispose()
+        key, link = way_in.key, link_url(base.rstrip("/"), way_in.login_token)
+        kept = data / KEY_FILE
+        said = "new, kept in" if way_in.new_key else "kept in"
         print(
-            f"\ngenserve is up.\n  Base URL: {base}\n  API key:  {key}\n"
-            f"  Web log-in for {email} (one use, 15 minutes): {link.stdout.strip()}\n"
+            f"\ngenserve is up.\n  Base URL: {base}\n  API key:  {key}  ({said} {kept})\n"
+            f"  Web log-in for {email} (one use, 15 minutes): {link}\n"
             f"  Models:   GET {base}/api/v1/models    API docs: {base}/docs\n",
             flush=True,
         )
@@ -147,10 +189,13 @@ def up(host: str, port: int, grpc_port: int, email: str) -> int:
             f'Try it:\n  curl -X POST "{base}/api/v1/images" \\\n'
             f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\\n'
             '    -d \'{"prompt": "A majestic eagle soaring over mountains at sunset", '
-            '"aspect_ratio": "16:9", "output_format": "webp"}\'\n\nCtrl-C stops both servers.',
+            '"aspect_ratio": "16:9", "output_format": "webp"}\'\n\n'
+            f"Requests, a line each (full logs in {logs}):\nCtrl-C stops both servers.",
             flush=True,
         )
         while all(p.poll() is None for p in procs):
+            for line in requests.new():
+                print(line, flush=True)
             time.sleep(1)
         return 1
     except KeyboardInterrupt:
@@ -160,7 +205,7 @@ def up(host: str, port: int, grpc_port: int, email: str) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    return up(args.host, args.port, args.grpc_port, args.email)
+    return up(args.host, args.port, args.grpc_port, args.email, args.preset)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -181,5 +226,11 @@ def register(subparsers: Subparsers) -> None:
         type=email_address,
         default="operator@localhost",
         help="the account the printed key belongs to (created if new)",
+    )
+    command.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="serve a real-size model instead of the built-in one of its kind, downloading "
+        "its weights on first start (genserve models presets lists them)",
     )
     command.set_defaults(func=cmd_up)

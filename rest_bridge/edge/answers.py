@@ -75,6 +75,8 @@ class ProjectAnswer(Answer):
     metadata: dict[str, Any]
     model: str
     outputs: list[FileAnswer]
+    parameters: dict[str, Any] = {}
+    """The request's parameters, recorded so the project can be made again."""
 
 
 class Pagination(Answer):
@@ -88,6 +90,13 @@ class Pagination(Answer):
 class ProjectsAnswer(Answer):
     projects: list[ProjectAnswer]
     pagination: Pagination
+
+
+class DeletedProject(Answer):
+    """A project deleted with its files."""
+
+    id: str
+    deleted: bool
 
 
 class ModelAnswer(Answer):

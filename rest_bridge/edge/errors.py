@@ -119,7 +119,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ),
 )  # fmt: skip
 """Every code a client can meet, in answers and in failed events: the one table the
-OpenAPI error responses (``answers.error_responses``) and the README's table
+OpenAPI error responses (``answers.error_responses``) and the table of docs/api.md
 (``python -m tools.error_table``) come from."""
 
 

@@ -1,18 +1,23 @@
-"""GET /api/v1/projects: the caller's finished generations, paged and filtered."""
+"""GET /api/v1/projects: the caller's finished generations, paged and filtered (``q``: by
+prompt text); DELETE /api/v1/projects/{id}: one of them and its files."""
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 
 from genserve.vocabulary import PROJECT_TYPES, ProjectType
 from rest_bridge.callers.keys import CurrentCaller, StateDep
-from rest_bridge.edge.answers import Ok, ProjectsAnswer, error_responses
+from rest_bridge.edge.answers import DeletedProject, Ok, ProjectsAnswer, error_responses
 from rest_bridge.edge.envelope import ok
+from rest_bridge.edge.errors import ApiError
 from rest_bridge.edge.views import file_view, iso
 from rest_bridge.generation.kinds import unit_of
+from rest_bridge.routes.generations import GENERATION_ID
 from rest_bridge.state import BridgeState
 from storage import generations
 from storage.models import Asset, Generation
@@ -21,6 +26,7 @@ INPUT_ROLES = {"input": "input_image", "mask": "mask_image"}
 """Assets of a caller's inputs, and the metadata field that gives each one's URL."""
 
 router = APIRouter(prefix="/api/v1", tags=["projects"])
+log = logging.getLogger(__name__)
 
 
 def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> dict[str, Any]:
@@ -50,6 +56,11 @@ def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> di
         "metadata": metadata,
         "model": gen.model,
         "outputs": [file_view(state, a) for a in primaries],
+        "parameters": {
+            k: v
+            for k, v in (gen.params or {}).items()
+            if k != "webhook_url" and not k.startswith("input_")
+        },
     }
 
 
@@ -62,6 +73,10 @@ async def list_projects(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     sort: Annotated[Literal["createdAt", "created_at"], Query()] = "createdAt",
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Only projects whose prompt holds this text (any case)."),
+    ] = None,
 ) -> dict[str, Any]:
     def page_of(session: Any) -> tuple[list[Generation], int, dict[str, list[Asset]]]:
         rows, total = generations.list_projects(
@@ -71,6 +86,7 @@ async def list_projects(
             page=page,
             limit=limit,
             descending=order == "desc",
+            text=q.strip() if q else None,
         )
         return rows, total, generations.assets_of(session, [g.id for g in rows])
 
@@ -88,3 +104,25 @@ async def list_projects(
             },
         }
     )
+
+
+@router.delete(
+    "/projects/{project_id}", response_model=Ok[DeletedProject], responses=error_responses()
+)
+async def delete_project(project_id: str, caller: CurrentCaller, state: StateDep) -> dict[str, Any]:
+    """Deletes one of the caller's projects and its files (another account's is a 404)."""
+    if not GENERATION_ID.fullmatch(project_id):
+        raise ApiError(404, "not_found", "No project with that id.")
+    keys = await state.db(generations.delete_project, project_id, caller.account_id)
+    if keys is None:
+        raise ApiError(404, "not_found", "No project with that id.")
+
+    def remove_files() -> None:
+        for key in keys:
+            try:
+                state.blobs.delete(key)
+            except Exception:  # the rows are gone: a file left behind is only disk space
+                log.warning("could not delete a project's file", extra={"blob_key": key})
+
+    await run_in_threadpool(remove_files)
+    return ok({"id": project_id, "deleted": True})

@@ -21,7 +21,7 @@ from storage import sessions
 from storage.login_links import use_login_link
 
 LINK_PATH = "/login/link"
-AFTER_LOG_IN = "/settings/api-keys"
+AFTER_LOG_IN = "/projects"
 
 router = APIRouter(tags=["web"], include_in_schema=False)
 

@@ -79,6 +79,19 @@ _COPY_SCRIPT = Template("""<script nonce="$nonce">
 </script>""")
 
 
+def menu(email: str, csrf: str) -> str:
+    """The one menu of every signed-in page: Projects, Playground, API keys, who, log out."""
+    hidden = f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+    return (
+        '<nav id="menu"><a href="/projects">Projects</a> &nbsp; '
+        '<a href="/playground">Playground</a> &nbsp; '
+        '<a href="/settings/api-keys">API keys</a> &nbsp; '
+        f"{escape(email)} &nbsp; "
+        f'<form class="inline" method="post" action="/logout">{hidden}'
+        '<button type="submit" id="logout">Log out</button></form></nav>'
+    )
+
+
 def layout(title: str, body: str, nonce: str, nav: str = "", script: str = "") -> str:
     return _LAYOUT.substitute(title=escape(title), body=body, nonce=nonce, nav=nav, script=script)
 
@@ -162,10 +175,7 @@ def keys_page(
 ) -> str:
     """Settings → API Keys; ``new_key`` (name, plaintext) is shown on this response only."""
     hidden = f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
-    nav = (
-        f'{escape(email)} &nbsp; <form class="inline" method="post" action="/logout">{hidden}'
-        '<button type="submit" id="logout">Log out</button></form>'
-    )
+    nav = menu(email, csrf)
     created = ""
     if new_key is not None:
         name, plaintext = new_key

@@ -221,7 +221,7 @@ async def _credentials_post(
 @router.get("/")
 async def home(request: Request, state: StateDep) -> Response:
     signed = await _signed_in(request, state)
-    return RedirectResponse(KEYS_PATH if signed else "/login", status_code=303)
+    return RedirectResponse("/projects" if signed else "/login", status_code=303)
 
 
 @router.get("/signup")

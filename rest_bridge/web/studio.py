@@ -53,14 +53,7 @@ def _headers(nonce: str) -> dict[str, str]:
 
 
 def _nav(signed: SignedIn) -> str:
-    hidden = f'<input type="hidden" name="csrf" value="{escape(signed.csrf)}">'
-    return (
-        '<a href="/projects">Projects</a> &nbsp; <a href="/playground">Playground</a> &nbsp; '
-        '<a href="/settings/api-keys">API keys</a> &nbsp; '
-        f"{escape(signed.account.email or '')} &nbsp; "
-        f'<form class="inline" method="post" action="/logout">{hidden}'
-        '<button type="submit" id="logout">Log out</button></form>'
-    )
+    return pages.menu(signed.account.email or "", signed.csrf)
 
 
 def _page(
@@ -83,10 +76,20 @@ _STYLE = """<style nonce="$nonce">
   .card { background: #fff; border: 1px solid #dde1e8; border-radius: 8px; padding: .6rem; }
   .card img, .card video, .card canvas { width: 100%; border-radius: 4px; background: #eef0f4; }
   .card p { margin: .4rem 0 0; font-size: .9rem; }
+  .card { cursor: pointer; }
+  dialog { max-width: min(90vw, 64rem); border: 1px solid #dde1e8; border-radius: 8px; }
+  dialog img, dialog video, dialog canvas { max-width: 100%; max-height: 70vh; }
+  dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
+  dt { font-weight: 600; } dd { margin: 0; }
+  #params label { display: inline-block; min-width: 10rem; }
+  #recent { display: flex; gap: .5rem; overflow-x: auto; }
+  #recent img, #recent video { height: 96px; border-radius: 4px; }
+  .output { max-width: 100%; }
+  #mask-canvas { border: 1px dashed #b9c0cc; max-width: 100%; touch-action: none; }
   .filters a { margin-right: .8rem; } .filters a.on { font-weight: 700; }
   progress { width: 100%; max-width: 24rem; }
   textarea { width: 100%; max-width: 36rem; font: inherit; }
-  #preview { width: 128px; image-rendering: pixelated; }
+  #preview { width: 256px; image-rendering: pixelated; }
 </style>"""
 
 
@@ -112,7 +115,16 @@ async def projects_page(
 <div class="grid" id="grid"></div>
 <p id="empty" class="muted" hidden>Nothing yet: try the <a href="/playground">playground</a>.</p>
 <p id="paging"></p>
-</section>"""
+</section>
+<dialog id="view">
+<div id="view-media"></div>
+<p id="view-prompt"></p>
+<dl id="view-params"></dl>
+<p><a id="view-download" download>Download</a> &nbsp;
+<a id="view-reuse">Use these settings</a> &nbsp;
+<button type="button" class="danger" id="view-delete">Delete</button> &nbsp;
+<button type="button" class="secondary" id="view-close">Close</button></p>
+</dialog>"""
     settings = {"type": type, "page": page, "pageSize": PAGE_SIZE}
     return _page("Projects", body, signed, settings, _GLB_VIEWER, _GALLERY)
 
@@ -162,6 +174,10 @@ async def playground_page(request: Request, state: StateDep) -> Response:
 <textarea id="prompt" name="prompt" rows="3" maxlength="4000"></textarea></p>
 <p id="image-field" hidden><label for="image">Image (PNG, JPEG or WebP)</label>
 <input id="image" name="image" type="file" accept="image/png,image/jpeg,image/webp"></p>
+<p id="mask-field" hidden><label for="mask">Mask (white: repaint; or paint it below)</label>
+<input id="mask" name="mask" type="file" accept="image/png,image/jpeg,image/webp"><br>
+<canvas id="mask-canvas" width="256" height="256"></canvas></p>
+<div id="params"></div>
 <p><button type="submit" id="go">Generate</button></p>
 </form>
 <div id="run" hidden>
@@ -171,8 +187,9 @@ async def playground_page(request: Request, state: StateDep) -> Response:
 </div>
 <div id="result"></div>
 <p id="points" class="muted">Points left: {signed.account.points}</p>
-</section>"""
-    return _page("Playground", body, signed, {"kinds": forms}, _PLAYGROUND)
+</section>
+<section><h2>Recent</h2><div id="recent"></div></section>"""
+    return _page("Playground", body, signed, {"kinds": forms}, _GLB_VIEWER, _PLAYGROUND)
 
 
 # What both pages share: ``api`` (a call to /api/v1 with the session's CSRF token) and
@@ -232,8 +249,44 @@ _GALLERY = r"""
     var about = document.createElement("p"); about.className = "muted";
     about.textContent = p.type + " · " + (p.created_at || "");
     div.appendChild(prompt); div.appendChild(about);
+    div.addEventListener("click", function () { openView(p, div); });
     return div;
   }
+  var PLURAL = {image: "images", video: "videos", "3d": "3d"};
+  function openView(p, div) {
+    var first = (p.outputs || [])[0];
+    $("view-media").innerHTML = "";
+    if (first) {
+      var el = media(first, {poster: p.thumbnail, alt: p.prompt || "", viewer: true});
+      if (el.tagName === "CANVAS") { el.width = 640; el.height = 480; }
+      $("view-media").appendChild(el);
+      if (el.tagName === "CANVAS") { window.loadGlb(el); }
+      $("view-download").href = first.url;
+      $("view-download").setAttribute("download", first.file_name || "");
+    }
+    $("view-prompt").textContent = p.prompt || "";
+    var params = Object.assign({model: p.model}, p.metadata || {}, p.parameters || {});
+    $("view-params").innerHTML = "";
+    Object.keys(params).forEach(function (k) {
+      var v = params[k];
+      if (v === null || v === undefined || typeof v === "object") { return; }
+      var dt = document.createElement("dt"), dd = document.createElement("dd");
+      dt.textContent = k; dd.textContent = String(v);
+      $("view-params").appendChild(dt); $("view-params").appendChild(dd);
+    });
+    var reuse = new URLSearchParams(Object.assign({kind: PLURAL[p.type] || p.type,
+                                                   prompt: p.prompt || ""},
+                                                  p.parameters || {}, {model: p.model}));
+    $("view-reuse").href = "/playground?" + reuse.toString();
+    $("view-delete").onclick = function () {
+      api("/api/v1/projects/" + encodeURIComponent(p.id), {method: "DELETE"}).then(function (r) {
+        if (r.ok) { div.remove(); $("view").close(); $("count").textContent = "Deleted."; }
+        else { $("view-prompt").textContent = "Could not delete it."; }
+      });
+    };
+    $("view").showModal();
+  }
+  $("view-close").addEventListener("click", function () { $("view").close(); });
   api("/api/v1/projects?" + query).then(function (r) {
     return r.json().then(function (body) { return {ok: r.ok, body: body}; });
   }).then(function (answer) {
@@ -305,8 +358,17 @@ _PLAYGROUND = r"""
           $("result").appendChild(media({url: f.preview_image, content_type: "image/png"},
                                         {className: "output"}));
         }
-        $("result").appendChild(media(f, {className: "output", alt: $("prompt").value}));
+        var shown = media(f, {className: "output", alt: $("prompt").value, viewer: true});
+        if (shown.tagName === "CANVAS") { shown.width = 640; shown.height = 480; }
+        $("result").appendChild(shown);
+        if (shown.tagName === "CANVAS" && window.loadGlb) { window.loadGlb(shown); }
+        var get = document.createElement("a");
+        get.href = f.url; get.textContent = "Download " + (f.file_name || "");
+        get.setAttribute("download", f.file_name || ""); get.className = "download";
+        var line = document.createElement("p"); line.appendChild(get);
+        $("result").appendChild(line);
       });
+      recent();
       if (data.remaining_points !== undefined) {
         $("points").textContent = "Points left: " + data.remaining_points;
       }
@@ -323,13 +385,167 @@ _PLAYGROUND = r"""
     });
     if (lines.length) { show(name, JSON.parse(lines.join("\n"))); }
   }
+  var spec = fetch("/openapi.json", {credentials: "same-origin"}).then(function (r) {
+    return r.json();
+  }).catch(function () { return null; });
+  // Fields the page draws itself; every other property of the kind's request body is drawn
+  // from its OpenAPI schema, with the values and bounds the chosen model advertises.
+  var OWN = {prompt: 1, image_base64: 1, image_url: 1, preview: 1, model: 1, webhook_url: 1,
+             mask: 1, mask_base64: 1, mask_url: 1};
+  var asked = new URLSearchParams(window.location.search);
+  function resolve(doc, s) {
+    while (s && s.$ref) { s = doc.components.schemas[s.$ref.split("/").pop()]; }
+    if (s && s.anyOf) {
+      var real = s.anyOf.filter(function (x) { return x.type !== "null"; });
+      if (real.length === 1) {
+        return Object.assign({}, resolve(doc, real[0]), {"default": s["default"],
+                                                          description: s.description});
+      }
+    }
+    return s || {};
+  }
+  function bodyOf(doc, path) {
+    var op = doc && doc.paths[path] && doc.paths[path].post;
+    if (!op || !op.requestBody) { return null; }
+    return resolve(doc, op.requestBody.content["application/json"].schema);
+  }
+  function advertised(model, name) {
+    if (!model) { return null; }
+    var v = model[name + "s"] !== undefined ? model[name + "s"] : model[name];
+    if (v === undefined && name.slice(-1) === "y") { v = model[name.slice(0, -1) + "ies"]; }
+    return v === undefined ? null : v;
+  }
+  function field(name, prop, model) {
+    var wrap = document.createElement("p"), label = document.createElement("label");
+    var values = Array.isArray(advertised(model, name)) ? advertised(model, name) : prop["enum"];
+    var bounds = advertised(model, name), input;
+    label.htmlFor = "param-" + name; label.textContent = name.replace(/_/g, " ");
+    if (prop.description) { label.title = prop.description; }
+    if (values && values.length) {
+      input = document.createElement("select");
+      values.forEach(function (v) {
+        var o = document.createElement("option"); o.value = String(v); o.textContent = String(v);
+        o.selected = v === prop["default"]; input.appendChild(o);
+      });
+    } else if (prop.type === "boolean") {
+      input = document.createElement("input"); input.type = "checkbox";
+      input.checked = prop["default"] === true;
+    } else if (prop.type === "integer" || prop.type === "number") {
+      input = document.createElement("input"); input.type = "number";
+      input.step = prop.type === "integer" ? "1" : "any";
+      var min = bounds && bounds.min !== undefined ? bounds.min : prop.minimum;
+      var max = bounds && bounds.max !== undefined ? bounds.max : prop.maximum;
+      if (min !== undefined) { input.min = min; }
+      if (max !== undefined) { input.max = max; }
+      if (prop["default"] !== undefined && prop["default"] !== null) {
+        input.value = prop["default"];
+      }
+    } else if (prop.type === "array") {
+      input = document.createElement("input"); input.type = "text";
+      input.placeholder = "JSON list"; input.dataset.json = "1";
+    } else {
+      input = document.createElement("input"); input.type = "text";
+      if (prop.maxLength) { input.maxLength = prop.maxLength; }
+      if (prop["default"]) { input.value = prop["default"]; }
+    }
+    input.id = "param-" + name; input.name = name; input.className = "param";
+    input.dataset.kind = prop.type || "string";
+    if (asked.has(name)) {
+      if (input.type === "checkbox") { input.checked = asked.get(name) === "true"; }
+      else { input.value = asked.get(name); }
+    }
+    wrap.appendChild(label); wrap.appendChild(input);
+    if (name === "seed") {
+      var dice = document.createElement("button");
+      dice.type = "button"; dice.id = "dice"; dice.className = "secondary";
+      dice.textContent = "\u{1F3B2}"; dice.title = "a random seed";
+      dice.addEventListener("click", function () {
+        input.value = String(Math.floor(Math.random() * 2147483647));
+      });
+      wrap.appendChild(document.createTextNode(" ")); wrap.appendChild(dice);
+    }
+    return wrap;
+  }
+  function drawParams() {
+    var kind = kindOf($("kind").value);
+    return Promise.all([spec, models]).then(function (got) {
+      var body = bodyOf(got[0], kind.path), props = (body && body.properties) || {};
+      var model = got[1].filter(function (m) { return m.name === $("model").value; })[0];
+      $("params").innerHTML = "";
+      Object.keys(props).forEach(function (name) {
+        if (OWN[name]) { return; }
+        $("params").appendChild(field(name, resolve(got[0], props[name]), model));
+      });
+      $("mask-field").hidden = !(props.mask || props.mask_base64);
+      $("image-field").hidden = !(kind.image || props.image_base64);
+      document.body.dataset.params = "1";
+    });
+  }
   function shape() {
     var kind = kindOf($("kind").value);
     $("prompt-field").hidden = !kind.prompt; $("image-field").hidden = !kind.image;
-    fillModels();
+    return fillModels().then(drawParams);
   }
   $("kind").addEventListener("change", shape);
-  shape();
+  $("model").addEventListener("change", drawParams);
+  if (asked.has("kind") && kindOf(asked.get("kind"))) { $("kind").value = asked.get("kind"); }
+  if (asked.has("prompt")) { $("prompt").value = asked.get("prompt"); }
+  shape().then(function () {
+    if (asked.has("model")) { $("model").value = asked.get("model"); return drawParams(); }
+  });
+  // The mask: a file, or painted with the brush over a blank (black: keep) canvas.
+  (function () {
+    var canvas = $("mask-canvas"), ctx = canvas.getContext("2d"), down = false;
+    ctx.fillStyle = "#000"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+    function at(e) {
+      var r = canvas.getBoundingClientRect();
+      return [(e.clientX - r.left) * canvas.width / r.width,
+              (e.clientY - r.top) * canvas.height / r.height];
+    }
+    canvas.addEventListener("pointerdown", function (e) { down = true; paint(e); });
+    canvas.addEventListener("pointermove", function (e) { if (down) { paint(e); } });
+    window.addEventListener("pointerup", function () { down = false; });
+    function paint(e) {
+      var p = at(e); ctx.fillStyle = "#fff"; ctx.beginPath();
+      ctx.arc(p[0], p[1], 12, 0, 2 * Math.PI); ctx.fill(); canvas.dataset.painted = "1";
+    }
+  })();
+  function readMask() {
+    var file = $("mask").files[0];
+    if (file) {
+      return new Promise(function (resolve) {
+        var reader = new FileReader();
+        reader.onload = function () { resolve(reader.result); };
+        reader.readAsDataURL(file);
+      });
+    }
+    return Promise.resolve($("mask-canvas").dataset.painted ? $("mask-canvas").toDataURL()
+                                                           : null);
+  }
+  function paramValues(body) {
+    Array.prototype.forEach.call(document.querySelectorAll("#params .param"), function (el) {
+      if (el.type === "checkbox") { body[el.name] = el.checked; return; }
+      if (el.value === "") { return; }
+      if (el.dataset.json) { body[el.name] = JSON.parse(el.value); return; }
+      var k = el.dataset.kind;
+      body[el.name] = (k === "integer" || k === "number") ? Number(el.value) : el.value;
+    });
+  }
+  function recent() {
+    api("/api/v1/projects?limit=8").then(function (r) { return r.json(); }).then(function (b) {
+      $("recent").innerHTML = "";
+      (b.data.projects || []).forEach(function (p) {
+        var a = document.createElement("a"); a.href = "/projects"; a.className = "recent";
+        var thumb = p.thumbnail || p.url;
+        if (thumb) {
+          var img = document.createElement("img"); img.src = thumb; img.alt = p.prompt || "";
+          a.appendChild(img);
+        }
+        $("recent").appendChild(a);
+      });
+    }).catch(function () {});
+  }
+  recent();
   function readImage(required) {
     return new Promise(function (resolve, reject) {
       var file = $("image").files[0];
@@ -347,19 +563,14 @@ _PLAYGROUND = r"""
     event.preventDefault();
     var kind = kindOf($("kind").value), body = {};
     var image = kind.image ? readImage(!kind.prompt) : Promise.resolve(null);
-    Promise.all([image, models]).then(function (got) {
+    var mask = $("mask-field").hidden ? Promise.resolve(null) : readMask();
+    Promise.all([image, models, mask]).then(function (got) {
       if (got[0]) { body.image_base64 = got[0]; }
+      if (got[2]) { body.mask = got[2]; }
       if (kind.prompt) { body.prompt = $("prompt").value; }
       if (kind.preview) { body.preview = 1; }
-      var chosen = got[1].filter(function (m) { return m.name === $("model").value; })[0];
-      if (chosen) {
-        body.model = chosen.name;
-        // the playground asks for the model's quickest output: shortest, smallest
-        if (chosen.duration && chosen.duration.min) { body.duration = chosen.duration.min; }
-        if (chosen.resolutions && chosen.resolutions.length) {
-          body.resolution = chosen.resolutions[0];
-        }
-      }
+      if ($("model").value) { body.model = $("model").value; }
+      paramValues(body);
       send(kind.path, body);
     }).catch(function (err) { show("failed", {message: String(err.message || err)}); });
   });
@@ -406,7 +617,7 @@ _GLB_VIEWER = r"""
     function access(i) {
       var a = gltf.accessors[i], v = gltf.bufferViews[a.bufferView];
       var off = binStart + (v.byteOffset || 0) + (a.byteOffset || 0);
-      var n = a.count * ({SCALAR: 1, VEC3: 3, VEC4: 4}[a.type]);
+      var n = a.count * ({SCALAR: 1, VEC2: 2, VEC3: 3, VEC4: 4}[a.type]);
       var T = {5126: Float32Array, 5125: Uint32Array, 5123: Uint16Array,
                5121: Uint8Array}[a.componentType];
       var out = new T(n);
@@ -418,6 +629,18 @@ _GLB_VIEWER = r"""
     var pos = access(prim.attributes.POSITION);
     var col = prim.attributes.COLOR_0 !== undefined ? access(prim.attributes.COLOR_0) : null;
     var idx = prim.indices !== undefined ? access(prim.indices) : null;
+    var uv = prim.attributes.TEXCOORD_0 !== undefined ? access(prim.attributes.TEXCOORD_0) : null;
+    var material = (gltf.materials || [])[prim.material] || {};
+    var baseTex = (material.pbrMetallicRoughness || {}).baseColorTexture;
+    var picture = null;
+    if (uv && baseTex && gltf.textures && gltf.images) {
+      var img = gltf.images[gltf.textures[baseTex.index].source];
+      if (img && img.bufferView !== undefined) {
+        var bv = gltf.bufferViews[img.bufferView], start = binStart + (bv.byteOffset || 0);
+        picture = new Blob([buffer.slice(start, start + bv.byteLength)],
+                           {type: img.mimeType || "image/png"});
+      }
+    }
     var gl = canvas.getContext("webgl");
     if (!gl) { return; }
     if (idx && idx.type === 5125) { gl.getExtension("OES_element_index_uint"); }
@@ -428,13 +651,28 @@ _GLB_VIEWER = r"""
       var s = gl.createShader(type); gl.shaderSource(s, src); gl.compileShader(s); return s;
     }
     var prog = gl.createProgram();
+    // Turned by a (about the vertical axis) and b (tilt); lit by one light from the
+    // upper front, with each face's normal from screen-space derivatives (flat shading).
     gl.attachShader(prog, shader(gl.VERTEX_SHADER,
-      "attribute vec3 p; attribute vec4 c; uniform float a; uniform vec3 m; uniform float s;" +
-      "uniform float r; varying vec4 v; void main() { vec3 q = (p - m) * s;" +
+      "attribute vec3 p; attribute vec4 c; attribute vec2 t; uniform float a; uniform float b;" +
+      "uniform vec3 m; uniform float s; uniform float r; varying vec4 v; varying vec3 w;" +
+      "varying vec2 u; void main() { vec3 q = (p - m) * s; u = t;" +
       "float x = q.x * cos(a) + q.z * sin(a); float z = -q.x * sin(a) + q.z * cos(a);" +
-      "gl_Position = vec4(x / r, q.y, z * 0.5, 1.0); v = c; }"));
-    gl.attachShader(prog, shader(gl.FRAGMENT_SHADER,
-      "precision mediump float; varying vec4 v; void main() { gl_FragColor = vec4(v.rgb, 1.0); }"));
+      "float y = q.y * cos(b) - z * sin(b); z = q.y * sin(b) + z * cos(b);" +
+      "w = vec3(x, y, z); gl_Position = vec4(x / r, y, z * 0.5, 1.0); v = c; }"));
+    var lit = !!gl.getExtension("OES_standard_derivatives");
+    canvas.dataset.lit = lit ? "1" : "0";
+    gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, lit
+      ? "#extension GL_OES_standard_derivatives : enable\n" +
+        "precision mediump float; varying vec4 v; varying vec3 w; varying vec2 u;" +
+        "uniform sampler2D x; uniform float k; void main() {" +
+        "vec3 base = k > 0.5 ? texture2D(x, u).rgb : v.rgb;" +
+        "vec3 n = normalize(cross(dFdx(w), dFdy(w)));" +
+        "float l = 0.3 + 0.7 * max(dot(n, normalize(vec3(0.4, 0.6, -0.7))), 0.0)" +
+        " + 0.15 * abs(n.z); gl_FragColor = vec4(base * l, 1.0); }"
+      : "precision mediump float; varying vec4 v; varying vec3 w; varying vec2 u;" +
+        "uniform sampler2D x; uniform float k; void main() {" +
+        "gl_FragColor = vec4(k > 0.5 ? texture2D(x, u).rgb : v.rgb, 1.0); }"));
     gl.linkProgram(prog); gl.useProgram(prog);
     function attrib(name, acc, size, fallback) {
       var loc = gl.getAttribLocation(prog, name);
@@ -447,6 +685,22 @@ _GLB_VIEWER = r"""
     }
     attrib("p", pos, 3);
     attrib("c", col, col ? col.size : 4, [0.7, 0.72, 0.78, 1]);
+    attrib("t", uv, 2, [0, 0, 0, 0]);
+    var textured = gl.getUniformLocation(prog, "k");
+    gl.uniform1f(textured, 0);
+    if (picture && window.createImageBitmap) {
+      createImageBitmap(picture).then(function (bitmap) {
+        var tex = gl.createTexture();
+        gl.bindTexture(gl.TEXTURE_2D, tex);
+        gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, bitmap);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+        gl.uniform1i(gl.getUniformLocation(prog, "x"), 0);
+        gl.uniform1f(textured, 1);
+        canvas.dataset.textured = "1";
+      }).catch(function () { canvas.dataset.textured = "error"; });
+    }
     if (idx) {
       var ib = gl.createBuffer(); gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, ib);
       gl.bufferData(gl.ELEMENT_ARRAY_BUFFER, idx.data, gl.STATIC_DRAW);
@@ -455,11 +709,31 @@ _GLB_VIEWER = r"""
     gl.uniform1f(gl.getUniformLocation(prog, "s"), scale);
     gl.uniform1f(gl.getUniformLocation(prog, "r"), canvas.width / canvas.height);
     gl.enable(gl.DEPTH_TEST);
-    var angle = gl.getUniformLocation(prog, "a");
+    var angle = gl.getUniformLocation(prog, "a"), tilt = gl.getUniformLocation(prog, "b");
+    // Mouse and touch turn it (pointer events); left alone it turns by itself.
+    var yaw = 0, pitch = 0.3, drag = null, last = 0;
+    canvas.style.touchAction = "none";
+    canvas.addEventListener("pointerdown", function (e) {
+      drag = [e.clientX, e.clientY]; moved = 0; canvas.setPointerCapture(e.pointerId);
+      canvas.dataset.turned = "1";
+    });
+    var moved = 0;
+    canvas.addEventListener("pointermove", function (e) {
+      if (!drag) { return; }
+      moved += Math.abs(e.clientX - drag[0]) + Math.abs(e.clientY - drag[1]);
+      yaw += (e.clientX - drag[0]) / 100; pitch += (e.clientY - drag[1]) / 100;
+      pitch = Math.max(-1.5, Math.min(1.5, pitch)); drag = [e.clientX, e.clientY];
+    });
+    canvas.addEventListener("pointerup", function () { drag = null; });
+    canvas.addEventListener("pointercancel", function () { drag = null; });
+    // a drag turns the model; only a click without one opens the card's view
+    canvas.addEventListener("click", function (e) { if (moved > 4) { e.stopPropagation(); } });
     function frame(t) {
       gl.viewport(0, 0, canvas.width, canvas.height);
       gl.clearColor(0.93, 0.94, 0.96, 1); gl.clear(gl.COLOR_BUFFER_BIT | gl.DEPTH_BUFFER_BIT);
-      gl.uniform1f(angle, t / 1000);
+      if (!drag && !canvas.dataset.turned) { yaw += (t - (last || t)) / 1000; }
+      last = t;
+      gl.uniform1f(angle, yaw); gl.uniform1f(tilt, pitch);
       if (idx) {
         gl.drawElements(gl.TRIANGLES, idx.data.length,
           idx.type === 5125 ? gl.UNSIGNED_INT

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 from pathlib import Path
 
@@ -93,6 +94,10 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
 
         page.select_option("#kind", "videos")
         page.fill("#prompt", "a turning cube")
+        # the video's parameters, drawn from the OpenAPI schema and the model's values
+        expect(page.locator("#param-resolution option")).not_to_have_count(0)
+        page.select_option("#param-resolution", "360p")
+        page.fill("#param-duration", "1")
         page.click("#go")
         expect(page.locator("#result video.output[controls]")).to_have_count(1, timeout=60_000)
         expect(page.locator("#status")).to_have_text("Done")
@@ -103,7 +108,9 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
         image.write_bytes(base64.b64decode(_png()))
         page.set_input_files("#image", str(image))
         page.click("#go")
-        expect(page.locator("#result a")).to_have_text(re.compile(r"\.glb$"), timeout=60_000)
+        expect(page.locator("#result a.download")).to_have_text(
+            re.compile(r"\.glb$"), timeout=60_000
+        )
         expect(page.locator("#status")).to_have_text("Done")
         with httpx.Client(
             base_url=bridge.base, headers={"Authorization": f"Bearer {key}"}, timeout=120
@@ -133,12 +140,30 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
             page.wait_for_function(
                 "Number(document.querySelector('canvas.glb').dataset.frames || 0) > 2"
             )
+            # textured from the GLB's own picture, lit, and turned by a drag (mouse or touch)
+            expect(canvas).to_have_attribute("data-textured", "1")
+            box = canvas.bounding_box()
+            assert box is not None
+            page.mouse.move(box["x"] + 40, box["y"] + 40)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 140, box["y"] + 80, steps=5)
+            page.mouse.up()
+            expect(canvas).to_have_attribute("data-turned", "1")
+        if os.environ.get("GENSERVE_SCREENSHOTS"):
+            page.screenshot(path=str(Path(os.environ["GENSERVE_SCREENSHOTS"]) / "projects.png"))
+            page.locator(".project[data-type='3d']").click()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(Path(os.environ["GENSERVE_SCREENSHOTS"]) / "3d-view.png"))
 
         page.goto("/projects?type=videos")
         expect(page.locator(".project")).to_have_count(1)
         expect(page.locator(".project[data-type=video]")).to_have_count(1)
         assert ("GET", "/api/v1/projects?type=videos&page=1&limit=12", True) in calls
-        fetched = [path for _, path, _ in calls if not path.startswith("/files/")]
+        fetched = [
+            path
+            for _, path, _ in calls
+            if not path.startswith("/files/") and path != "/openapi.json"
+        ]
         assert fetched and all(path.startswith("/api/v1/") for path in fetched), fetched
         assert all(csrf for _, path, csrf in calls if path.startswith("/api/v1/"))
         assert errors == [], errors
@@ -175,3 +200,94 @@ def test_pages_send_signed_out_visitors_to_log_in(bridge: Bridge) -> None:
         assert r.status_code == 303 and r.headers["location"] == "/login"
     r = httpx.post(bridge.base + "/api/v1/images", json={"prompt": "x"})
     assert r.status_code == 401
+
+
+@pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
+def test_menu_card_view_and_playground_parameters(
+    bridge: Bridge, browser: Browser, tmp_path: Path
+) -> None:
+    """One menu everywhere, ``/`` leads to the projects, a card opens a view with the full
+    output, its parameters, download, "use these settings" and delete; the playground draws
+    every parameter of the kind from the OpenAPI schema and the model's accepted values."""
+    shots = Path(os.environ.get("GENSERVE_SCREENSHOTS", tmp_path))
+    context = browser.new_context(base_url=bridge.base, viewport={"width": 1200, "height": 900})
+    blocked = _offline(context, bridge.base)
+    page: Page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        key = _sign_up_with_key(page)
+        with httpx.Client(
+            base_url=bridge.base, headers={"Authorization": f"Bearer {key}"}, timeout=120
+        ) as api:
+            made = api.post(
+                "/api/v1/images",
+                json={"prompt": "a green boat", "aspect_ratio": "16:9", "output_format": "png"},
+            )
+            assert made.status_code == 200, made.text
+            image = made.json()["data"]["images"][0]
+
+        page.goto("/")
+        expect(page).to_have_url(re.compile(r"/projects$"))
+        for path in ("/projects", "/playground", "/settings/api-keys"):
+            page.goto(path)
+            menu = page.locator("header #menu a")
+            expect(menu).to_have_text(["Projects", "Playground", "API keys"])
+
+        page.goto("/projects")
+        expect(page.locator(".project")).to_have_count(1)
+        page.locator(".project").click()
+        view = page.locator("#view")
+        expect(view).to_be_visible()
+        shown = page.locator("#view-media img")
+        expect(shown).to_have_count(1)
+        page.wait_for_function("document.querySelector('#view-media img').naturalWidth > 0")
+        assert shown.evaluate("i => i.naturalWidth") == image["width"]  # the full output
+        expect(page.locator("#view-params")).to_contain_text("aspect_ratio")
+        expect(page.locator("#view-params")).to_contain_text("16:9")
+        download = page.locator("#view-download")
+        assert download.get_attribute("href") == image["url"]
+        with page.expect_download() as got:
+            download.click()
+        saved = tmp_path / "saved.png"
+        got.value.save_as(saved)
+        assert saved.stat().st_size == image["file_size"]
+        page.screenshot(path=str(shots / "card-view.png"))
+
+        page.click("#view-reuse")
+        expect(page).to_have_url(re.compile(r"/playground\?"))
+        expect(page.locator("#prompt")).to_have_value("a green boat")
+        page.wait_for_function("document.body.dataset.params === '1'")
+        expect(page.locator("#param-aspect_ratio")).to_have_value("16:9")
+        ratios = page.locator("#param-aspect_ratio option").all_inner_texts()
+        assert "16:9" in ratios and "1:1" in ratios
+        number = page.locator("#param-num_images")
+        assert number.get_attribute("type") == "number" and number.get_attribute("min") == "1"
+        expect(page.locator("#param-output_format")).to_have_value("png")
+        if page.locator("#param-seed").count():  # the creative controls' seed, where served
+            page.click("#dice")
+            assert page.locator("#param-seed").input_value().isdigit()
+        expect(page.locator("#recent img")).to_have_count(1)
+        page.click("#go")
+        expect(page.locator("#result img.output")).to_have_count(1, timeout=60_000)
+        expect(page.locator("#result a.download")).to_have_count(1)
+        page.wait_for_function("document.querySelector('#result img.output').naturalWidth > 0")
+        width = page.eval_on_selector("#result img.output", "i => i.naturalWidth")
+        assert width > 128  # the full-size output, not a 128 px thumbnail
+        expect(page.locator("#recent img")).to_have_count(2)
+        page.screenshot(path=str(shots / "playground.png"), full_page=True)
+
+        page.goto("/projects")
+        expect(page.locator(".project")).to_have_count(2)
+        page.locator(".project").first.click()
+        page.click("#view-delete")
+        expect(page.locator(".project")).to_have_count(1)
+        with httpx.Client(
+            base_url=bridge.base, headers={"Authorization": f"Bearer {key}"}, timeout=120
+        ) as api:
+            left = api.get("/api/v1/projects").json()["data"]["projects"]
+        assert [p["prompt"] for p in left] == ["a green boat"]
+        assert errors == [], errors
+        assert blocked == [], blocked
+    finally:
+        context.close()

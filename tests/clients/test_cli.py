@@ -86,8 +86,10 @@ def test_generation_commands_save_their_files(bridge: Bridge, tmp_path: Path) ->
     png = subject_png(tmp_path / "object.png")
     mesh = genserve(tmp_path, "3d", str(png), "--no-progress", "-o", str(tmp_path / "3d"), **env)
     assert mesh.returncode == 0, mesh.stderr
-    [glb] = [Path(line) for line in mesh.stdout.splitlines()]
+    glb, preview = [Path(line) for line in mesh.stdout.splitlines()]
     assert glb.read_bytes()[:4] == b"glTF"
+    with Image.open(preview) as picture:  # the rendered preview beside the GLB
+        assert picture.format in ("JPEG", "PNG", "WEBP")
     assert "3d:" not in mesh.stderr  # --no-progress
 
     listed = genserve(tmp_path, "projects", "--type", "images", **env)
@@ -160,7 +162,7 @@ def test_login_saves_the_key_for_later_commands(bridge: Bridge, tmp_path: Path) 
 
     listed = genserve(tmp_path, "models")  # no GENSERVE_* in the environment
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines()[0].split() == ["name", "kind", "default"]
+    assert listed.stdout.splitlines()[0].split() == ["name", "kind", "default", "price", "accepts"]
     assert any(
         line.split()[:3] == ["nano-banana", "image", "yes"] for line in listed.stdout.splitlines()
     )
@@ -169,3 +171,76 @@ def test_login_saves_the_key_for_later_commands(bridge: Bridge, tmp_path: Path) 
     assert out.returncode == 0 and not config.exists()
     after = genserve(tmp_path, "models", "--base-url", bridge.base)
     assert after.returncode == 1 and after.stderr.startswith("genserve: invalid_api_key")
+
+
+@SQLITE
+def test_batch_json_models_projects_and_completion(bridge: Bridge, tmp_path: Path) -> None:
+    """``--from FILE`` (prompt lines and JSON lines), ``--json``, ``models`` with prices and
+    accepted values, ``projects`` within 100 columns, ``--version``, ``completion``."""
+    import json
+
+    env = {"GENSERVE_BASE_URL": bridge.base, "GENSERVE_API_KEY": bridge.new_key(points=100)}
+    batch = tmp_path / "prompts.txt"
+    batch.write_text(
+        "# a comment\na red kite over a very long beach at low tide, in the style of a "
+        "faded postcard from the nineteen-sixties with a wide border\n\n"
+        '{"prompt": "a blue boat", "aspect_ratio": "16:9", "output_format": "jpeg"}\n'
+    )
+    out = tmp_path / "batch"
+    made = genserve(tmp_path, "image", "--from", str(batch), "-o", str(out), **env)
+    assert made.returncode == 0, made.stderr
+    paths = [Path(line) for line in made.stdout.splitlines()]
+    assert [p.suffix for p in paths] == [".png", ".jpeg"]
+    assert "image 1/2" in made.stderr and "image 2/2" in made.stderr
+    assert "2 prompts done; 92 points left" in made.stderr
+    with Image.open(paths[1]) as boat:
+        assert boat.width > boat.height  # its line's 16:9
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text('{"prompt": 3}\n')
+    refused = genserve(tmp_path, "image", "--from", str(bad), **env)
+    assert refused.returncode == 1 and "bad.txt:1: a JSON line needs" in refused.stderr
+    no_traceback(refused)
+
+    as_json = genserve(tmp_path, "image", "a cat", "--json", "-o", str(out), **env)
+    assert as_json.returncode == 0, as_json.stderr
+    answer = json.loads(as_json.stdout)
+    assert answer["kind"] == "image" and answer["remaining_points"] == 88
+    assert len(answer["saved"]) == 1 and Path(answer["saved"][0]).is_file()
+
+    models = genserve(tmp_path, "models", **env)
+    assert models.returncode == 0, models.stderr
+    banana = next(line for line in models.stdout.splitlines() if line.startswith("nano-banana"))
+    assert "4 points per image" in banana and "aspect_ratios: 1:1," in banana
+    video = next(line for line in models.stdout.splitlines() if line.startswith("vidu-q2"))
+    assert "10 points for 4s 720p" in video and "resolutions: " in video
+    listed = json.loads(genserve(tmp_path, "models", "--json", **env).stdout)
+    assert {m["name"] for m in listed} >= {"nano-banana", "vidu-q2"}
+
+    projects = genserve(tmp_path, "projects", **env)
+    assert projects.returncode == 0, projects.stderr
+    assert all(len(line) <= 100 for line in projects.stdout.splitlines()), projects.stdout
+    assert "a red kite" in projects.stdout
+    found = genserve(tmp_path, "projects", "-q", "BLUE BOAT", "--json", **env)
+    assert [p["prompt"] for p in json.loads(found.stdout)] == ["a blue boat"]
+    account = json.loads(genserve(tmp_path, "account", "--json", **env).stdout)
+    assert account["points"] == 88
+
+    version = genserve(tmp_path, "--version")
+    assert version.returncode == 0 and version.stdout.startswith("genserve ")
+    for shell in ("bash", "zsh", "fish"):
+        script = genserve(tmp_path, "completion", shell)
+        assert script.returncode == 0 and "genserve" in script.stdout
+    bash = genserve(tmp_path, "completion", "bash").stdout
+    probe = subprocess.run(
+        [
+            "bash",
+            "-c",
+            bash + "\nCOMP_WORDS=(genserve image --fr); COMP_CWORD=2; _genserve; "
+            'echo "${COMPREPLY[@]}"',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert probe.stdout.split() == ["--from"]

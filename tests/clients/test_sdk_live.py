@@ -80,6 +80,13 @@ def test_images_saved_and_listed(bridge: Bridge, tmp_path: Path) -> None:
         assert [p.name for p in first.save(tmp_path / "again")] == [p.name for p in paths]
         assert list(client.projects.iter(type="videos")) == []
 
+        found = client.projects.list(q="LIGHTHOUSE")  # by prompt text, any case
+        assert [p.id for p in found] == [result.generation_id]
+        client.projects.delete(second.generation_id)
+        assert [p.id for p in client.projects.iter()] == [result.generation_id]
+        with pytest.raises(NotFoundError):
+            client.projects.delete(second.generation_id)
+
         models = client.models.list()
         defaults = {m.kind: m.name for m in models if m.default}
         assert defaults["image"] == "nano-banana"

@@ -3,7 +3,7 @@
 Two inference servers serve overlapping model sets; two bridges share one
 PostgreSQL database and Redis (rate limits, job events, cancels). The servers
 run as processes on loopback ports (network namespaces need privileges the
-test cannot count on; see the README's deployment section).
+test cannot count on; see docs/deployment.md).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ They live in `rest_bridge.commands` and join the client's `genserve` command thr
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,8 @@ def genserve(
         "DATABASE_URL": db_url,
         "GENSERVE_DATA_DIR": str(data_dir),
         "GENSERVE_KEY_SECRET": KEY_SECRET,
+        # a worktree's code first, as in the test process itself
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
         **extra_env,
     }
     return subprocess.run(
@@ -64,7 +67,9 @@ def test_an_operator_runs_an_account_from_creation_to_revocation(bridge: Bridge)
     models = genserve(db, data, "models", GENSERVE_BASE_URL=bridge.base, GENSERVE_API_KEY=key)
     assert models.returncode == 0, models.stderr
     header, *rows = [line.split() for line in models.stdout.splitlines()]
-    assert header == ["name", "kind", "default"] and any(row[-1] == "yes" for row in rows)
+    assert header == ["name", "kind", "default", "price", "accepts"] and any(
+        row[2] == "yes" for row in rows
+    )
     api = httpx.Client(base_url=bridge.base, headers={"Authorization": f"Bearer {key}"})
     with api:
         r = api.get("/api/v1/account")

@@ -1,4 +1,4 @@
-"""One table of error codes (``rest_bridge/edge/errors.py``): code, OpenAPI and README agree."""
+"""One table of error codes (``rest_bridge/edge/errors.py``): code, OpenAPI, docs/api.md."""
 
 from __future__ import annotations
 
@@ -38,16 +38,17 @@ def test_every_code_the_bridge_raises_is_in_the_table_with_its_status() -> None:
 
 
 def test_the_error_table_is_the_generated_one() -> None:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "api.md").read_text()
     found = re.search(
         r"<!-- error-codes: generated from rest_bridge/edge/errors.py -->\n(.*?)\n"
         r"<!-- /error-codes -->",
         readme,
         re.S,
     )
-    assert found is not None, "README.md lost its error-codes markers"
+    assert found is not None, "docs/api.md lost its error-codes markers"
     assert found.group(1) == error_table(), (
-        "README.md's error table differs from rest_bridge/edge/errors.py; paste error_table()"
+        "docs/api.md's error table differs from rest_bridge/edge/errors.py; "
+        "paste python -m tools.error_table"
     )
 
 

@@ -96,3 +96,49 @@ def test_another_account_sees_nothing(
     with bridge.client(other) as c:
         r = c.get("/api/v1/projects")
     assert r.json()["data"]["projects"] == []
+
+
+def test_q_finds_projects_by_prompt_text(
+    bridge: Bridge, three_projects: tuple[str, list[str]]
+) -> None:
+    key, ids = three_projects
+    with bridge.client(key) as c:
+        found = c.get("/api/v1/projects", params={"q": "PICTURE 1"}).json()["data"]
+        every = c.get("/api/v1/projects", params={"q": "picture"}).json()["data"]
+        literal = c.get("/api/v1/projects", params={"q": "pict%"}).json()["data"]
+        long = c.get("/api/v1/projects", params={"q": "x" * 201})
+    assert [p["id"] for p in found["projects"]] == [ids[1]]
+    assert found["pagination"]["total"] == 1
+    assert every["pagination"]["total"] == 3
+    assert literal["projects"] == []  # % is a character, not a wildcard
+    assert long.status_code == 400 and long.json()["code"] == "invalid_request"
+
+
+def test_delete_removes_a_project_and_its_files(bridge: Bridge) -> None:
+    key, other = bridge.new_key(points=100), bridge.new_key()
+    with bridge.client(key) as c:
+        made = c.post("/api/v1/images", json={"prompt": "to be deleted", "num_images": 2})
+        assert made.status_code == 200, made.text
+        gid = made.json()["data"]["generation_id"]
+        listed = c.get("/api/v1/projects", params={"q": "to be deleted"}).json()["data"]
+        files = [o["url"] for o in listed["projects"][0]["outputs"]]
+        files.append(listed["projects"][0]["thumbnail"])
+        assert all(c.get(url).status_code == 200 for url in files)
+        on_disk = sorted(p for p in (bridge.data_dir / "blobs").rglob("*") if p.is_file())
+        with bridge.client(other) as intruder:
+            refused = intruder.delete(f"/api/v1/projects/{gid}")
+        assert refused.status_code == 404 and refused.json()["code"] == "not_found"
+        gone = c.delete(f"/api/v1/projects/{gid}")
+        assert gone.status_code == 200, gone.text
+        assert gone.json()["data"] == {"id": gid, "deleted": True}
+        assert all(c.get(url).status_code == 404 for url in files)
+        assert c.get(f"/api/v1/generations/{gid}").status_code == 404
+        assert (
+            c.get("/api/v1/projects", params={"q": "to be deleted"}).json()["data"]["projects"]
+            == []
+        )
+        again = c.delete(f"/api/v1/projects/{gid}")
+        assert again.status_code == 404 and again.json()["code"] == "not_found"
+        assert c.delete("/api/v1/projects/not-an-id").status_code == 404
+    left = sorted(p for p in (bridge.data_dir / "blobs").rglob("*") if p.is_file())
+    assert len(on_disk) - len(left) == 4  # two images and their two previews
