@@ -28,6 +28,7 @@ from genserve._internal.cmdline import Parser, listen_problem, one_line, port_nu
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 from inference_server.credentials import TokenInterceptor, link_mode, server_credentials
+from inference_server.fairness import Policy
 from inference_server.metrics import Metrics
 from inference_server.model_config import ModelSpec, ModelTable, load_model_table
 from inference_server.progress import StepCallback
@@ -88,7 +89,13 @@ class InferenceServer:
         from inference_server.servicer import InferenceServicer  # the pipelines and diffusers
 
         pb_grpc.add_InferenceServiceServicer_to_server(
-            InferenceServicer(self.registry, self.encode_pool, self.metrics), self.server
+            InferenceServicer(
+                self.registry,
+                self.encode_pool,
+                self.metrics,
+                Policy(self.settings.plan_priorities, self.settings.default_plan),
+            ),
+            self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if self.settings.reflection:

@@ -16,6 +16,7 @@ from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 from genserve.vocabulary import Kind
 from inference_server.artifacts import to_chunks
+from inference_server.fairness import Origin, Policy
 from inference_server.metrics import Metrics
 from inference_server.model_config import ModelSpec
 from inference_server.plans.common import Batchable, Plan
@@ -46,10 +47,17 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         registry: ModelRegistry,
         encode_pool: concurrent.futures.Executor,
         metrics: Metrics | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.registry = registry
         self.encode_pool = encode_pool
         self.metrics = metrics
+        self.policy = policy or Policy()
+
+    def _origin(self, context: grpc.aio.ServicerContext) -> Origin:
+        """The account and plan the caller's metadata names (a default for one naming none)."""
+        metadata = {key: value for key, value in (context.invocation_metadata() or ())}
+        return self.policy.origin({k: v for k, v in metadata.items() if isinstance(v, str)})
 
     @streaming_errors
     async def GenerateImage(
@@ -57,7 +65,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     ) -> AsyncIterator[pb.GenerateImageResponse]:
         spec = self.registry.spec(request.model, "image")
         plan = plan_image(spec, request)
-        async for event in self._generate(spec, plan):
+        async for event in self._generate(spec, plan, self._origin(context)):
             yield pb.GenerateImageResponse(**event)
 
     @streaming_errors
@@ -66,7 +74,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     ) -> AsyncIterator[pb.GenerateVideoResponse]:
         spec = self.registry.spec(request.model, "video")
         plan = plan_video(spec, request)
-        async for event in self._generate(spec, plan):
+        async for event in self._generate(spec, plan, self._origin(context)):
             yield pb.GenerateVideoResponse(**event)
 
     @streaming_errors
@@ -78,7 +86,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         plan = await asyncio.get_running_loop().run_in_executor(
             self.encode_pool, plan_mesh, spec, request
         )
-        async for event in self._generate(spec, plan):
+        async for event in self._generate(spec, plan, self._origin(context)):
             yield pb.GenerateMeshResponse(**event)
 
     async def ListModels(
@@ -96,6 +104,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         self,
         spec: ModelSpec,
         plan: Plan,
+        origin: Origin | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """The shared stream: queue, progress, encode off the loop, chunks, completion."""
         received = time.perf_counter()
@@ -132,7 +141,9 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
 
         queue = self.registry.queue_for(spec)
         batching = plan.batching(self.registry) if isinstance(plan, Batchable) else None
-        job = queue.submit(plan.work(self.registry), on_progress, batching, payload=plan)
+        job = queue.submit(
+            plan.work(self.registry), on_progress, batching, payload=plan, origin=origin
+        )
         job.future.add_done_callback(finished)
         encoding: asyncio.Future[Any] | None = None
         try:
