@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from genserve import vocabulary as vocab
 from genserve.vocabulary import Kind
+from inference_server.pipelines.step_cache import StepCache
 
 
 class ModelSpec(BaseModel):
@@ -105,6 +106,31 @@ class ModelSpec(BaseModel):
         le=10_000,
         description="the longest a request waits for company before its batch starts",
     )
+    cache: Literal["none", "first_block", "taylorseer", "magcache"] = Field(
+        "none",
+        description="a step cache of diffusers for diffusion transformers (FLUX, SD3, Wan, LTX), "
+        "used by requests that ask for fast: first_block (First-Block-Cache), taylorseer "
+        "(TaylorSeer) or magcache (MagCache); refused with a warning on a UNet (SDXL)",
+    )
+    cache_threshold: float | None = Field(
+        None,
+        gt=0,
+        le=10,
+        description="first_block and magcache: the change below which a step reuses its cached "
+        "blocks; higher is faster and further from the full result (unset: 0.05 for "
+        "first_block, 0.06 for magcache)",
+    )
+    cache_interval: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="taylorseer: steps predicted between two computed in full (unset: 5)",
+    )
+    cache_mag_ratios: list[float] | None = Field(
+        None,
+        description="magcache: the checkpoint's magnitude ratios, one per step of a calibration "
+        "run (interpolated to each request's steps); unset: FLUX.1's, shipped by diffusers",
+    )
     preview_decoder: str | None = Field(
         None,
         description="a diffusers AutoencoderTiny (repository id or folder, e.g. "
@@ -131,6 +157,29 @@ class ModelSpec(BaseModel):
         if unknown:
             raise ValueError(f"aspect_ratios {unknown} are not among {', '.join(allowed)}")
         return self
+
+    @model_validator(mode="after")
+    def _cache_options(self) -> ModelSpec:
+        named = {
+            "cache_threshold": ("first_block", "magcache"),
+            "cache_interval": ("taylorseer",),
+            "cache_mag_ratios": ("magcache",),
+        }
+        for option, caches in named.items():
+            if getattr(self, option) is not None and self.cache not in caches:
+                raise ValueError(
+                    f"{option} applies to cache = {' or '.join(map(repr, caches))}, "
+                    f"not {self.cache!r}"
+                )
+        return self
+
+    @property
+    def step_cache(self) -> StepCache | None:
+        """The step cache fast requests run with; None when the entry names none."""
+        if self.cache == "none":
+            return None
+        ratios = tuple(self.cache_mag_ratios) if self.cache_mag_ratios else None
+        return StepCache(self.cache, self.cache_threshold, self.cache_interval, ratios)
 
     @property
     def allowed_aspect_ratios(self) -> list[str]:

@@ -52,6 +52,15 @@ class ModelRegistry:
     def is_loaded(self, spec: ModelSpec) -> bool:
         return spec.name in self._pipelines
 
+    def step_cache(self, spec: ModelSpec) -> str:
+        """The step cache fast requests get: the entry's, unless loading found it cannot apply."""
+        if spec.step_cache is None:
+            return ""
+        pipe = self._pipelines.get(spec.name)
+        if pipe is not None and getattr(pipe, "genserve_step_cache", None) is None:
+            return ""
+        return spec.cache
+
     def pipeline(self, spec: ModelSpec) -> Any:
         """The loaded (and warmed-up) pipeline; call only on the spec's device thread."""
         if spec.name not in self._pipelines:

@@ -94,7 +94,12 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     ) -> pb.ListModelsResponse:
         table = self.registry.table
         models = [
-            model_info(spec, table.default(spec.kind) is spec, self.registry.is_loaded(spec))
+            model_info(
+                spec,
+                table.default(spec.kind) is spec,
+                self.registry.is_loaded(spec),
+                self.registry.step_cache(spec),
+            )
             for spec in table.models
             if request.kind in (pb.MODEL_KIND_UNSPECIFIED, vocab.KIND_TO_PB[spec.kind])
         ]
@@ -226,7 +231,9 @@ KIND_INFO: dict[Kind, Callable[[ModelSpec, pb.ModelInfo], None]] = {
 """What each kind's entry in ``ListModels`` adds: what its requests are checked against."""
 
 
-def model_info(spec: ModelSpec, is_default: bool, loaded: bool) -> pb.ModelInfo:
+def model_info(
+    spec: ModelSpec, is_default: bool, loaded: bool, step_cache: str = ""
+) -> pb.ModelInfo:
     """What a bridge needs to validate, price and route a request for this model."""
     info = pb.ModelInfo(
         name=spec.name,
@@ -236,6 +243,7 @@ def model_info(spec: ModelSpec, is_default: bool, loaded: bool) -> pb.ModelInfo:
         default_steps=spec.steps,
         default_guidance=spec.guidance,
         loaded=loaded,
+        step_cache=step_cache,
     )
     KIND_INFO[spec.kind](spec, info)  # a kind without a row is a KeyError, not a wrong entry
     return info

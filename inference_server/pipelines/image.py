@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from inference_server.errors import GenerationCancelled, InvalidArgument
+from inference_server.pipelines.step_cache import StepCache, cached_steps
 from inference_server.previews import PreviewSink, due, family_of, image_preview
 from inference_server.progress import StepCallback
 
@@ -49,6 +50,8 @@ class ImageRun:
     seed: int
     max_sequence_length: int | None = None
     """The long text encoder's tokens, where the pipeline takes it (FLUX.1-schnell: 256)."""
+    cache: StepCache | None = None
+    """The model's step cache, for a request that asked for fast; None runs every step in full."""
 
 
 @dataclass
@@ -100,6 +103,7 @@ def batch_key(model: str, run: ImageRun) -> tuple[object, ...]:
         run.guidance,
         bool(run.negative_prompt),
         run.max_sequence_length,
+        run.cache,
     )
 
 
@@ -187,7 +191,7 @@ def run_images(
         arguments["max_sequence_length"] = first.max_sequence_length
     if shrinkable:
         arguments["callback_on_step_end_tensor_inputs"] = list(shrinkable)
-    with torch.inference_mode():
+    with torch.inference_mode(), cached_steps(pipe, first.cache, first.steps):
         out = pipe(**accepted_arguments(pipe, arguments))
     results: list[list[Image.Image] | None] = [
         None if i in gone else [] for i in range(len(members))

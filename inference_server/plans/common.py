@@ -19,6 +19,7 @@ from genserve.vocabulary import MAX_INPUT_PIXELS, clean_prompt
 from inference_server.artifacts import Artifact
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelSpec
+from inference_server.pipelines.step_cache import StepCache
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
 
@@ -63,6 +64,15 @@ def steps_for(requested: int, spec: ModelSpec) -> int:
     if requested < 0 or requested > 200:
         raise InvalidArgument("steps must be between 1 and 200")
     return requested or spec.steps
+
+
+def step_cache_for(fast: bool, spec: ModelSpec) -> StepCache | None:
+    """The model's step cache for a request that asked for ``fast``; refused where it has none."""
+    if not fast:
+        return None
+    if spec.step_cache is None:
+        raise InvalidArgument(f"fast is not available for {spec.name}: it has no step cache")
+    return spec.step_cache
 
 
 def preview_every(requested: int) -> int:

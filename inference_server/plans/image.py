@@ -27,6 +27,7 @@ from inference_server.plans.common import (
     preview_every,
     prompt_text,
     random_seed,
+    step_cache_for,
     steps_for,
 )
 from inference_server.previews import PreviewSink
@@ -135,6 +136,7 @@ def plan_image(spec: ModelSpec, request: pb.GenerateImageRequest) -> ImagePlan:
         guidance=request.guidance_scale if request.HasField("guidance_scale") else spec.guidance,
         seed=seed,
         max_sequence_length=spec.max_sequence_length,
+        cache=step_cache_for(request.fast, spec),
     )
     return ImagePlan(
         spec=spec, run=run, fmt=fmt, seed=seed, preview_every=preview_every(request.preview_every)

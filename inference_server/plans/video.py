@@ -19,12 +19,14 @@ from inference_server.encoders.images import CONTENT_TYPES, encode_image
 from inference_server.encoders.video import encode_mp4, poster_frame, probe_mp4
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelSpec
+from inference_server.pipelines.step_cache import StepCache, cached_steps
 from inference_server.pipelines.video import VideoResult, run_video
 from inference_server.plans.common import (
     accepted,
     preview_every,
     prompt_text,
     random_seed,
+    step_cache_for,
     steps_for,
 )
 from inference_server.previews import PreviewSink
@@ -54,6 +56,8 @@ class VideoRun:
     steps: int
     guidance: float
     seed: int
+    cache: StepCache | None = None
+    """The model's step cache, for a request that asked for fast."""
 
 
 @dataclass
@@ -73,21 +77,22 @@ class VideoPlan:
         def generate(on_step: StepCallback) -> VideoResult:
             pipe = registry.pipeline(self.spec)
             run = self.run
-            return run_video(
-                pipe,
-                prompt=run.prompt,
-                negative_prompt=run.negative_prompt,
-                width=run.width,
-                height=run.height,
-                num_frames=run.num_frames,
-                frame_rate=run.frame_rate,
-                steps=run.steps,
-                guidance=run.guidance,
-                seed=run.seed,
-                on_step=on_step,
-                preview_every=self.preview_every,
-                on_preview=self.preview_sink,
-            )
+            with cached_steps(pipe, run.cache, run.steps):
+                return run_video(
+                    pipe,
+                    prompt=run.prompt,
+                    negative_prompt=run.negative_prompt,
+                    width=run.width,
+                    height=run.height,
+                    num_frames=run.num_frames,
+                    frame_rate=run.frame_rate,
+                    steps=run.steps,
+                    guidance=run.guidance,
+                    seed=run.seed,
+                    on_step=on_step,
+                    preview_every=self.preview_every,
+                    on_preview=self.preview_sink,
+                )
 
         return generate
 
@@ -169,6 +174,7 @@ def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
         steps=steps_for(request.steps, spec),
         guidance=request.guidance_scale if request.HasField("guidance_scale") else spec.guidance,
         seed=seed,
+        cache=step_cache_for(request.fast, spec),
     )
     return VideoPlan(
         spec=spec,

@@ -224,6 +224,7 @@ class GenerateImageRequest(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PREVIEW_EVERY_FIELD_NUMBER: _builtins.int
+    FAST_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Public model name, such as "nano-banana"."""
     prompt: _builtins.str
@@ -248,6 +249,10 @@ class GenerateImageRequest(_message.Message):
     """An identifier for logs, carried from the REST request."""
     preview_every: _builtins.int
     """Send a preview with the progress every this many denoising steps; 0 sends none."""
+    fast: _builtins.bool
+    """Run with the model's step cache (ModelInfo.step_cache): faster, slightly different
+    output, priced the same. Refused for a model that has none.
+    """
     def __init__(
         self,
         *,
@@ -262,10 +267,11 @@ class GenerateImageRequest(_message.Message):
         seed: _builtins.int | None = ...,
         request_id: _builtins.str = ...,
         preview_every: _builtins.int = ...,
+        fast: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "guidance_scale", b"guidance_scale", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "format", b"format", "guidance_scale", b"guidance_scale", "model", b"model", "negative_prompt", b"negative_prompt", "num_images", b"num_images", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "fast", b"fast", "format", b"format", "guidance_scale", b"guidance_scale", "model", b"model", "negative_prompt", b"negative_prompt", "num_images", b"num_images", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__guidance_scale: _TypeAlias = _typing.Literal["guidance_scale"]  # noqa: Y015
     _WhichOneofArgType__guidance_scale: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale"]  # noqa: Y015
@@ -333,6 +339,7 @@ class GenerateVideoRequest(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PREVIEW_EVERY_FIELD_NUMBER: _builtins.int
+    FAST_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Public model name, such as "vidu-q2"."""
     prompt: _builtins.str
@@ -361,6 +368,10 @@ class GenerateVideoRequest(_message.Message):
     """An identifier for logs, carried from the REST request."""
     preview_every: _builtins.int
     """Send a preview with the progress every this many denoising steps; 0 sends none."""
+    fast: _builtins.bool
+    """Run with the model's step cache (ModelInfo.step_cache): faster, slightly different
+    output, priced the same. Refused for a model that has none.
+    """
     def __init__(
         self,
         *,
@@ -375,10 +386,11 @@ class GenerateVideoRequest(_message.Message):
         seed: _builtins.int | None = ...,
         request_id: _builtins.str = ...,
         preview_every: _builtins.int = ...,
+        fast: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "guidance_scale", b"guidance_scale", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "guidance_scale", b"guidance_scale", "model", b"model", "negative_prompt", b"negative_prompt", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "resolution", b"resolution", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "fast", b"fast", "guidance_scale", b"guidance_scale", "model", b"model", "negative_prompt", b"negative_prompt", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "resolution", b"resolution", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__guidance_scale: _TypeAlias = _typing.Literal["guidance_scale"]  # noqa: Y015
     _WhichOneofArgType__guidance_scale: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale"]  # noqa: Y015
@@ -798,6 +810,7 @@ class ModelInfo(_message.Message):
     TEXTURE_ALIGNMENTS_FIELD_NUMBER: _builtins.int
     ORIENTATIONS_FIELD_NUMBER: _builtins.int
     DEFAULT_GUIDANCE_FIELD_NUMBER: _builtins.int
+    STEP_CACHE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Public name, such as "nano-banana"."""
     kind: Global___ModelKind.ValueType
@@ -828,6 +841,10 @@ class ModelInfo(_message.Message):
     """Most images one request may ask for (images)."""
     default_guidance: _builtins.float
     """Default classifier-free guidance scale."""
+    step_cache: _builtins.str
+    """The step cache a request with fast = true runs with ("first_block", "taylorseer",
+    "magcache"); empty: the model has none, and fast is refused.
+    """
     @_builtins.property
     def aspect_ratios(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Aspect ratios it accepts, as "W:H" (images and videos)."""
@@ -876,10 +893,11 @@ class ModelInfo(_message.Message):
         texture_alignments: _abc.Iterable[Global___TextureAlignment.ValueType] | None = ...,
         orientations: _abc.Iterable[Global___Orientation.ValueType] | None = ...,
         default_guidance: _builtins.float = ...,
+        step_cache: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "max_duration_seconds", b"max_duration_seconds", "max_images", b"max_images", "min_duration_seconds", b"min_duration_seconds", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "max_duration_seconds", b"max_duration_seconds", "max_images", b"max_images", "min_duration_seconds", b"min_duration_seconds", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "step_cache", b"step_cache", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
