@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
-from pydantic import Field, StrictStr, field_validator
+from pydantic import Field, StrictBool, StrictStr, field_validator
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
@@ -17,6 +17,7 @@ from rest_bridge.generation.base import (
     GenerationOutcome,
     Preview,
     WholeNumber,
+    fast_allowed,
     one_of,
     preview_every,
 )
@@ -43,6 +44,8 @@ class VideoRequest(GenerationBody):
     resolution: vocab.Resolution = vocab.DEFAULT_RESOLUTION
     aspect_ratio: vocab.VideoAspectRatio = vocab.DEFAULT_VIDEO_ASPECT_RATIO
     preview: Preview = False
+    fast: StrictBool = False
+    """Run with the model's step cache: faster, slightly different, the same price."""
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
 
@@ -106,6 +109,7 @@ class VideoKind(GenerationKind[VideoRequest]):
         }
 
     def settle(self, body: VideoRequest, model: ModelEntry) -> VideoRequest:
+        fast_allowed(body.fast, model)
         duration = model.default_duration if body.duration is None else body.duration
         if not model.min_duration <= duration <= model.max_duration:
             raise validation_error(
@@ -122,6 +126,7 @@ class VideoKind(GenerationKind[VideoRequest]):
             "duration": body.duration,
             "resolution": body.resolution,
             "aspect_ratio": body.aspect_ratio,
+            **({"fast": True} if body.fast else {}),
         }
 
     def request(self, body: VideoRequest, model: ModelEntry, rid: str, prepared: Any) -> Message:
@@ -133,6 +138,7 @@ class VideoKind(GenerationKind[VideoRequest]):
             duration_seconds=seconds(body),
             request_id=rid,
             preview_every=preview_every(body.preview),
+            fast=body.fast,
         )
 
     def output(

@@ -48,6 +48,8 @@ class ModelEntry:
     texture_qualities: tuple[str, ...] = ()
     texture_alignments: tuple[str, ...] = ()
     orientations: tuple[str, ...] = ()
+    step_cache: str = ""
+    """The step cache a fast request runs with; empty: fast is not available."""
 
     @classmethod
     def from_pb(cls, info: pb.ModelInfo) -> ModelEntry | None:
@@ -75,6 +77,7 @@ class ModelEntry:
             texture_qualities=_known(info.texture_qualities, vocab.TEXTURE_QUALITY_FROM_PB),
             texture_alignments=_known(info.texture_alignments, vocab.TEXTURE_ALIGNMENT_FROM_PB),
             orientations=_known(info.orientations, vocab.ORIENTATION_FROM_PB),
+            step_cache=info.step_cache,
         )
 
 
