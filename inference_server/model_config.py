@@ -93,6 +93,16 @@ class ModelSpec(BaseModel):
         "request",
     )
     preload: bool = True
+    pin: bool = Field(
+        False,
+        description="never leaves its device to make room for another model (nor when idle)",
+    )
+    idle_unload_s: float | None = Field(
+        None,
+        gt=0,
+        description="let go of the model (weights freed) once unused this many seconds; unset: "
+        "it stays until another model needs its room",
+    )
     max_batch_size: int = Field(
         4,
         ge=1,
@@ -186,10 +196,27 @@ class ModelSpec(BaseModel):
         return list(self.aspect_ratios or ())
 
 
+class DeviceSpec(BaseModel):
+    """One device's room for models (``[devices."cuda:0"]`` in the models file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory_budget_mb: float | None = Field(
+        None,
+        gt=0,
+        description="MB of model weights (parameters and buffers, measured at load) the device "
+        "holds at once; unset: 90% of the GPU's memory, or of the host's for cpu",
+    )
+    max_resident_models: int | None = Field(
+        None, ge=1, description="at most this many models on the device at once; unset: no cap"
+    )
+
+
 class ModelTable(BaseModel):
     """All configured models."""
 
     models: list[ModelSpec]
+    devices: dict[str, DeviceSpec] = Field(default_factory=dict)
 
     def get(self, name: str, kind: Kind) -> ModelSpec | None:
         for spec in self.models:
@@ -273,4 +300,9 @@ def load_model_table(path: Path | None) -> ModelTable:
     models = raw.get("models")
     if not isinstance(models, dict) or not models:
         raise ValueError(f"{path}: no [models.<name>] tables")
-    return table_from_mapping(models)
+    table = table_from_mapping(models)
+    devices = raw.get("devices", {})
+    if not isinstance(devices, dict):
+        raise ValueError(f'{path}: devices must be tables, such as [devices."cuda:0"]')
+    table.devices = {name: DeviceSpec.model_validate(value) for name, value in devices.items()}
+    return table

@@ -1,7 +1,9 @@
-"""Public model names, their loaded pipelines, and the device queue of each."""
+"""Public model names, their loaded pipelines, and the device queue and budget of each."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,10 @@ from genserve.vocabulary import Kind
 from inference_server.errors import ModelNotFound
 from inference_server.loader import load_pipeline
 from inference_server.model_config import ModelSpec, ModelTable
+from inference_server.progress import StepCallback
+from inference_server.residency import MB, DeviceBudget, State
 from inference_server.scheduler import DeviceQueue
+from inference_server.speed import placement
 from inference_server.warmup import wants_warmup, warm_up
 
 log = logging.getLogger(__name__)
@@ -33,11 +38,22 @@ class ModelRegistry:
         self.table = table
         self.cache_dir = cache_dir
         self.compile_cache_dir = compile_cache_dir
-        self._pipelines: dict[str, Any] = {}
         self.queues: dict[str, DeviceQueue] = {}
+        self.budgets: dict[str, DeviceBudget] = {}
+        """Each device's models and the room they take (keyed like ``queues``)."""
         for spec in table.models:
             if spec.device not in self.queues:
                 self.queues[spec.device] = DeviceQueue(spec.device, queue_size)
+                room = table.devices.get(spec.device)
+                budget_mb = room.memory_budget_mb if room is not None else None
+                self.budgets[spec.device] = DeviceBudget(
+                    placement(spec),
+                    int(budget_mb * MB) if budget_mb is not None else None,
+                    room.max_resident_models if room is not None else None,
+                )
+            resident = self.budgets[spec.device].resident(spec.name)
+            resident.pinned, resident.idle_unload_s = spec.pin, spec.idle_unload_s
+        self._sweeper: asyncio.Task[None] | None = None
 
     def spec(self, name: str, kind: Kind) -> ModelSpec:
         spec = self.table.get(name, kind) if name else self.table.default(kind)
@@ -49,32 +65,61 @@ class ModelRegistry:
     def queue_for(self, spec: ModelSpec) -> DeviceQueue:
         return self.queues[spec.device]
 
+    def state(self, spec: ModelSpec) -> State:
+        """Where the model's weights are: on its device, parked in CPU memory, or not loaded."""
+        return self.budgets[spec.device].resident(spec.name).state
+
     def is_loaded(self, spec: ModelSpec) -> bool:
-        return spec.name in self._pipelines
+        return self.state(spec) == "device"
 
     def step_cache(self, spec: ModelSpec) -> str:
         """The step cache fast requests get: the entry's, unless loading found it cannot apply."""
         if spec.step_cache is None:
             return ""
-        pipe = self._pipelines.get(spec.name)
+        pipe = self.budgets[spec.device].resident(spec.name).pipe
         if pipe is not None and getattr(pipe, "genserve_step_cache", None) is None:
             return ""
         return spec.cache
 
-    def pipeline(self, spec: ModelSpec) -> Any:
-        """The loaded (and warmed-up) pipeline; call only on the spec's device thread."""
-        if spec.name not in self._pipelines:
+    def pipeline(self, spec: ModelSpec, on_step: StepCallback | None = None) -> Any:
+        """The pipeline on its device, loaded or brought back (others making room if need be);
+        call only on the spec's device thread. ``on_step`` hears the ``loading`` stage."""
+
+        def load() -> Any:
             log.info("loading %s from %s", spec.name, spec.source)
             pipe = load_pipeline(spec, self.cache_dir, self.compile_cache_dir)
             if pipe is not None and wants_warmup(spec):
                 warm_up(pipe, spec)
-            self._pipelines[spec.name] = pipe
-        return self._pipelines[spec.name]
+            return pipe
+
+        def loading() -> None:
+            if on_step is not None:
+                on_step(0, 1, "loading")
+
+        return self.budgets[spec.device].acquire(spec.name, load, loading)
 
     def start(self) -> None:
         for queue in self.queues.values():
             queue.start()
+        idle = [s.idle_unload_s for s in self.table.models if s.idle_unload_s is not None]
+        if idle:
+            period = max(0.2, min(idle) / 4)
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep(period), name="idle-unload"
+            )
+
+    async def _sweep(self, period: float) -> None:
+        """Lets go of idle models, on each device's own thread between its work."""
+        while True:
+            await asyncio.sleep(period)
+            for device, queue in self.queues.items():
+                if queue.running is None and not queue.depth:
+                    await queue.call(self.budgets[device].unload_idle)
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for queue in self.queues.values():
             await queue.stop()

@@ -189,6 +189,10 @@ class DeviceQueue:
                 pass
         self._executor.shutdown(wait=True, cancel_futures=True)
 
+    async def call(self, fn: Callable[[], Any]) -> Any:
+        """Runs ``fn`` on the device's thread, between two pieces of work (housekeeping)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
     @property
     def depth(self) -> int:
         return len(self._pending)

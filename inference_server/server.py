@@ -83,6 +83,9 @@ class InferenceServer:
             queue.on_depth = self.metrics.queue_depth.labels(queue.device).set
             queue.on_depth(0)
             queue.on_batch = self.metrics.batch_rows.labels(queue.device).observe
+        for budget in self.registry.budgets.values():
+            budget.on_load = self.metrics.loaded
+            budget.on_evict = self.metrics.evicted
         self._stopped = asyncio.Event()
 
     async def start(self) -> int:

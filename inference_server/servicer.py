@@ -25,6 +25,7 @@ from inference_server.plans.mesh import plan_mesh
 from inference_server.plans.video import plan_video
 from inference_server.previews import Preview, Previewing
 from inference_server.registry import ModelRegistry
+from inference_server.residency import State
 from inference_server.scheduler import mark_retrieved
 from inference_server.status_codes import streaming_errors
 
@@ -99,6 +100,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
                 table.default(spec.kind) is spec,
                 self.registry.is_loaded(spec),
                 self.registry.step_cache(spec),
+                MODEL_STATES[self.registry.state(spec)],
             )
             for spec in table.models
             if request.kind in (pb.MODEL_KIND_UNSPECIFIED, vocab.KIND_TO_PB[spec.kind])
@@ -231,8 +233,19 @@ KIND_INFO: dict[Kind, Callable[[ModelSpec, pb.ModelInfo], None]] = {
 """What each kind's entry in ``ListModels`` adds: what its requests are checked against."""
 
 
+MODEL_STATES: dict[State, pb.ModelState.ValueType] = {
+    "device": pb.MODEL_STATE_ON_DEVICE,
+    "cpu": pb.MODEL_STATE_IN_CPU_MEMORY,
+    "unloaded": pb.MODEL_STATE_NOT_LOADED,
+}
+
+
 def model_info(
-    spec: ModelSpec, is_default: bool, loaded: bool, step_cache: str = ""
+    spec: ModelSpec,
+    is_default: bool,
+    loaded: bool,
+    step_cache: str = "",
+    state: pb.ModelState.ValueType = pb.MODEL_STATE_UNSPECIFIED,
 ) -> pb.ModelInfo:
     """What a bridge needs to validate, price and route a request for this model."""
     info = pb.ModelInfo(
@@ -244,6 +257,7 @@ def model_info(
         default_guidance=spec.guidance,
         loaded=loaded,
         step_cache=step_cache,
+        state=state,
     )
     KIND_INFO[spec.kind](spec, info)  # a kind without a row is a KeyError, not a wrong entry
     return info

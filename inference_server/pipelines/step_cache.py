@@ -74,8 +74,12 @@ def hook_config(cache: StepCache, steps: int) -> Any:
         return FirstBlockCacheConfig(threshold=_threshold(cache))
     if cache.kind == "taylorseer":
         interval = cache.interval or DEFAULT_INTERVAL
+        # Lite: on a predicted step every block is skipped and the output projection is
+        # extrapolated; the full variant only predicts attention, which saves little.
         return TaylorSeerCacheConfig(
-            cache_interval=interval, disable_cache_before_step=min(3, max(1, steps // 4))
+            cache_interval=interval,
+            disable_cache_before_step=min(3, max(1, steps // 4)),
+            use_lite_mode=True,
         )
     from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
 

@@ -47,7 +47,7 @@ class ImagePlan:
 
     def work(self, registry: ModelRegistry) -> Any:
         def generate(on_step: StepCallback) -> list[Image.Image]:
-            pipe = registry.pipeline(self.spec)
+            pipe = registry.pipeline(self.spec, on_step)
             return run_image(pipe, self.run, on_step, self.preview_every, self.preview_sink)
 
         return generate
@@ -56,7 +56,11 @@ class ImagePlan:
         """How it shares a call with others: up to the model's ``max_batch_size`` images."""
 
         def run_together(seats: Sequence[Seat]) -> list[Any]:
-            pipe = registry.pipeline(self.spec)
+            def loading(step: int, total: int, stage: str) -> None:
+                for seat in seats:
+                    seat.step(step, total, stage)
+
+            pipe = registry.pipeline(self.spec, loading)
             requests = [seat.payload.request() for seat in seats]
             return run_images(pipe, requests, seats)
 

@@ -75,7 +75,7 @@ class VideoPlan:
 
     def work(self, registry: ModelRegistry) -> Callable[[StepCallback], VideoResult]:
         def generate(on_step: StepCallback) -> VideoResult:
-            pipe = registry.pipeline(self.spec)
+            pipe = registry.pipeline(self.spec, on_step)
             run = self.run
             with cached_steps(pipe, run.cache, run.steps):
                 return run_video(

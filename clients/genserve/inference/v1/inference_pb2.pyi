@@ -75,6 +75,34 @@ MODEL_KIND_MESH: ModelKind.ValueType  # 3
 """Image to 3D mesh."""
 Global___ModelKind: _TypeAlias = ModelKind  # noqa: Y015
 
+class _ModelState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ModelStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MODEL_STATE_UNSPECIFIED: _ModelState.ValueType  # 0
+    """Not set (a server that does not report it)."""
+    MODEL_STATE_NOT_LOADED: _ModelState.ValueType  # 1
+    """Not in memory: its next request loads it from disk."""
+    MODEL_STATE_IN_CPU_MEMORY: _ModelState.ValueType  # 2
+    """Parked in the host's memory: its next request copies it back to its device."""
+    MODEL_STATE_ON_DEVICE: _ModelState.ValueType  # 3
+    """On its device, ready."""
+
+class ModelState(_ModelState, metaclass=_ModelStateEnumTypeWrapper):
+    """Where a model's weights are now."""
+
+MODEL_STATE_UNSPECIFIED: ModelState.ValueType  # 0
+"""Not set (a server that does not report it)."""
+MODEL_STATE_NOT_LOADED: ModelState.ValueType  # 1
+"""Not in memory: its next request loads it from disk."""
+MODEL_STATE_IN_CPU_MEMORY: ModelState.ValueType  # 2
+"""Parked in the host's memory: its next request copies it back to its device."""
+MODEL_STATE_ON_DEVICE: ModelState.ValueType  # 3
+"""On its device, ready."""
+Global___ModelState: _TypeAlias = ModelState  # noqa: Y015
+
 class _Stage:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -811,6 +839,7 @@ class ModelInfo(_message.Message):
     ORIENTATIONS_FIELD_NUMBER: _builtins.int
     DEFAULT_GUIDANCE_FIELD_NUMBER: _builtins.int
     STEP_CACHE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Public name, such as "nano-banana"."""
     kind: Global___ModelKind.ValueType
@@ -845,6 +874,8 @@ class ModelInfo(_message.Message):
     """The step cache a request with fast = true runs with ("first_block", "taylorseer",
     "magcache"); empty: the model has none, and fast is refused.
     """
+    state: Global___ModelState.ValueType
+    """Where its weights are now: on its device, in CPU memory, or not loaded."""
     @_builtins.property
     def aspect_ratios(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Aspect ratios it accepts, as "W:H" (images and videos)."""
@@ -894,10 +925,11 @@ class ModelInfo(_message.Message):
         orientations: _abc.Iterable[Global___Orientation.ValueType] | None = ...,
         default_guidance: _builtins.float = ...,
         step_cache: _builtins.str = ...,
+        state: Global___ModelState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "max_duration_seconds", b"max_duration_seconds", "max_images", b"max_images", "min_duration_seconds", b"min_duration_seconds", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "step_cache", b"step_cache", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "max_duration_seconds", b"max_duration_seconds", "max_images", b"max_images", "min_duration_seconds", b"min_duration_seconds", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "state", b"state", "step_cache", b"step_cache", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
