@@ -233,7 +233,13 @@ class InferenceClient:
             else:
                 self.catalogue.update(link.target, entries)
                 log.info("inference %s serves %s", link.target, ", ".join(e.name for e in entries))
-        elif link.serving and not serving:
+        elif serving:
+            # Which models are on which device changes as they take turns: routing prefers warm.
+            try:
+                self.catalogue.update(link.target, await link.list_models(deadline_s))
+            except grpc.RpcError as exc:
+                log.debug("ListModels on %s failed: %s", link.target, exc.code())
+        elif link.serving:
             log.warning("inference %s stopped serving", link.target)
         link.serving = serving
 
@@ -241,7 +247,9 @@ class InferenceClient:
         """A target for this model: the serving one with the least outstanding work.
 
         Targets that listed the model come first; among them those serving now,
-        then the least loaded, ties taken in turn. None when every candidate is excluded.
+        then the least loaded; among those, the ones with the model on their device
+        (no load or copy first); remaining ties taken in turn. None when every
+        candidate is excluded.
         """
         targets = self.catalogue.targets_for(model.name, model.kind) or list(self.links)
         links = [self.links[t] for t in targets if t not in exclude]
@@ -250,6 +258,8 @@ class InferenceClient:
         live = [link for link in links if link.serving] or links
         least = min(self._outstanding.get(link.target, 0) for link in live)
         lightest = [link for link in live if self._outstanding.get(link.target, 0) == least]
+        warm = self.catalogue.warm_targets(model.name, model.kind)
+        lightest = [link for link in lightest if link.target in warm] or lightest
         return lightest[next(self._turn) % len(lightest)]
 
     async def generate(

@@ -184,3 +184,26 @@ def test_a_server_with_three_models_and_room_for_two_answers_every_request(
         assert _sample(metrics, "genserve_inference_model_load_seconds_count") == 4
     finally:
         proc.stop()
+
+
+async def test_the_bridge_prefers_a_server_with_the_model_on_its_device() -> None:
+    """Two targets serving one model, idle alike: work goes to the one that has it warm."""
+    from rest_bridge.link.catalogue import ModelEntry
+    from rest_bridge.link.channels import InferenceClient
+
+    client = InferenceClient("127.0.0.1:1,127.0.0.1:2")
+    try:
+        cold, warm = (
+            ModelEntry.from_pb(pb.ModelInfo(name="nano-a", kind=pb.MODEL_KIND_IMAGE, state=state))
+            for state in (pb.MODEL_STATE_NOT_LOADED, pb.MODEL_STATE_ON_DEVICE)
+        )
+        assert cold is not None and warm is not None and warm.on_device
+        client.catalogue.update("127.0.0.1:1", [cold])
+        client.catalogue.update("127.0.0.1:2", [warm])
+        chosen = {client.route(warm).target for _ in range(6)}  # type: ignore[union-attr]
+        assert chosen == {"127.0.0.1:2"}
+        client.catalogue.update("127.0.0.1:2", [cold])  # both cold: taken in turn
+        chosen = {client.route(warm).target for _ in range(6)}  # type: ignore[union-attr]
+        assert chosen == {"127.0.0.1:1", "127.0.0.1:2"}
+    finally:
+        await client.close()
