@@ -33,6 +33,13 @@ class ModelSpec(BaseModel):
     default: bool = False
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "cpu"
+    devices: list[str] | None = Field(
+        None,
+        min_length=1,
+        description='several devices (or ["auto"]: every CUDA device, else the CPU): one '
+        "replica and one queue per device, each request to the replica with the least waiting; "
+        "unset: device alone",
+    )
     steps: int = Field(4, ge=1, le=200)
     guidance: float = Field(5.0, ge=0.0, le=30.0)
     width: int = Field(1024, ge=16)

@@ -14,11 +14,24 @@ from inference_server.loader import load_pipeline
 from inference_server.model_config import ModelSpec, ModelTable
 from inference_server.progress import StepCallback
 from inference_server.residency import MB, DeviceBudget, State
-from inference_server.scheduler import DeviceQueue
+from inference_server.scheduler import DeviceQueue, current_device
 from inference_server.speed import placement
 from inference_server.warmup import wants_warmup, warm_up
 
 log = logging.getLogger(__name__)
+
+
+def replica_devices(spec: ModelSpec) -> list[str]:
+    """The devices a model runs on: ``devices`` (``auto``: every CUDA device, else the CPU),
+    or ``device`` alone."""
+    if not spec.devices:
+        return [spec.device]
+    if spec.devices == ["auto"]:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+    return list(dict.fromkeys(spec.devices))
 
 
 class ModelRegistry:
@@ -41,18 +54,22 @@ class ModelRegistry:
         self.queues: dict[str, DeviceQueue] = {}
         self.budgets: dict[str, DeviceBudget] = {}
         """Each device's models and the room they take (keyed like ``queues``)."""
+        self.replicas: dict[str, list[str]] = {}
+        """Each model's devices: one replica and one queue on each."""
         for spec in table.models:
-            if spec.device not in self.queues:
-                self.queues[spec.device] = DeviceQueue(spec.device, queue_size)
-                room = table.devices.get(spec.device)
-                budget_mb = room.memory_budget_mb if room is not None else None
-                self.budgets[spec.device] = DeviceBudget(
-                    placement(spec),
-                    int(budget_mb * MB) if budget_mb is not None else None,
-                    room.max_resident_models if room is not None else None,
-                )
-            resident = self.budgets[spec.device].resident(spec.name)
-            resident.pinned, resident.idle_unload_s = spec.pin, spec.idle_unload_s
+            self.replicas[spec.name] = replica_devices(spec)
+            for device in self.replicas[spec.name]:
+                if device not in self.queues:
+                    self.queues[device] = DeviceQueue(device, queue_size)
+                    room = table.devices.get(device)
+                    budget_mb = room.memory_budget_mb if room is not None else None
+                    self.budgets[device] = DeviceBudget(
+                        placement(spec.model_copy(update={"device": device})),
+                        int(budget_mb * MB) if budget_mb is not None else None,
+                        room.max_resident_models if room is not None else None,
+                    )
+                resident = self.budgets[device].resident(spec.name)
+                resident.pinned, resident.idle_unload_s = spec.pin, spec.idle_unload_s
         self._sweeper: asyncio.Task[None] | None = None
 
     def spec(self, name: str, kind: Kind) -> ModelSpec:
@@ -63,11 +80,32 @@ class ModelRegistry:
         return spec
 
     def queue_for(self, spec: ModelSpec) -> DeviceQueue:
-        return self.queues[spec.device]
+        """The queue of the model's replica with the least waiting (warm ones first on ties)."""
+        devices = self.replicas[spec.name]
+        if len(devices) == 1:
+            return self.queues[devices[0]]
+
+        def waiting(device: str) -> tuple[int, bool]:
+            queue = self.queues[device]
+            load = queue.depth + (1 if queue.running is not None else 0)
+            return load, self.budgets[device].resident(spec.name).state != "device"
+
+        return self.queues[min(devices, key=waiting)]
+
+    def replica_queues(self, spec: ModelSpec) -> list[DeviceQueue]:
+        return [self.queues[device] for device in self.replicas[spec.name]]
+
+    def _device(self, spec: ModelSpec) -> str:
+        """The replica this thread serves: its device queue's, else the model's first."""
+        devices = self.replicas[spec.name]
+        here = current_device()
+        return here if here in devices else devices[0]
 
     def state(self, spec: ModelSpec) -> State:
-        """Where the model's weights are: on its device, parked in CPU memory, or not loaded."""
-        return self.budgets[spec.device].resident(spec.name).state
+        """Where the model's weights are: on a device, parked in CPU memory, or not loaded
+        (the best of its replicas)."""
+        states = {self.budgets[d].resident(spec.name).state for d in self.replicas[spec.name]}
+        return next(s for s in ("device", "cpu", "unloaded") if s in states)  # type: ignore[return-value]
 
     def is_loaded(self, spec: ModelSpec) -> bool:
         return self.state(spec) == "device"
@@ -76,7 +114,7 @@ class ModelRegistry:
         """The step cache fast requests get: the entry's, unless loading found it cannot apply."""
         if spec.step_cache is None:
             return ""
-        pipe = self.budgets[spec.device].resident(spec.name).pipe
+        pipe = self.budgets[self._device(spec)].resident(spec.name).pipe
         if pipe is not None and getattr(pipe, "genserve_step_cache", None) is None:
             return ""
         return spec.cache
@@ -85,18 +123,21 @@ class ModelRegistry:
         """The pipeline on its device, loaded or brought back (others making room if need be);
         call only on the spec's device thread. ``on_step`` hears the ``loading`` stage."""
 
+        device = self._device(spec)
+        replica = spec if device == spec.device else spec.model_copy(update={"device": device})
+
         def load() -> Any:
-            log.info("loading %s from %s", spec.name, spec.source)
-            pipe = load_pipeline(spec, self.cache_dir, self.compile_cache_dir)
-            if pipe is not None and wants_warmup(spec):
-                warm_up(pipe, spec)
+            log.info("loading %s from %s onto %s", spec.name, spec.source, device)
+            pipe = load_pipeline(replica, self.cache_dir, self.compile_cache_dir)
+            if pipe is not None and wants_warmup(replica):
+                warm_up(pipe, replica)
             return pipe
 
         def loading() -> None:
             if on_step is not None:
                 on_step(0, 1, "loading")
 
-        return self.budgets[spec.device].acquire(spec.name, load, loading)
+        return self.budgets[device].acquire(spec.name, load, loading)
 
     def start(self) -> None:
         for queue in self.queues.values():

@@ -158,8 +158,8 @@ class DeviceQueue:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix=f"device-{device}",
-            initializer=_set_torch_threads,
-            initargs=(_torch_threads(),),
+            initializer=_start_device_thread,
+            initargs=(device, _torch_threads()),
         )
         self._worker: asyncio.Task[None] | None = None
         self.running: QueuedWork | None = None
@@ -410,6 +410,19 @@ def _torch_threads() -> int:
     import torch
 
     return int(torch.get_num_threads())
+
+
+_this_thread = threading.local()
+
+
+def current_device() -> str | None:
+    """The device whose queue runs on this thread (None off the device threads)."""
+    return getattr(_this_thread, "device", None)
+
+
+def _start_device_thread(device: str, threads: int) -> None:
+    _this_thread.device = device
+    _set_torch_threads(threads)
 
 
 def _set_torch_threads(threads: int) -> None:

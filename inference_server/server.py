@@ -132,9 +132,9 @@ class InferenceServer:
         """Loads every model marked ``preload`` before reporting SERVING."""
         for spec in self.registry.table.models:
             if spec.preload:
-                queue = self.registry.queue_for(spec)
-                queued = queue.submit(partial(_load, self.registry, spec), _ignore_progress)
-                await queued.future
+                for queue in self.registry.replica_queues(spec):
+                    queued = queue.submit(partial(_load, self.registry, spec), _ignore_progress)
+                    await queued.future
                 log.info("model %s ready", spec.name)
 
     async def _set_serving(self, serving: bool) -> None:

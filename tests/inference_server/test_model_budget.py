@@ -207,3 +207,31 @@ async def test_the_bridge_prefers_a_server_with_the_model_on_its_device() -> Non
         assert chosen == {"127.0.0.1:1", "127.0.0.1:2"}
     finally:
         await client.close()
+
+
+async def test_two_device_queues_share_one_models_work(model_cache: Path) -> None:
+    """A model on two devices (two CPU queues here, the code path of two GPUs): one replica
+    and one queue each, every request to the one with the least waiting."""
+    from inference_server.plans.image import plan_image
+
+    spec = _spec("nano-pair", devices=["cpu", "cpu:1"], max_batch_size=1)
+    registry = ModelRegistry(ModelTable(models=[spec]), model_cache, queue_size=8)
+    assert set(registry.queues) == {"cpu", "cpu:1"}
+    registry.start()
+    try:
+        chosen, jobs = [], []
+        for i in range(6):
+            plan = plan_image(spec, pb.GenerateImageRequest(prompt="a kite", seed=i, num_images=1))
+            queue = registry.queue_for(spec)
+            chosen.append(queue.device)
+            jobs.append(queue.submit(plan.work(registry), lambda *_: None, payload=plan))
+        outcomes = [await job.future for job in jobs]
+        assert all(len(images) == 1 for images in outcomes)
+        assert chosen.count("cpu") == chosen.count("cpu:1") == 3, chosen
+        assert [registry.budgets[d].resident("nano-pair").state for d in ("cpu", "cpu:1")] == [
+            "device",
+            "device",
+        ]
+        assert registry.state(spec) == "device"
+    finally:
+        await registry.stop()
