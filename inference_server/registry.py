@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,10 @@ from inference_server.speed import placement
 from inference_server.warmup import wants_warmup, warm_up
 
 log = logging.getLogger(__name__)
+
+_LOADING = threading.Lock()
+"""One load at a time in the process: ``from_pretrained`` builds modules on the meta device
+through global state, which two device threads loading at once corrupt for each other."""
 
 
 def replica_devices(spec: ModelSpec) -> list[str]:
@@ -128,7 +133,8 @@ class ModelRegistry:
 
         def load() -> Any:
             log.info("loading %s from %s onto %s", spec.name, spec.source, device)
-            pipe = load_pipeline(replica, self.cache_dir, self.compile_cache_dir)
+            with _LOADING:
+                pipe = load_pipeline(replica, self.cache_dir, self.compile_cache_dir)
             if pipe is not None and wants_warmup(replica):
                 warm_up(pipe, replica)
             return pipe
