@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 # checkers, Playwright, the openai client, grpcio-tools) and npm's pinned buf (proto lint).
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: up test test-fast codegen-check lint typecheck proto-lint proto bench load install install-dev clean
+.PHONY: up test test-fast codegen-check lint typecheck proto-lint proto bench load soak \
+	install install-dev clean gpu-bundle gpu-check
 
 # The client distribution (./clients) first, so the servers find genserve-client already satisfied.
 # An install from before the split owns bin/genserve: uninstalling it first keeps the client's.
@@ -70,6 +71,29 @@ bench: $(DEV_STAMP)
 LOAD_ARGS ?=
 load: $(DEV_STAMP)
 	$(BIN)/python -m bench.load $(LOAD_ARGS)
+
+# A lent GPU machine (no network; Python 3.12, torch 2.11; see README, Benchmarks). Here, before
+# the lease: `make gpu-bundle` downloads the wheels its image lacks into .gpu-bundle/ (ignored,
+# under 50 MiB). There, as one command: `make gpu-check` installs them into .gpu-target/ with
+# pip --no-index and prints one table of every GPU figure, written to $OUT (else gpu-results/).
+# Neither uses .venv: gpu-check runs on the image's own python3. A rehearsal on a CPU:
+# make gpu-check PYTHON3=/path/to/py3.12/bin/python GPU_CHECK_ARGS="--device cpu --scale small"
+PYTHON3 ?= python3
+GPU_CHECK_ARGS ?=
+gpu-bundle:
+	$(PYTHON3) -m tools.gpu_bundle download .gpu-bundle
+
+gpu-check:
+	$(PYTHON3) -m tools.gpu_bundle install .gpu-bundle --target .gpu-target \
+		--report "$${OUT:-gpu-results}/gpu-install.json"
+	PYTHONPATH=.gpu-target:.:clients PYTHONUNBUFFERED=1 $(PYTHON3) -m bench.gpu_check \
+		--out "$${OUT:-gpu-results}" $(GPU_CHECK_ARGS)
+
+# Ten minutes of generations with previews, then big bodies, the bridge's memory printed
+# as it goes (see bench/soak.py); shorter with SOAK_ARGS="--seconds 120".
+SOAK_ARGS ?=
+soak: $(DEV_STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules data/test-models

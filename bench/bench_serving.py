@@ -43,7 +43,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -60,7 +59,7 @@ from bench.servers import (
     start_bridges,
     start_inferences,
 )
-from bench.stats import percentile
+from bench.stats import Send, Tally, burst, percentile
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 from inference_server.loader import DTYPES, dtype_keyword, ensure_builtin
@@ -71,7 +70,6 @@ GUIDANCE = 5.0
 MODES = ("on", "off")
 SOLO = ("plain", "on", "off", "rest")
 """The four ways of one image at a time: plain diffusers, gRPC (batching on, off), REST."""
-Send = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -108,46 +106,6 @@ class Plan:
             f"serving · {self.device} · {self.model} {self.size}x{self.size},"
             f" {self.steps} steps, {self.dtype}{threads}"
         )
-
-
-@dataclass
-class Tally:
-    """Images made and the wall time they took, summed over rounds; each request's latency."""
-
-    images: int = 0
-    wall: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-
-    def add(self, images: int, wall: float, latencies: list[float]) -> None:
-        self.images += images
-        self.wall += wall
-        self.latencies.extend(latencies)
-
-    @property
-    def per_second(self) -> float:
-        return self.images / self.wall if self.wall else float("nan")
-
-    @property
-    def p50_ms(self) -> float:
-        return percentile(self.latencies, 0.5) * 1000
-
-
-def burst(send: Send, concurrency: int, per_client: int, tally: Tally) -> None:
-    """``concurrency`` clients, each sending ``per_client`` requests one after another."""
-
-    def client(c: int) -> list[float]:
-        latencies = []
-        for k in range(per_client):
-            t0 = time.perf_counter()
-            send(c * per_client + k)
-            latencies.append(time.perf_counter() - t0)
-        return latencies
-
-    with ThreadPoolExecutor(concurrency) as pool:
-        start = time.perf_counter()
-        done = list(pool.map(client, range(concurrency)))
-        wall = time.perf_counter() - start
-    tally.add(concurrency * per_client, wall, [s for one in done for s in one])
 
 
 def prompt(i: int) -> str:

@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from genserve._internal.pem import check_pem_files, read_pem
+from genserve._internal.pem import read_pem
 
 if TYPE_CHECKING:
     from inference_server.settings import ServerSettings
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 """Methods served without a token."""
-
-
-def check_tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> None:
-    """Refuses, at start-up, a TLS setting that cannot work on the server."""
-    check_pem_files(cert, key, ca)
-    if ca is not None and cert is None:
-        raise ValueError(
-            "GENSERVE_GRPC_TLS_CA asks for client certificates, which needs TLS: "
-            "set GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY too"
-        )
 
 
 def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | None:

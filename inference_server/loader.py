@@ -20,7 +20,7 @@ from inference_server.errors import ModelLoadError
 from inference_server.model_config import ModelSpec
 from inference_server.pipelines.step_cache import check_applies
 from inference_server.quiet import quiet_libraries
-from inference_server.speed import apply_options, placement
+from inference_server.speed import apply_speed_options, placement
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def load_pipeline(spec: ModelSpec, cache_dir: Path, compile_cache_dir: Path | No
         pipe = pipeline_class(spec).from_pretrained(source, **{dtype_keyword(): DTYPES[spec.dtype]})
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{spec.name}: cannot load {source!r}: {exc}") from exc
-    apply_options(pipe, spec, compile_cache_dir or cache_dir / "compile")
+    apply_speed_options(pipe, spec, compile_cache_dir or cache_dir / "compile")
     pipe.set_progress_bar_config(disable=True)
     # None where the model names no cache, or names one its denoiser cannot take (a warning).
     pipe.genserve_step_cache = check_applies(pipe, spec.name, spec.step_cache)

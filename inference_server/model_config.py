@@ -41,10 +41,29 @@ class ModelSpec(BaseModel):
         "unset: device alone",
     )
     steps: int = Field(4, ge=1, le=200)
+    max_steps: int = Field(
+        100,
+        ge=1,
+        le=200,
+        description="the most denoising steps a request may ask for (unset: 100, or the "
+        "model's own steps where they are more)",
+    )
     guidance: float = Field(5.0, ge=0.0, le=30.0)
+    min_guidance: float = Field(
+        0.0, ge=0.0, le=30.0, description="the lowest guidance scale a request may ask for"
+    )
+    max_guidance: float = Field(
+        20.0, ge=0.0, le=30.0, description="the highest guidance scale a request may ask for"
+    )
     width: int = Field(1024, ge=16)
     height: int = Field(1024, ge=16)
     size_factor: int = Field(8, ge=1)
+    max_pixels: int | None = Field(
+        None,
+        ge=256,
+        description="images: the most pixels (width times height) a request's width and "
+        "height may ask for; unset: four times the native width times height",
+    )
     frame_rate: float = Field(24.0, gt=0)
     temporal_factor: int = Field(8, ge=1)
     min_duration: int = Field(vocab.MIN_DURATION_S, ge=vocab.MIN_DURATION_S)
@@ -66,6 +85,14 @@ class ModelSpec(BaseModel):
     )
     orientations: list[vocab.Orientation] = Field(default_factory=lambda: list(vocab.ORIENTATIONS))
     negative_prompt: str = ""
+    image_modes: list[vocab.ImageMode] = Field(
+        default_factory=lambda: list(vocab.IMAGE_MODES[:1]),
+        description="images: what the model serves: text_to_image, image_to_image and "
+        "inpaint (the text-to-image weights shared through diffusers' from_pipe), edit",
+    )
+    strength: float = Field(
+        0.75, gt=0.0, le=1.0, description="images: how much of an input image is repainted"
+    )
     mesh_grid_size: int | None = Field(
         None,
         ge=16,
@@ -173,6 +200,12 @@ class ModelSpec(BaseModel):
         unknown = [r for r in self.aspect_ratios if r not in allowed]
         if unknown:
             raise ValueError(f"aspect_ratios {unknown} are not among {', '.join(allowed)}")
+        if "max_steps" not in self.model_fields_set:
+            self.max_steps = max(self.max_steps, self.steps)
+        if self.steps > self.max_steps:
+            raise ValueError("steps is above max_steps")
+        if not self.min_guidance <= self.guidance <= self.max_guidance:
+            raise ValueError("guidance is outside min_guidance..max_guidance")
         return self
 
     @model_validator(mode="after")
@@ -197,6 +230,11 @@ class ModelSpec(BaseModel):
             return None
         ratios = tuple(self.cache_mag_ratios) if self.cache_mag_ratios else None
         return StepCache(self.cache, self.cache_threshold, self.cache_interval, ratios)
+
+    @property
+    def pixel_limit(self) -> int:
+        """The most pixels one image may have: ``max_pixels``, or four times the native area."""
+        return self.max_pixels or 4 * self.width * self.height
 
     @property
     def allowed_aspect_ratios(self) -> list[str]:
@@ -259,7 +297,9 @@ EMBEDDED_MODELS: dict[str, dict[str, object]] = {
         "source": "builtin:tiny-sdxl",
         "default": True,
         "steps": 4,
+        "max_steps": 50,
         "guidance": 5.0,
+        "image_modes": ["text_to_image", "image_to_image", "inpaint"],
         "width": 128,
         "height": 128,
         "size_factor": 8,

@@ -186,7 +186,10 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             primaries = sum(1 for a in artifacts if a.role == pb.ARTIFACT_ROLE_PRIMARY)
             yield {
                 "completion": pb.Completion(
-                    timings=timings, seed=plan.seed, artifact_count=primaries
+                    timings=timings,
+                    seed=plan.seed,
+                    artifact_count=primaries,
+                    seeds=[plan.seed + i for i in range(primaries)],
                 )
             }
         finally:
@@ -199,6 +202,8 @@ def _image_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
     _sized_info(spec, info)
     info.output_formats.extend(vocab.OUTPUT_FORMAT_TO_PB[f] for f in spec.output_formats)
     info.max_images = spec.max_images
+    info.max_pixels = spec.pixel_limit
+    info.image_modes.extend(spec.image_modes)
 
 
 def _video_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
@@ -255,6 +260,9 @@ def model_info(
         source=spec.source,
         default_steps=spec.steps,
         default_guidance=spec.guidance,
+        max_steps=spec.max_steps,
+        min_guidance=spec.min_guidance,
+        max_guidance=spec.max_guidance,
         loaded=loaded,
         step_cache=step_cache,
         state=state,

@@ -9,7 +9,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from genserve._internal.logs import LogFormat, LogLevel, format_named, level_named
-from inference_server.credentials import check_tls_files
+from genserve._internal.pem import check_pem_files
 
 
 class ServerSettings(BaseSettings):
@@ -131,3 +131,13 @@ class ServerSettings(BaseSettings):
     def _tls_files(self) -> ServerSettings:
         check_tls_files(self.grpc_tls_cert, self.grpc_tls_key, self.grpc_tls_ca)
         return self
+
+
+def check_tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> None:
+    """Refuses, at start-up, a TLS setting that cannot work on the server."""
+    check_pem_files(cert, key, ca)
+    if ca is not None and cert is None:
+        raise ValueError(
+            "GENSERVE_GRPC_TLS_CA asks for client certificates, which needs TLS: "
+            "set GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY too"
+        )

@@ -51,7 +51,7 @@ def denoiser_of(pipe: Any) -> Any:
     return getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
 
 
-def apply_options(pipe: Any, spec: ModelSpec, compile_cache_dir: Path) -> None:
+def apply_speed_options(pipe: Any, spec: ModelSpec, compile_cache_dir: Path) -> None:
     """Places the pipeline and applies every speed and memory option of ``spec``."""
     cuda = on_cuda(spec)
     place(pipe, spec, cuda)

@@ -25,11 +25,15 @@ def main(argv: list[str] | None = None) -> None:
     from rest_bridge.settings import BridgeSettings
 
     try:
-        settings = BridgeSettings()
+        settings = BridgeSettings().listening_on(args.host)
     except ValidationError as exc:
         raise SystemExit(f"genserve bridge: invalid settings: {one_line(exc)}") from None
     configure_logging(settings.log_format, settings.log_level)
     problem = listen_problem(args.host, args.port)
+    if problem is None and settings.redis_url:
+        from rest_bridge.callers.limits import redis_problem
+
+        problem = redis_problem(settings.redis_url)
     if problem is not None:
         raise SystemExit(f"genserve bridge: {problem}")
 
@@ -38,13 +42,18 @@ def main(argv: list[str] | None = None) -> None:
     from rest_bridge.app import create_app
 
     # Our logging (configured above) and our access log (rest_bridge.edge.access_log): uvicorn's
-    # records reach the same handler, and it writes no request lines of its own.
+    # records reach the same handler, and it writes no request lines of its own. Forwarded
+    # headers only from the configured proxies (uvicorn's default believes 127.0.0.1, so any
+    # local client could claim any address).
+    proxies = settings.forwarded_allow_ips
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         log_config=None,
         access_log=False,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
     )
 
 

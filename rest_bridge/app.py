@@ -8,15 +8,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from rest_bridge.callers.keys import install_key_redaction
+from rest_bridge.callers.keys import authenticate, install_key_redaction
 from rest_bridge.callers.limits import RateLimits, redacted_url
 from rest_bridge.edge import envelope, openapi
 from rest_bridge.edge.access_log import AccessLog, note_route
 from rest_bridge.edge.body_limit import BodyLimit
 from rest_bridge.edge.metrics import count_points
 from rest_bridge.generation.bus import bus_for
+from rest_bridge.generation.kinds import KINDS
 from rest_bridge.generation.live import LiveGenerations
-from rest_bridge.link.channels import CatalogueWatch, InferenceClient
+from rest_bridge.link.channels import CatalogueWatch, InferenceClient, parse_targets
 from rest_bridge.link.credentials import LinkSecurity
 from rest_bridge.maintenance import Maintenance
 from rest_bridge.outbound.webhooks import WebhookSender
@@ -58,13 +59,28 @@ async def start_ratelimits(cfg: BridgeSettings) -> RateLimits:
     return ratelimits
 
 
+def warn_plaintext_link(security: LinkSecurity, targets: str) -> None:
+    """Says at start-up when prompts (and the service token) would cross a network in clear."""
+    exposed = security.exposed_targets(parse_targets(targets))
+    if exposed:
+        carries = ", with GENSERVE_INFERENCE_TOKEN," if security.token else ""
+        log.warning(
+            "the gRPC link to %s is plaintext%s off this machine: set GENSERVE_GRPC_TLS_CA "
+            "(and the inference servers' GENSERVE_GRPC_TLS_CERT/KEY) to use TLS",
+            ", ".join(exposed),
+            carries,
+        )
+
+
 def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cfg = settings or BridgeSettings()
         engine = make_engine(cfg.db_url)
         migrate(engine)
-        client = InferenceClient(cfg.inference_targets, LinkSecurity.from_settings(cfg))
+        security = LinkSecurity.from_settings(cfg)
+        warn_plaintext_link(security, cfg.inference_targets)
+        client = InferenceClient(cfg.inference_targets, security)
         await client.refresh()
         ratelimits = await start_ratelimits(cfg)
         app.state.bridge = BridgeState(
@@ -86,7 +102,10 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         maintenance = Maintenance(state)
         maintenance.start()
         log.info(
-            "bridge ready: inference at %s, public URL %s", cfg.inference_targets, cfg.base_url
+            "bridge ready: inference at %s, public URL %s, %s",
+            cfg.inference_targets,
+            cfg.base_url,
+            cfg.exposure(),
         )
         try:
             yield
@@ -108,7 +127,13 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
         redoc_url=None,
         dependencies=[Depends(note_route)],  # the route's template, for the access log
     )
-    app.add_middleware(BodyLimit)  # innermost middleware: inside the request id, before routing
+    # Innermost middleware: inside the request id, before routing; the generation routes'
+    # callers are authenticated before their bodies (up to tens of MB) are read.
+    app.add_middleware(
+        BodyLimit,
+        authenticated_first=[unit.path for unit in KINDS.values()],
+        authenticate=authenticate,
+    )
     envelope.install(app)
     app.include_router(account.router)
     app.include_router(web.router)

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
 from typing import Literal
 
 from limits import parse_many
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from genserve._internal.logs import LogFormat, LogLevel, format_named, level_named
+from genserve._internal.pem import check_pem_files
 from genserve.vocabulary import MAX_INPUT_BYTES
-from rest_bridge.link.credentials import check_tls_files
-from rest_bridge.outbound.address_policy import AddressPolicy
+from rest_bridge.outbound.address_policy import AddressPolicy, is_loopback
 
 
 class BridgeSettings(BaseSettings):
@@ -130,11 +138,20 @@ class BridgeSettings(BaseSettings):
     """Web sign-ups allowed per client address (each an argon2 hash and a grant of points)."""
     login_limits: str = "10/minute"
     """Web log-in attempts allowed per client address."""
-    # ``open``: anyone may sign up on the web page; ``closed``: accounts come from the operator
-    # (``genserve accounts create``).
-    signup: Literal["open", "closed"] = "open"
+    signup: Literal["open", "closed"] | None = None
     """`open`: anyone may sign up on the web page; `closed`: accounts come from the operator
-    (`genserve accounts create`).
+    (`genserve accounts create`). Unset: open when the bridge listens on a loopback address,
+    closed on any other (the start-up line says which).
+    """
+    metrics_token: SecretStr | None = None
+    """Bearer token `GET /metrics` asks for (`Authorization: Bearer <token>`). Unset: `/metrics`
+    is open when the bridge listens on a loopback address and refused (403) on any other.
+    """
+    trusted_proxies: str = ""
+    """Comma-separated addresses or networks of the reverse proxies whose `X-Forwarded-For` and
+    `X-Forwarded-Proto` the bridge believes (uvicorn's `forwarded_allow_ips`), e.g.
+    `172.16.0.0/12`; `*` believes any peer. Unset: none, every client is the address it
+    connects from.
     """
     # Live (unrevoked) API keys per account: the hourly request limit is per key.
     max_keys_per_account: int = Field(10, ge=1)
@@ -162,6 +179,7 @@ class BridgeSettings(BaseSettings):
     """Service token sent on every gRPC call as `authorization: Bearer <token>`; the inference
     servers must have the same one.
     """
+    _exposed: bool = PrivateAttr(False)
     log_format: LogFormat = "json"
     """Log lines: `json`, one object per line (time, level, logger, message, request id and the
     line's fields), or `text` for a person at a terminal. Shared by both servers.
@@ -190,7 +208,13 @@ class BridgeSettings(BaseSettings):
         return self
 
     @field_validator(
-        "grpc_tls_cert", "grpc_tls_key", "grpc_tls_ca", "inference_token", mode="before"
+        "grpc_tls_cert",
+        "grpc_tls_key",
+        "grpc_tls_ca",
+        "inference_token",
+        "metrics_token",
+        "signup",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -201,9 +225,55 @@ class BridgeSettings(BaseSettings):
         check_tls_files(self.grpc_tls_cert, self.grpc_tls_key, self.grpc_tls_ca)
         return self
 
+    def listening_on(self, host: str) -> BridgeSettings:
+        """Notes where the bridge listens: the defaults of a public address are stricter."""
+        self._exposed = not is_loopback(host)
+        return self
+
+    @property
+    def signup_open(self) -> bool:
+        return self.signup == "open" if self.signup else not self._exposed
+
+    @property
+    def metrics_token_value(self) -> str | None:
+        return self.metrics_token.get_secret_value() if self.metrics_token else None
+
+    @property
+    def metrics_open(self) -> bool:
+        """``/metrics`` without a token: only on loopback, and only when none is set."""
+        return self.metrics_token is None and not self._exposed
+
+    def exposure(self) -> str:
+        """What the start-up line says about sign-up and ``/metrics``."""
+        chosen = "" if self.signup else " (GENSERVE_SIGNUP unset)"
+        signup = f"sign-up {'open' if self.signup_open else 'closed'}{chosen}"
+        if self.metrics_token is not None:
+            metrics = "/metrics needs GENSERVE_METRICS_TOKEN"
+        elif self.metrics_open:
+            metrics = "/metrics open (loopback)"
+        else:
+            metrics = "/metrics refused until GENSERVE_METRICS_TOKEN is set"
+        return f"{signup}, {metrics}"
+
+    @property
+    def forwarded_allow_ips(self) -> list[str]:
+        """The proxies uvicorn believes ``X-Forwarded-*`` from; empty: none."""
+        return [p.strip() for p in self.trusted_proxies.split(",") if p.strip()]
+
     @property
     def inference_token_value(self) -> str | None:
         return self.inference_token.get_secret_value() if self.inference_token else None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        for proxy in (p.strip() for p in value.split(",")):
+            if proxy and proxy != "*":
+                try:
+                    ipaddress.ip_network(proxy, strict=False)
+                except ValueError:
+                    raise ValueError(f"{proxy!r} is not an address or a network") from None
+        return value
 
     @field_validator("auth_failure_limits", "signup_limits", "login_limits")
     @classmethod
@@ -245,3 +315,14 @@ class BridgeSettings(BaseSettings):
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
         return path.read_text().strip().encode()
+
+
+def check_tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> None:
+    """Refuses, at start-up, a TLS setting that cannot work on the bridge."""
+    check_pem_files(cert, key, ca)
+    if cert is not None and ca is None:
+        raise ValueError(
+            "GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY are the bridge's client certificate "
+            "for TLS, which needs GENSERVE_GRPC_TLS_CA (the CA of the inference servers' "
+            "certificates); without it the bridge would talk plaintext"
+        )

@@ -27,7 +27,10 @@ class TooManyKeys(Exception):
     """The account already holds the most live keys it may."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"an account may hold at most {limit} live API keys")
+        super().__init__(
+            f"an account may hold at most {limit} live API keys; revoke one to create another "
+            "(genserve keys list --email <email>, then genserve keys revoke <id>)"
+        )
         self.limit = limit
 
 
@@ -177,6 +180,15 @@ def key_owner(session: Session, key_hash: str) -> tuple[ApiKey, Account] | None:
         session.commit()
         key.last_used_at = now
     return key, account
+
+
+def api_key_by_id_or_hash(
+    session: Session, *, key_id: int | None = None, key_hash: str = ""
+) -> ApiKey | None:
+    """A key row, live or revoked, by its id or by its keyed hash (an operator's look-up)."""
+    if key_id is not None:
+        return session.get(ApiKey, key_id)
+    return session.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
 
 
 def revoke_api_key(session: Session, *, key_id: int, account_id: int | None = None) -> bool:

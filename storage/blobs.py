@@ -7,6 +7,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -39,7 +40,22 @@ class RangeNotSatisfiable(Exception):
         self.size = size
 
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+class StoreUnavailable(Exception):
+    """The store could not be reached, read or written (a bucket away, a folder unwritable).
+
+    Its message is the operator's (it may name hosts or paths); clients get ``storage_error``.
+    """
+
+
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$", re.ASCII)
+_PAST_ANY_END = 2**62
+"""What a position of more than 18 digits stands for: past the end of any file."""
+
+
+def _position(digits: str) -> int | None:
+    if not digits:
+        return None
+    return _PAST_ANY_END if len(digits) > 18 else int(digits)
 
 
 def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
@@ -51,8 +67,11 @@ def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
     found = _RANGE.match(header.strip()) if header else None
     if found is None or found.group(1) == found.group(2) == "":
         return None
-    first = int(found.group(1)) if found.group(1) else None
-    last = int(found.group(2)) if found.group(2) else None
+    first, last = _position(found.group(1)), _position(found.group(2))
+    if last == _PAST_ANY_END:  # to the end, whatever the file's size
+        if first is None:
+            return None
+        last = None
     if first is not None and last is not None and last < first:
         return None
     return first, last
@@ -203,19 +222,27 @@ class LocalBlobStore:
 
     def put(self, key: str, data: bytes) -> None:
         target = self._target(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write under {self.root}: {exc}") from exc
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StoreUnavailable(f"cannot write under {self.root}: {exc}") from exc
             raise
 
     def delete(self, key: str) -> None:
         target = self._target(key)
-        target.unlink(missing_ok=True)
+        try:
+            target.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot delete under {self.root}: {exc}") from exc
         try:
             target.parent.rmdir()
         except OSError:
@@ -233,8 +260,14 @@ class LocalBlobStore:
     ) -> OpenBlob | None:
         try:
             fh = self._target(key).open("rb")
-        except (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        except ValueError:
             return None
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            if self.root.is_dir():
+                return None
+            raise StoreUnavailable(f"{self.root} is not a folder (unmounted?)") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read under {self.root}: {exc}") from exc
         size = os.fstat(fh.fileno()).st_size
         if byte_range is None:
             return OpenBlob(fh, size)
@@ -274,15 +307,26 @@ class S3BlobStore:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=self.object_key(key),
-            Body=data,
-            ContentType=media_type(key),
-        )
+        object_key = self.object_key(key)
+        with self._reaching("write"):
+            self.client.put_object(
+                Bucket=self.bucket, Key=object_key, Body=data, ContentType=media_type(key)
+            )
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+        object_key = self.object_key(key)
+        with self._reaching("delete"):
+            self.client.delete_object(Bucket=self.bucket, Key=object_key)
+
+    @contextmanager
+    def _reaching(self, what: str) -> Iterator[None]:
+        """The bucket's failures (away, refusing, erring) as ``StoreUnavailable``."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            yield
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreUnavailable(f"cannot {what} in {self!r}: {exc}") from exc
 
     def path(self, key: str) -> Path | None:
         return None
@@ -297,15 +341,20 @@ class S3BlobStore:
         except ValueError:
             return None
         ranged = {} if byte_range is None else {"Range": range_header(byte_range)}
-        try:
-            reply = self.client.get_object(Bucket=self.bucket, Key=object_key, **ranged)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            if error.get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return None
-            if error.get("Code") == "InvalidRange":  # S3 names the object's size
-                raise RangeNotSatisfiable(int(error.get("ActualObjectSize", 0))) from exc
-            raise
+        with self._reaching("read"):
+            try:
+                if byte_range is not None and (byte_range[0] or 0) >= _PAST_ANY_END:
+                    head = self.client.head_object(Bucket=self.bucket, Key=object_key)
+                    raise RangeNotSatisfiable(int(head["ContentLength"]))
+                reply = self.client.get_object(Bucket=self.bucket, Key=object_key, **ranged)
+            except ClientError as exc:
+                error = exc.response.get("Error", {})
+                if error.get("Code") in ("NoSuchKey", "404", "NotFound"):
+                    return None
+                if error.get("Code") == "InvalidRange":  # S3 names the object's size
+                    actual = str(error.get("ActualObjectSize", "0"))
+                    raise RangeNotSatisfiable(int(actual) if actual.isdigit() else 0) from exc
+                raise
         size = int(reply["ContentLength"])
         content_range = reply.get("ContentRange")  # "bytes first-last/total", when partial
         if not content_range:

@@ -73,6 +73,16 @@ def assets_of(session: Session, generation_ids: Sequence[str]) -> dict[str, list
     return by_generation
 
 
+def primary_blob_keys(session: Session, generation_id: str) -> list[str]:
+    """The store keys of a generation's primary files, in their order."""
+    rows = session.exec(
+        select(Asset)
+        .where(Asset.generation_id == generation_id, Asset.role == "primary")
+        .order_by(col(Asset.index))
+    ).all()
+    return [a.blob_key for a in rows]
+
+
 def list_projects(
     session: Session,
     *,

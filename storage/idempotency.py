@@ -10,7 +10,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from storage.models import IdempotencyRecord, aware, utcnow
+from storage.models import Generation, IdempotencyRecord, aware, utcnow
 
 TTL = timedelta(hours=24)
 
@@ -25,6 +25,9 @@ class Claim:
 
 def claim(session: Session, *, account_id: int, key: str, request_hash: str) -> Claim:
     """Inserts an in-progress record, or returns the live one already there.
+
+    A record past its time, or a 202 whose generation ended unsuccessfully, is
+    replaced by the new claim.
 
     The unique constraint decides between two simultaneous first requests:
     exactly one insert wins.
@@ -50,7 +53,7 @@ def claim(session: Session, *, account_id: int, key: str, request_hash: str) -> 
         ).first()
         if existing is None:
             continue
-        if aware(existing.expires_at) <= utcnow():
+        if aware(existing.expires_at) <= utcnow() or _ended_unsuccessfully(session, existing):
             session.execute(
                 delete(IdempotencyRecord).where(col(IdempotencyRecord.id) == existing.id)
             )
@@ -58,6 +61,21 @@ def claim(session: Session, *, account_id: int, key: str, request_hash: str) -> 
             continue
         return Claim(fresh=False, record=existing)
     raise RuntimeError("could not claim an idempotency key")
+
+
+def _ended_unsuccessfully(session: Session, record: IdempotencyRecord) -> bool:
+    """A 202 whose generation then failed or was cancelled (and so refunded).
+
+    Replaying that 202 would point the client at a generation that will never
+    finish (abandoned by a bridge that crashed, say); its retry starts afresh,
+    as a retry of a failed synchronous request does.
+    """
+    if record.status != "completed" or record.response_status != 202:
+        return False
+    if record.generation_id is None:
+        return False
+    gen = session.get(Generation, record.generation_id)
+    return gen is not None and gen.status in ("failed", "cancelled")
 
 
 def finish(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -14,32 +15,15 @@ from storage.models import Account, WebhookDelivery, utcnow
 CLAIM_FOR = timedelta(seconds=60)
 
 
-def enqueue(
-    session: Session,
-    *,
-    generation_id: str,
-    account_id: int,
-    url: str,
-    event: str,
-    payload: dict[str, Any],
-) -> int | None:
-    """Queues a delivery; None when this generation's event is already queued (by any bridge)."""
-    delivery = add(
-        session,
-        generation_id=generation_id,
-        account_id=account_id,
-        url=url,
-        event=event,
-        payload=payload,
-    )
+def commit_queued(session: Session) -> bool:
+    """Commits deliveries added with ``add``; False when another bridge queued the same
+    generation's event first (the unique constraint), and nothing is kept."""
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        return None
-    session.refresh(delivery)
-    assert delivery.id is not None
-    return delivery.id
+        return False
+    return True
 
 
 def add(
@@ -69,11 +53,24 @@ def queued(session: Session, generation_id: str, event: str) -> bool:
     return found is not None
 
 
-def claim_due(session: Session, limit: int = 10) -> list[tuple[WebhookDelivery, str]]:
-    """Due deliveries this caller now owns for a while, with their account's signing secret."""
+def claim_due(
+    session: Session,
+    *,
+    limit: int = 10,
+    per_account: int = 4,
+    room: Mapping[int, int] | None = None,
+) -> list[tuple[WebhookDelivery, str]]:
+    """Due deliveries this caller now owns for a while, with their account's signing secret.
+
+    At most ``per_account`` of one account's, fewer where ``room`` says how many more an
+    account may have (the caller's deliveries already in flight): one account's backlog
+    never fills a round.
+    """
     now = utcnow()
+    left = dict(room or {})
+    full = [account for account, n in left.items() if n <= 0]
     candidates = session.exec(
-        select(WebhookDelivery.id)
+        select(WebhookDelivery.id, WebhookDelivery.account_id)
         .where(
             WebhookDelivery.status == "pending",
             col(WebhookDelivery.next_attempt_at) <= now,
@@ -81,12 +78,20 @@ def claim_due(session: Session, limit: int = 10) -> list[tuple[WebhookDelivery, 
                 col(WebhookDelivery.claimed_until).is_(None),
                 col(WebhookDelivery.claimed_until) <= now,
             ),
+            col(WebhookDelivery.account_id).not_in(full),
         )
         .order_by(col(WebhookDelivery.next_attempt_at))
-        .limit(limit)
+        .limit(limit * per_account)
     ).all()
+    picked: list[int | None] = []
+    for delivery_id, account_id in candidates:
+        if len(picked) == limit:
+            break
+        if left.setdefault(account_id, per_account) > 0:
+            left[account_id] -= 1
+            picked.append(delivery_id)
     owned: list[tuple[WebhookDelivery, str]] = []
-    for delivery_id in candidates:
+    for delivery_id in picked:
         result = session.execute(
             update(WebhookDelivery)
             .where(
@@ -134,11 +139,3 @@ def record_attempt(
         delivery.next_attempt_at = utcnow() + retry_in
     session.add(delivery)
     session.commit()
-
-
-def deliveries_of(session: Session, generation_id: str) -> list[WebhookDelivery]:
-    return list(
-        session.exec(
-            select(WebhookDelivery).where(WebhookDelivery.generation_id == generation_id)
-        ).all()
-    )

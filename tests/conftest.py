@@ -157,6 +157,9 @@ def bridge_env(data_dir: Path, db_url: str, target: str, **extra: str) -> dict[s
         # Likewise many sign-ups and log-ins; their limits are tested in test_abuse.py.
         "GENSERVE_SIGNUP_LIMITS": "100000/minute",
         "GENSERVE_LOGIN_LIMITS": "100000/minute",
+        # Tests stand for many clients by sending X-Forwarded-For from 127.0.0.1 (WebUser);
+        # a bridge trusts no proxy unless told (tests/rest_bridge/test_exposed.py).
+        "GENSERVE_TRUSTED_PROXIES": "127.0.0.1",
         **extra,
     }
 

@@ -198,17 +198,26 @@ def test_bridge_honours_host_and_port(tmp_path: Path, logs: Path, inference: Inf
         (["--host", "nowhere.invalid"], {}, "cannot listen on nowhere.invalid"),
         ([], {"GENSERVE_KEY_SECRET": "short"}, "GENSERVE_KEY_SECRET must be at least 32"),
         ([], {"GENSERVE_LOG_FORMAT": "xml"}, "GENSERVE_LOG_FORMAT must be one of json, text"),
+        (
+            [],
+            {"REDIS_URL": "redis://:hunter2@127.0.0.1:{closed}/0"},
+            "REDIS_URL redis://:***@127.0.0.1:{closed}/0 cannot be reached",
+        ),
+        ([], {"REDIS_URL": "http://127.0.0.1/"}, "REDIS_URL http://127.0.0.1/ is not a Redis URL"),
     ],
 )
 def test_bridge_refuses_unusable_values(
     db_env: dict[str, str], taken_port: int, args: list[str], env: dict[str, str], says: str
 ) -> None:
+    closed = free_port()  # nothing listens there
+
     def fill(text: str) -> str:
-        return text.format(taken=taken_port)
+        return text.format(taken=taken_port, closed=closed)
 
     extra = {k: fill(v) for k, v in env.items()}
     done = genserve("bridge", *(fill(a) for a in args), env={**db_env, **extra})
     refused(done, fill(says))
+    assert "hunter2" not in done.stderr
 
 
 def test_up_honours_every_flag(tmp_path: Path, model_cache: Path) -> None:

@@ -22,24 +22,17 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from genserve._internal.cmdline import Parser
+from genserve._internal.cmdline import Parser, fail
 
 if TYPE_CHECKING:
-    from typing import TypeAlias
-
-    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+    from genserve._internal.cmdline import Subparsers
 
 ENTRY_POINT_GROUP = "genserve.commands"
 OPERATOR_COMMANDS = ("up", "inference", "bridge", "accounts", "keys")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def fail(message: str) -> int:
-    """Says why on standard error, without a traceback; the exit status to return."""
-    print(f"genserve: {message}", file=sys.stderr)
-    return 1
+__all__ = ["ENTRY_POINT_GROUP", "OPERATOR_COMMANDS", "Handler", "fail", "main"]
 
 
 def _register_client_commands(sub: Subparsers) -> None:

@@ -27,7 +27,7 @@ from genserve import vocabulary as vocab
 from genserve.config import DEFAULT_BASE_URL, config_path, normalize_base_url
 
 if TYPE_CHECKING:
-    from genserve.cli import Subparsers
+    from genserve._internal.cmdline import Subparsers
     from genserve.client import Client, GenerationStream
     from genserve.results import GenerationResult
 
@@ -108,9 +108,11 @@ def _finish(result: GenerationResult, output: str, what: str) -> int:
     seconds = result.generation_time / 1000
     count = len(paths)
     noun = what if count == 1 else f"{what}s"
+    seed = getattr(result, "seed", None)
+    seeded = f"; seed {seed}" if seed is not None else ""
     print(
         f"genserve: {count} {noun} in {seconds:.1f} s; generation {result.generation_id}; "
-        f"{result.remaining_points} points left",
+        f"{result.remaining_points} points left{seeded}",
         file=sys.stderr,
     )
     return 0
@@ -123,6 +125,12 @@ def _image(client: Client, args: argparse.Namespace) -> GenerationStream[Any]:
         output_format=args.format,
         num_images=args.num_images,
         model=args.model,
+        seed=args.seed,
+        negative_prompt=args.negative,
+        steps=args.steps,
+        guidance_scale=args.guidance,
+        width=args.size[0] if args.size else None,
+        height=args.size[1] if args.size else None,
         stream=True,
     )
 
@@ -336,6 +344,33 @@ def _image_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--format", choices=vocab.OUTPUT_FORMATS, help="default png")
     parser.add_argument("--model", help="default: the server's (nano-banana)")
+    parser.add_argument(
+        "--seed", type=_seed, help=f"0 to {vocab.MAX_SEED}: the same seed, the same image"
+    )
+    parser.add_argument("--negative", metavar="TEXT", help="what the image should not show")
+    parser.add_argument("--steps", type=_positive, help="denoising steps (the model's default)")
+    parser.add_argument("--guidance", type=float, help="guidance scale (the model's default)")
+    parser.add_argument(
+        "--size", type=_size, metavar="WxH", help="exact size, e.g. 192x128, instead of a ratio"
+    )
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= vocab.MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is not between 0 and {vocab.MAX_SEED}")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``192x128`` as ``(192, 128)``."""
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 192x128")
+    return int(w), int(h)
 
 
 def _video_options(parser: argparse.ArgumentParser) -> None:

@@ -11,10 +11,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from genserve.results import Event
+from typing import Any
 
 __all__ = [
     "APIConnectionError",
@@ -70,8 +67,10 @@ class GenserveError(Exception):
         self.details = details or []
         self.body = body
         self.headers: dict[str, str] = dict(headers or {})
-        self.event: Event | None = None
-        """The ``failed`` event this error was read from, when it came from a stream."""
+        self.event: object | None = None
+        """The ``failed`` event (a ``genserve.Event``) this error was read from, when it came
+        from a stream. Typed ``object`` so that errors need not import results (which import
+        errors)."""
 
     def __str__(self) -> str:
         text = f"{self.code}: {self.message}"
@@ -135,12 +134,12 @@ class RateLimitError(GenserveError):
 
 
 class ServerError(GenserveError):
-    """5xx: ``internal_error`` (a bug on the server), ``storage_error`` or ``inference_error``."""
+    """5xx: ``internal_error`` (a bug on the server) or ``inference_error``."""
 
 
 class ServiceUnavailableError(ServerError):
-    """503 ``inference_unavailable``, ``overloaded`` (or ``not_ready``); ``retry_after`` says
-    when to retry."""
+    """503 ``inference_unavailable``, ``overloaded``, ``storage_error`` (or ``not_ready``);
+    ``retry_after`` says when to retry."""
 
 
 class GenerationTimeoutError(GenserveError, builtins.TimeoutError):
@@ -163,7 +162,7 @@ CODE_CLASSES: dict[str, type[GenserveError]] = {
     "payload_too_large": PayloadTooLargeError,
     "rate_limited": RateLimitError,
     "internal_error": ServerError,
-    "storage_error": ServerError,
+    "storage_error": ServiceUnavailableError,
     "inference_error": ServerError,
     "inference_unavailable": ServiceUnavailableError,
     "overloaded": ServiceUnavailableError,
@@ -196,10 +195,11 @@ CODE_STATUSES: dict[str, int] = {
     "generation_failed": 409,
     "generation_abandoned": 409,
     "payload_too_large": 413,
+    "range_not_satisfiable": 416,
     "validation_error": 422,
     "rate_limited": 429,
     "internal_error": 500,
-    "storage_error": 500,
+    "storage_error": 503,
     "inference_error": 502,
     "inference_unavailable": 503,
     "overloaded": 503,

@@ -38,6 +38,18 @@ class ImageParams(TypedDict, total=False):
     """A name of ``client.models.list()`` (the server's default image model)."""
     webhook_url: str | None
     """Called (signed) when the generation ends."""
+    seed: int | None
+    """0 to 2**32 - 1; image ``i`` uses ``seed + i`` (a random one, returned on each image)."""
+    negative_prompt: str | None
+    """What the images should not show."""
+    steps: int | None
+    """Denoising steps, up to the model's ``max_steps`` (the model's default); more cost more."""
+    guidance_scale: float | None
+    """Classifier-free guidance within the model's range (the model's default)."""
+    width: int | None
+    """Exact width in pixels, with ``height``, instead of ``aspect_ratio``."""
+    height: int | None
+    """Exact height in pixels, with ``width``."""
     fast: bool | None
     """Run with the model's step cache (``step_cache`` in ``client.models.list()``): faster,
     a slightly different picture, the same price (False)."""

@@ -238,10 +238,17 @@ class ImageFile(OutputFile):
     """One image: the document's ``images[]`` item."""
 
     aspect_ratio: str | None = None
+    seed: int | None = None
+    """The seed this image was made with: ask again with it for the same image."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImageFile:
-        return cls(**cls._common(data), aspect_ratio=_opt_str(data.get("aspect_ratio")))
+        seed = data.get("seed")
+        return cls(
+            **cls._common(data),
+            aspect_ratio=_opt_str(data.get("aspect_ratio")),
+            seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+        )
 
 
 @dataclass(kw_only=True)
@@ -369,11 +376,16 @@ class ImageResult(GenerationResult):
 
     kind: ClassVar[str] = "image"
     images: list[ImageFile] = field(default_factory=list)
+    seed: int | None = None
+    """The request's seed (its first image's); image ``i`` used ``seed + i``."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImageResult:
         images = [ImageFile.from_dict(i) for i in data.get("images") or [] if isinstance(i, dict)]
-        return cls(**cls._common(data), images=images)
+        seed = data.get("seed")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            seed = images[0].seed if images else None
+        return cls(**cls._common(data), images=images, seed=seed)
 
     @property
     def files(self) -> list[OutputFile]:

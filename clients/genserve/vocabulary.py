@@ -8,6 +8,7 @@ Pure Python apart from the generated enums: nothing here needs a server package.
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 from genserve.inference.v1 import inference_pb2 as pb
@@ -41,6 +42,17 @@ DEFAULT_OUTPUT_FORMAT: OutputFormat = "png"
 
 MIN_IMAGES = 1
 MAX_IMAGES = 4
+
+ImageMode = Literal["text_to_image", "image_to_image", "inpaint", "edit"]
+IMAGE_MODES: tuple[ImageMode, ...] = get_args(ImageMode)
+"""What an image model may serve: from a prompt, from an input image (``strength``), an
+input image and a mask (white repainted), or an instruction edit of an input image."""
+
+MAX_SEED = 2**32 - 1
+"""Seeds are 0 to this; image ``i`` of a request uses ``seed + i``."""
+
+RATIO_TOLERANCE = 0.05
+"""How far (relative) a width and height may be from an aspect ratio given with them."""
 
 VideoAspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
 VIDEO_ASPECT_RATIOS: tuple[VideoAspectRatio, ...] = get_args(VideoAspectRatio)
@@ -97,6 +109,23 @@ def ratio_parts(aspect_ratio: str) -> tuple[int, int]:
     """``"16:9"`` as ``(16, 9)`` (a ratio already accepted)."""
     w, h = aspect_ratio.split(":")
     return int(w), int(h)
+
+
+def size_matches_ratio(width: int, height: int, aspect_ratio: str) -> bool:
+    """Whether ``width`` x ``height`` is ``aspect_ratio`` within ``RATIO_TOLERANCE``."""
+    try:
+        rw, rh = ratio_parts(aspect_ratio)
+    except ValueError:
+        return False
+    if rw <= 0 or rh <= 0 or width <= 0 or height <= 0:
+        return False
+    return abs((width * rh) / (height * rw) - 1) <= RATIO_TOLERANCE
+
+
+def size_ratio(width: int, height: int) -> str:
+    """``"W:H"`` of a size in lowest terms (``1024x576`` is ``"16:9"``)."""
+    d = math.gcd(width, height) or 1
+    return f"{width // d}:{height // d}"
 
 
 # The wire spellings: one mapping per enum, read by both sides.

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 HEADER = "X-Genserve-Signature"
+
+_MAX_HEADER = 4096
+"""A real header is under 100 characters; anything much longer is not one of ours."""
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_MAC = re.compile(r"[0-9a-f]{64}")
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -21,14 +27,49 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
 
 
 def verify(secret: str, header: str, body: bytes, tolerance_s: int = 300) -> bool:
-    """True when ``header`` signs ``body`` with ``secret`` and is recent enough."""
+    """True when ``header`` signs ``body`` with ``secret`` and is recent enough.
+
+    Never raises: a header, body or secret of the wrong type or shape (``None``,
+    non-ASCII, huge, ``bytes`` where ``str`` belongs) is simply not a valid signature.
+    """
     try:
-        parts = dict(item.split("=", 1) for item in header.split(","))
-        t = int(parts["t"])
-        given = parts["v1"]
-    except (KeyError, ValueError):
+        return _verify(secret, header, body, tolerance_s)
+    except Exception:  # hostile input of a shape not foreseen is still just "no"
         return False
-    if abs(time.time() - t) > tolerance_s:
+
+
+def _verify(secret: object, header: object, body: object, tolerance_s: object) -> bool:
+    if isinstance(header, (bytes, bytearray)):
+        try:
+            header = bytes(header).decode("ascii")
+        except UnicodeDecodeError:
+            return False
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    if isinstance(secret, (bytes, bytearray)):
+        secret = bytes(secret).decode("utf-8", "surrogatepass")
+    if (
+        not isinstance(header, str)
+        or not isinstance(body, (bytes, bytearray, memoryview))
+        or not isinstance(secret, str)
+        or not secret
+        or isinstance(tolerance_s, bool)
+        or not isinstance(tolerance_s, (int, float))
+        or len(header) > _MAX_HEADER
+    ):
         return False
-    expected = sign(secret, body, t).split("v1=", 1)[1]
+    parts: dict[str, str] = {}
+    for item in header.split(","):
+        name, sep, value = item.strip().partition("=")
+        if not sep or name in parts:
+            return False
+        parts[name] = value.strip()
+    t_text, given = parts.get("t", ""), parts.get("v1", "")
+    if not _TIMESTAMP.fullmatch(t_text) or not _MAC.fullmatch(given):
+        return False
+    t = int(t_text)
+    if not abs(time.time() - t) <= tolerance_s:  # NaN tolerance is no tolerance
+        return False
+    key = secret.encode("utf-8", "surrogatepass")
+    expected = hmac.new(key, f"{t}.".encode() + bytes(body), hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, given)

@@ -1,6 +1,6 @@
 """Turns a generated mesh into what the 3D endpoint returns.
 
-``apply_options`` carries out the request's ``texture_quality``,
+``dress_mesh`` carries out the request's ``texture_quality``,
 ``texture_alignment`` and ``orientation``; ``export_glb`` writes the glTF 2.0
 binary; ``render_preview`` draws the still image that goes beside it. The
 preview is rasterised here in numpy, because an OpenGL context is rarely
@@ -45,7 +45,7 @@ ratio better by more than this (in log ratio, about 10 %)."""
 _MAX_FRAGMENTS_PER_BATCH = 1 << 21
 
 
-def apply_options(
+def dress_mesh(
     mesh: trimesh.Trimesh,
     image: Image.Image,
     *,

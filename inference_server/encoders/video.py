@@ -15,15 +15,18 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
-import av
 import numpy as np
-from av.audio.stream import AudioStream
-from av.video.stream import VideoStream
 from PIL import Image
 
 from inference_server.errors import InvalidArgument
+
+# PyAV is imported where a file is written or read, so that the server starts without it (the
+# GPU check does not carry its 34 MiB wheel: nothing it measures encodes).
+if TYPE_CHECKING:
+    from av.audio.stream import AudioStream
+    from av.video.stream import VideoStream
 
 VIDEO_CODEC = "libx264"
 PIXEL_FORMAT = "yuv420p"
@@ -84,19 +87,21 @@ def _write(
     sample_rate: int | None,
     on_frame: Callable[[int, int], None] | None,
 ) -> None:
+    import av
+
     total = frames.shape[0]
     with av.open(
         str(path), mode="w", format="mp4", options={"movflags": "+faststart"}
     ) as container:
         video = cast(
-            VideoStream, container.add_stream(VIDEO_CODEC, rate=rate, options=X264_OPTIONS)
+            "VideoStream", container.add_stream(VIDEO_CODEC, rate=rate, options=X264_OPTIONS)
         )
         video.width = frames.shape[2]
         video.height = frames.shape[1]
         video.pix_fmt = PIXEL_FORMAT
         sound: AudioStream | None = None
         if audio is not None and sample_rate is not None:
-            sound = cast(AudioStream, container.add_stream(AUDIO_CODEC, rate=sample_rate))
+            sound = cast("AudioStream", container.add_stream(AUDIO_CODEC, rate=sample_rate))
             sound.layout = "stereo" if audio.shape[0] == 2 else "mono"
             sound.bit_rate = AUDIO_BIT_RATE
         for index in range(total):
@@ -156,6 +161,8 @@ def probe_mp4(data: bytes) -> Mp4Facts:
     Only the header is parsed (no frame is decoded), so this costs next to nothing
     and the response reports the file exactly as a player will see it.
     """
+    import av
+
     with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.video[0]
         rate = Fraction(stream.average_rate or stream.guessed_rate or 0)

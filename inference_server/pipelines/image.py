@@ -50,6 +50,18 @@ class ImageRun:
     seed: int
     max_sequence_length: int | None = None
     """The long text encoder's tokens, where the pipeline takes it (FLUX.1-schnell: 256)."""
+    init_image: Image.Image | None = None
+    """Image to image (or inpainting, with ``mask_image``): the input, at the output size."""
+    mask_image: Image.Image | None = None
+    """Inpainting: white is repainted; at the output size."""
+    strength: float = 0.75
+
+    @property
+    def mode(self) -> str:
+        if self.init_image is None:
+            return "text_to_image"
+        return "inpaint" if self.mask_image is not None else "image_to_image"
+
     cache: StepCache | None = None
     """The model's step cache, for a request that asked for fast; None runs every step in full."""
 
@@ -103,8 +115,31 @@ def batch_key(model: str, run: ImageRun) -> tuple[object, ...]:
         run.guidance,
         bool(run.negative_prompt),
         run.max_sequence_length,
+        # A request with an input image runs alone: its own key.
+        id(run) if run.init_image is not None else None,
         run.cache,
     )
+
+
+def pipeline_for(pipe: Any, mode: str) -> Any:
+    """The pipeline of a mode, sharing the loaded text-to-image weights (``from_pipe``).
+
+    Made once per loaded pipeline and kept on it, so it goes wherever the pipeline goes
+    (moved, unloaded) and never holds a second copy of the weights.
+    """
+    if mode == "text_to_image":
+        return pipe
+    variants: dict[str, Any] = pipe.__dict__.setdefault("_genserve_variants", {})
+    if mode not in variants:
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+        auto = AutoPipelineForInpainting if mode == "inpaint" else AutoPipelineForImage2Image
+        variant = auto.from_pipe(pipe)
+        for name in ("genserve_preview_decoder",):
+            if hasattr(pipe, name):
+                setattr(variant, name, getattr(pipe, name))
+        variants[mode] = variant
+    return variants[mode]
 
 
 def run_image(
@@ -130,6 +165,7 @@ def run_images(
     done. Every ``preview_every`` steps a member's first image goes to its sink.
     """
     first = requests[0].run
+    pipe = pipeline_for(pipe, first.mode)
     owner: list[int] = []  # the request of each row
     prompts: list[str] = []
     negatives: list[str] = []
@@ -148,6 +184,9 @@ def run_images(
 
     def step_end(_pipe: Any, step: int, _timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         done = step + 1
+        total = first.steps
+        if first.init_image is not None:  # strength leaves fewer steps
+            total = getattr(_pipe, "num_timesteps", None) or first.steps
         leaving = {i for i, m in enumerate(members) if i not in gone and m.left()}
         if leaving:
             gone.update(leaving)
@@ -160,9 +199,9 @@ def run_images(
         for index, member in enumerate(members):
             if index in gone:
                 continue
-            member.step(done, first.steps, "denoising")
+            member.step(done, total, "denoising")
             request = requests[index]
-            if request.on_preview is not None and due(done, request.preview_every, first.steps):
+            if request.on_preview is not None and due(done, request.preview_every, total):
                 row = owner.index(index)
                 preview = image_preview(
                     kwargs["latents"][row : row + 1],
@@ -170,8 +209,8 @@ def run_images(
                     (first.width, first.height),
                     getattr(pipe, "genserve_preview_decoder", None),
                 )
-                request.on_preview(done, first.steps, preview)
-            if done == first.steps:
+                request.on_preview(done, total, preview)
+            if done == total:
                 member.step(0, 1, "decoding")
         return kwargs
 
@@ -189,6 +228,11 @@ def run_images(
     }
     if first.max_sequence_length is not None:
         arguments["max_sequence_length"] = first.max_sequence_length
+    if first.init_image is not None:
+        arguments["image"] = [first.init_image] * len(prompts)
+        arguments["strength"] = first.strength
+        if first.mask_image is not None:
+            arguments["mask_image"] = [first.mask_image] * len(prompts)
     if shrinkable:
         arguments["callback_on_step_end_tensor_inputs"] = list(shrinkable)
     with torch.inference_mode(), cached_steps(pipe, first.cache, first.steps):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image
 
-from genserve.vocabulary import MAX_INPUT_PIXELS, clean_prompt
+from genserve.vocabulary import MAX_INPUT_PIXELS, MAX_SEED, clean_prompt
 from inference_server.artifacts import Artifact
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelSpec
@@ -43,7 +43,9 @@ class Batchable(Protocol):
 
 
 def random_seed(has_seed: bool, seed: int) -> int:
-    return seed if has_seed else random.randrange(2**63)
+    if has_seed and not 0 <= seed <= MAX_SEED:
+        raise InvalidArgument(f"seed must be between 0 and {MAX_SEED}")
+    return seed if has_seed else random.randrange(MAX_SEED + 1)
 
 
 def prompt_text(prompt: str) -> str:
@@ -61,9 +63,32 @@ def accepted(field: str, value: str, choices: Sequence[str], spec: ModelSpec) ->
 
 
 def steps_for(requested: int, spec: ModelSpec) -> int:
-    if requested < 0 or requested > 200:
-        raise InvalidArgument("steps must be between 1 and 200")
+    if requested < 0 or requested > spec.max_steps:
+        raise InvalidArgument(
+            f"steps must be between 1 and {spec.name}'s max_steps {spec.max_steps}"
+        )
     return requested or spec.steps
+
+
+def guidance_for(has_guidance: bool, requested: float, spec: ModelSpec) -> float:
+    if not has_guidance:
+        return spec.guidance
+    if not spec.min_guidance <= requested <= spec.max_guidance:
+        raise InvalidArgument(
+            f"guidance_scale must be between {spec.name}'s min_guidance {spec.min_guidance:g} "
+            f"and max_guidance {spec.max_guidance:g}"
+        )
+    return requested
+
+
+def negative_text(negative: str, spec: ModelSpec) -> str:
+    """The request's negative prompt (the prompt's rules), or the model's own."""
+    if not negative:
+        return spec.negative_prompt
+    try:
+        return clean_prompt(negative)
+    except ValueError as exc:
+        raise InvalidArgument(f"negative_prompt {exc}") from exc
 
 
 def step_cache_for(fast: bool, spec: ModelSpec) -> StepCache | None:

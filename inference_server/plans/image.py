@@ -24,6 +24,9 @@ from inference_server.pipelines.image import (
 )
 from inference_server.plans.common import (
     accepted,
+    decode_input_image,
+    guidance_for,
+    negative_text,
     preview_every,
     prompt_text,
     random_seed,
@@ -122,26 +125,79 @@ def plan_image(spec: ModelSpec, request: pb.GenerateImageRequest) -> ImagePlan:
         )
     else:
         raise InvalidArgument("unknown image format")
-    ratio = accepted(
-        "aspect_ratio",
-        request.aspect_ratio or vocab.DEFAULT_IMAGE_ASPECT_RATIO,
-        spec.allowed_aspect_ratios,
-        spec,
-    )
-    width, height = image_size(ratio, spec.width, spec.height, spec.size_factor)
+    if request.width or request.height:
+        width, height = exact_size(request.width, request.height, request.aspect_ratio, spec)
+    else:
+        ratio = accepted(
+            "aspect_ratio",
+            request.aspect_ratio or vocab.DEFAULT_IMAGE_ASPECT_RATIO,
+            spec.allowed_aspect_ratios,
+            spec,
+        )
+        width, height = image_size(ratio, spec.width, spec.height, spec.size_factor)
     seed = random_seed(request.HasField("seed"), request.seed)
+    init_image, mask_image, strength = image_inputs(request, spec, (width, height))
     run = ImageRun(
         prompt=prompt_text(request.prompt),
-        negative_prompt=request.negative_prompt or spec.negative_prompt,
+        negative_prompt=negative_text(request.negative_prompt, spec),
         width=width,
         height=height,
         num_images=request.num_images,
         steps=steps_for(request.steps, spec),
-        guidance=request.guidance_scale if request.HasField("guidance_scale") else spec.guidance,
+        guidance=guidance_for(request.HasField("guidance_scale"), request.guidance_scale, spec),
         seed=seed,
         max_sequence_length=spec.max_sequence_length,
+        init_image=init_image,
+        mask_image=mask_image,
+        strength=strength,
         cache=step_cache_for(request.fast, spec),
     )
     return ImagePlan(
         spec=spec, run=run, fmt=fmt, seed=seed, preview_every=preview_every(request.preview_every)
     )
+
+
+def exact_size(width: int, height: int, aspect_ratio: str, spec: ModelSpec) -> tuple[int, int]:
+    """A request's own width and height: both given, multiples of the model's factor, within
+    its pixel limit, and agreeing with the aspect ratio when one is given too."""
+    if width <= 0 or height <= 0:
+        raise InvalidArgument("width and height go together: give both or neither")
+    factor = spec.size_factor
+    if width % factor or height % factor:
+        raise InvalidArgument(f"width and height must be multiples of {factor} for {spec.name}")
+    if width * height > spec.pixel_limit:
+        raise InvalidArgument(
+            f"width times height must be at most {spec.name}'s max_pixels {spec.pixel_limit}"
+        )
+    if aspect_ratio and not vocab.size_matches_ratio(width, height, aspect_ratio):
+        raise InvalidArgument(f"aspect_ratio {aspect_ratio} disagrees with {width}x{height}")
+    return width, height
+
+
+def image_inputs(
+    request: pb.GenerateImageRequest, spec: ModelSpec, size: tuple[int, int]
+) -> tuple[Image.Image | None, Image.Image | None, float]:
+    """The input image and mask at the output size, and the strength; the mode they ask
+    for must be one the model serves."""
+    if not request.init_image:
+        if request.mask_image or request.HasField("strength"):
+            raise InvalidArgument("mask_image and strength need init_image")
+        mode = "text_to_image"
+    else:
+        mode = "inpaint" if request.mask_image else "image_to_image"
+    if mode not in spec.image_modes:
+        raise InvalidArgument(
+            f"{spec.name} does not serve {mode}; it serves {', '.join(spec.image_modes)}"
+        )
+    if mode == "text_to_image":
+        return None, None, spec.strength
+    strength = spec.strength
+    if request.HasField("strength"):
+        if not 0.0 < request.strength <= 1.0:
+            raise InvalidArgument("strength must be above 0 and at most 1")
+        strength = request.strength
+    init = decode_input_image(request.init_image).convert("RGB").resize(size)
+    mask = None
+    if request.mask_image:
+        mask = decode_input_image(request.mask_image).convert("L").resize(size)
+    return init, mask, strength

@@ -20,7 +20,7 @@ from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
 from inference_server.artifacts import Artifact
 from inference_server.encoders.images import encode_image
-from inference_server.encoders.mesh import apply_options, export_glb, render_preview
+from inference_server.encoders.mesh import dress_mesh, export_glb, render_preview
 from inference_server.errors import InvalidArgument
 from inference_server.loader import builtin_name
 from inference_server.model_config import ModelSpec
@@ -102,7 +102,7 @@ class MeshPlan:
     def encode(self, raw: trimesh.Trimesh, on_step: StepCallback) -> list[Artifact]:
         # Both models colour their own surface: the relief with the picture as
         # a UV texture, Shap-E with vertex colours.
-        mesh = apply_options(
+        mesh = dress_mesh(
             raw,
             self.image,
             texture_quality=self.texture_quality,

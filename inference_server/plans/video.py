@@ -23,6 +23,8 @@ from inference_server.pipelines.step_cache import StepCache, cached_steps
 from inference_server.pipelines.video import VideoResult, run_video
 from inference_server.plans.common import (
     accepted,
+    guidance_for,
+    negative_text,
     preview_every,
     prompt_text,
     random_seed,
@@ -166,13 +168,13 @@ def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
     seed = random_seed(request.HasField("seed"), request.seed)
     run = VideoRun(
         prompt=prompt_text(request.prompt),
-        negative_prompt=request.negative_prompt or spec.negative_prompt,
+        negative_prompt=negative_text(request.negative_prompt, spec),
         width=width,
         height=height,
         num_frames=frame_count(duration, spec.frame_rate, spec.temporal_factor),
         frame_rate=spec.frame_rate,
         steps=steps_for(request.steps, spec),
-        guidance=request.guidance_scale if request.HasField("guidance_scale") else spec.guidance,
+        guidance=guidance_for(request.HasField("guidance_scale"), request.guidance_scale, spec),
         seed=seed,
         cache=step_cache_for(request.fast, spec),
     )

@@ -223,8 +223,14 @@ _KEY_IN_TEXT = re.compile(r"gsk_[0-9A-Za-z]+")
 _KEY_IN_QUERY = re.compile(r"((?:^|[?&])(?:" + "|".join(QUERY_KEY_NAMES) + r")=)[^&\s]*", re.I)
 
 
+_CAPABILITY_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{32}(?=/)")
+"""An output file's token where it opens a path (``/files/<token>/<name>``, a blob key)."""
+
+
 def redact(text: str) -> str:
-    return _KEY_IN_QUERY.sub(r"\1[redacted]", _KEY_IN_TEXT.sub("gsk_[redacted]", text))
+    """Keys, keys in queries and output files' capability tokens, out of a log line."""
+    text = _KEY_IN_QUERY.sub(r"\1[redacted]", _KEY_IN_TEXT.sub("gsk_[redacted]", text))
+    return _CAPABILITY_IN_TEXT.sub("[token]", text)
 
 
 class KeyRedactor(logging.Filter):

@@ -69,6 +69,31 @@ def redacted_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def redis_problem(url: str, timeout_s: float = 5.0) -> str | None:
+    """Why Redis at ``url`` cannot be used (one line), or ``None`` when it answers a PING."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
+    except ValueError as exc:
+        return f"REDIS_URL {redacted_url(url)} is not a Redis URL: {exc}"
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"REDIS_URL {redacted_url(url)} cannot be reached: {redact_password(reason, url)}"
+    finally:
+        client.close()
+    return None
+
+
+def redact_password(text: str, url: str) -> str:
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
 class RateLimits:
     """The bridge's counters, in one store."""
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from genserve.cli import fail
+from genserve._internal.cmdline import fail
 from rest_bridge.commands import login_link
 from rest_bridge.commands.database import (
     PLANS,
@@ -17,7 +17,7 @@ from rest_bridge.commands.database import (
 )
 
 if TYPE_CHECKING:
-    from genserve.cli import Subparsers
+    from genserve._internal.cmdline import Subparsers
 
 
 def _read_password() -> str:

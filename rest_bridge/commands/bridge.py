@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from genserve.cli import Subparsers
+    from genserve._internal.cmdline import Subparsers
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:

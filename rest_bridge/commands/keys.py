@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from genserve.cli import fail
+from genserve._internal.cmdline import fail
 from rest_bridge.commands.database import (
     PLANS,
     account_or_none,
@@ -15,7 +15,7 @@ from rest_bridge.commands.database import (
 )
 
 if TYPE_CHECKING:
-    from genserve.cli import Subparsers
+    from genserve._internal.cmdline import Subparsers
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -42,8 +42,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         except TooManyKeys:
             return fail(
                 f"{account.email} already has {cap} live keys, the most an account may hold "
-                "(GENSERVE_MAX_KEYS_PER_ACCOUNT); revoke one first "
-                "(genserve keys list / genserve keys revoke)"
+                "(GENSERVE_MAX_KEYS_PER_ACCOUNT); revoke one first: "
+                f"genserve keys list --email {account.email}, then genserve keys revoke <id>"
             )
     print(new.plaintext)
     return 0
@@ -72,20 +72,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     """By id (from ``keys list``) or by the key itself, as when one has leaked."""
-    from sqlmodel import Session, select
+    from sqlmodel import Session
 
-    from storage.accounts import revoke_api_key
+    from storage.accounts import api_key_by_id_or_hash, revoke_api_key
     from storage.keys import hash_key, is_well_formed
-    from storage.models import ApiKey
 
     engine, secret, _ = open_database()
     with Session(engine, expire_on_commit=False) as session:
         if args.key.isdigit():
-            key = session.get(ApiKey, int(args.key))
+            key = api_key_by_id_or_hash(session, key_id=int(args.key))
         elif is_well_formed(args.key):
-            key = session.exec(
-                select(ApiKey).where(ApiKey.key_hash == hash_key(args.key, secret))
-            ).first()
+            key = api_key_by_id_or_hash(session, key_hash=hash_key(args.key, secret))
         else:
             return fail("give a key id (see `genserve keys list`) or the whole key")
         if key is None or key.id is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
-from genserve.cli import fail
+from genserve._internal.cmdline import fail
 from rest_bridge.commands.database import account_or_none, open_database
 
 

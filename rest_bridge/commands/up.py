@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from genserve.cli import Subparsers
+    from genserve._internal.cmdline import Subparsers
 
 
 def _last_line(path: Path) -> str:

@@ -10,19 +10,30 @@ below, which are public (the contract's 413 ``payload_too_large``).
 
 The 413 closes the connection (``Connection: close``), so the server stops
 reading whatever the client still sends.
+
+On the routes given as ``authenticated_first`` (the generation routes, where a 3D
+body may be tens of megabytes) the caller is authenticated before a byte of the
+body is read or its size judged: an anonymous or refused client's body is never
+read (its answer closes the connection too), and a 413 to a valid key carries the
+key's ``X-RateLimit-*`` headers like its other answers. The caller is kept on the
+request, so the route's own authentication counts it once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
+from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from genserve.vocabulary import MAX_INPUT_BYTES, MAX_PROMPT_CHARS
-from rest_bridge.edge.envelope import error_body, new_request_id
+from rest_bridge.edge.envelope import error_body, error_response, new_request_id
 from rest_bridge.edge.errors import ApiError
+from rest_bridge.edge.memory import TRIM_AFTER_BYTES, give_back_memory
 
 JSON_OTHER_FIELDS = 64 * 1024
 """Room for the fields of a generation body besides the prompt (model, webhook URL...)."""
@@ -122,11 +133,37 @@ def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
     return replayed
 
 
+Authenticator = Callable[[Request, Any], Awaitable[Any]]
+"""``callers.keys.authenticate``: raises ``ApiError`` for a caller it refuses."""
+
+
 class BodyLimit:
     """Refuses an oversized body with 413 before the application sees the request."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        authenticated_first: Collection[str] = (),
+        authenticate: Authenticator | None = None,
+    ) -> None:
         self.app = app
+        self.authenticated_first = frozenset(authenticated_first)
+        self.authenticate = authenticate
+
+    async def _refused_caller(self, scope: Scope, receive: Receive) -> JSONResponse | None:
+        """The answer to a caller refused before its body is read; None lets it in."""
+        if self.authenticate is None or scope["path"] not in self.authenticated_first:
+            return None
+        if scope.get("method") != "POST":
+            return None
+        request = Request(scope, receive)
+        try:
+            await self.authenticate(request, scope["app"].state.bridge)
+        except ApiError as err:
+            response = error_response(request, err)
+            response.headers["Connection"] = "close"  # the unread body is not waited for
+            return response
+        return None
 
     def _rule(self, scope: Scope) -> BodyRule:
         bridge = getattr(getattr(scope.get("app"), "state", None), "bridge", None)
@@ -137,13 +174,21 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        refused = await self._refused_caller(scope, receive)
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
         rule = self._rule(scope)
         declared = _declared_length(scope)
         if declared is not None:
             if declared > rule.limit:
                 await self._refuse(scope, receive, send, rule)
                 return
-            await self.app(scope, receive, send)  # the server reads no more than declared
+            try:
+                await self.app(scope, receive, send)  # the server reads no more than declared
+            finally:
+                if declared > TRIM_AFTER_BYTES:  # once the body and its copies are gone
+                    await run_in_threadpool(give_back_memory)
             return
         if not _chunked(scope):
             await self.app(scope, receive, send)
@@ -159,7 +204,13 @@ class BodyLimit:
                 return
             if not message.get("more_body", False):
                 break
-        await self.app(scope, _replay(bytes(body), receive), send)
+        size = len(body)
+        try:
+            await self.app(scope, _replay(bytes(body), receive), send)
+        finally:
+            del body
+            if size > TRIM_AFTER_BYTES:
+                await run_in_threadpool(give_back_memory)
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, rule: BodyRule) -> None:

@@ -81,16 +81,16 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "A stored generation failed without a more precise code (its points were given back).",
     ),
     ErrorCode("payload_too_large", 413, "The request body (or the input image) is over its limit."),
+    ErrorCode(
+        "range_not_satisfiable", 416,
+        "A file's `Range` starts past its end (`Content-Range: bytes */size`).",
+    ),
     ErrorCode("validation_error", 422, "A field is invalid; `details` names each field."),
     ErrorCode(
         "rate_limited", 429,
         "Hourly limit of the key, or the brake on failed authentication (`Retry-After`).",
     ),
     ErrorCode("internal_error", 500, "Never expected: a bug, logged with the request id."),
-    ErrorCode(
-        "storage_error", 500,
-        "The output could not be stored; the generation failed and its points were given back.",
-    ),
     ErrorCode(
         "inference_error", 502,
         "The inference server failed the generation or sent a broken result; points given back.",
@@ -104,6 +104,11 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "The inference queues or the rate-limit store are full or away (`Retry-After`).",
     ),
     ErrorCode(
+        "storage_error", 503,
+        "The file store is unreachable or unwritable (`Retry-After`); a generation whose "
+        "output could not be stored failed and its points were given back.",
+    ),
+    ErrorCode(
         "not_ready", 503,
         "`/readyz` only: the database, Redis or every inference server is unreachable "
         "(`details` names which).",
@@ -114,15 +119,9 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ),
 )  # fmt: skip
 """Every code a client can meet, in answers and in failed events: the one table the
-OpenAPI error responses (``answers.error_responses``) and the README's table come from."""
+OpenAPI error responses (``answers.error_responses``) and the README's table
+(``python -m tools.error_table``) come from."""
 
 
 def codes_for(status: int) -> list[ErrorCode]:
     return [e for e in ERROR_CODES if e.status == status]
-
-
-def readme_table() -> str:
-    """The README's error table (``tests/rest_bridge/test_error_codes.py`` keeps them equal)."""
-    rows = ["| status | code | meaning |", "| --- | --- | --- |"]
-    rows += [f"| {e.status} | `{e.code}` | {e.meaning} |" for e in ERROR_CODES]
-    return "\n".join(rows)

@@ -150,8 +150,8 @@ class GenerationKind(ABC, Generic[BodyT]):
         """The RPC's deadline, and with a grace the age after which a row is abandoned."""
 
     @abstractmethod
-    def price(self, settings: BridgeSettings, body: BodyT) -> int:
-        """Points this request costs."""
+    def price(self, settings: BridgeSettings, body: BodyT, model: ModelEntry) -> int:
+        """Points this (settled) request costs on this model."""
 
     @abstractmethod
     def price_table(self, settings: BridgeSettings) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,11 @@ STAGE_NAMES = {
     pb.STAGE_ENCODING: "encoding",
 }
 RETAIN_FINISHED_S = 600.0
+RETAIN_FINISHED_MAX = 1000
+"""Finished generations kept for late readers: at most this many (the least recently finished
+go first), each for at most ``RETAIN_FINISHED_S``; past either, readers get the row's answer."""
+DROPPED = Event(0, "dropped", {})
+"""What stays in an event log where a preview was: a newer one replaced it, or the job ended."""
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 Finisher = Callable[["LiveGeneration"], Awaitable[None]]
@@ -62,15 +68,25 @@ class LiveGeneration:
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _stage_started: dict[str, float] = field(default_factory=dict)
     _last_elapsed: float = 0.0
+    _preview_at: int | None = None
 
     async def emit(self, name: str, data: dict[str, Any], share: bool = True) -> None:
         """Logs and wakes followers; ``share=False`` keeps the event off the shared bus."""
         event = Event(len(self.events) + 1, name, data)
+        if name == "preview":
+            self._drop_preview()
+            self._preview_at = len(self.events)
         self.events.append(event)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         if share:
             await self.bus.publish(self.generation_id, event)
+
+    def _drop_preview(self) -> None:
+        """Forgets the retained preview: only the latest is kept, and none once the job ends."""
+        if self._preview_at is not None:
+            self.events[self._preview_at] = DROPPED
+            self._preview_at = None
 
     async def fail(self, err: ApiError) -> None:
         self.error = err
@@ -116,7 +132,8 @@ class LiveGeneration:
         """A ``preview`` event: a small JPEG as a data URL, for this process's followers only.
 
         Previews are a few kilobytes each and stale at the next one, so they stay out
-        of the shared bus (Redis streams) that every bridge reads and keeps.
+        of the shared bus (Redis streams) that every bridge reads and keeps, and the
+        log keeps only the latest (a follower that falls behind skips the older ones).
         """
         await self.emit(
             "preview",
@@ -139,7 +156,9 @@ class LiveGeneration:
         while True:
             while seen < len(self.events):
                 seen += 1
-                yield self.events[seen - 1]
+                event = self.events[seen - 1]
+                if event is not DROPPED:
+                    yield event
             if self.finished:
                 return
             waiter = self._changed
@@ -169,6 +188,7 @@ class LiveGenerations:
         self.state = state
         self.bus: JobBus = bus or LocalBus()
         self.jobs: dict[str, LiveGeneration] = {}
+        self.finished: OrderedDict[str, None] = OrderedDict()
         self.on_finish = on_finish
 
     async def cancel_by_id(self, generation_id: str) -> None:
@@ -206,15 +226,25 @@ class LiveGenerations:
             await job.fail(ApiError(500, "internal_error", UNEXPECTED_MESSAGE))
         finally:
             job.finished = True
+            job._drop_preview()
             job._changed.set()
-            asyncio.get_running_loop().call_later(
-                RETAIN_FINISHED_S, self.jobs.pop, job.generation_id, None
-            )
+            self._retire(job.generation_id)
         if self.on_finish is not None:
             try:
                 await self.on_finish(job)
             except Exception:
                 log.exception("after-finish hook failed for %s", job.generation_id)
+
+    def _retire(self, generation_id: str) -> None:
+        """Keeps a finished job for late readers, within ``RETAIN_FINISHED_MAX`` and ``_S``."""
+        self.finished[generation_id] = None
+        while len(self.finished) > RETAIN_FINISHED_MAX:
+            self._forget(next(iter(self.finished)))
+        asyncio.get_running_loop().call_later(RETAIN_FINISHED_S, self._forget, generation_id)
+
+    def _forget(self, generation_id: str) -> None:
+        if self.finished.pop(generation_id, 0) is None:
+            self.jobs.pop(generation_id, None)
 
     def get(self, generation_id: str) -> LiveGeneration | None:
         return self.jobs.get(generation_id)

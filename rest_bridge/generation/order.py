@@ -106,7 +106,7 @@ async def order_for(
     """
     model = await find_model(state, unit, unit.model_name(body))
     body = unit.settle(body, model)
-    cost = unit.price(state.settings, body)
+    cost = unit.price(state.settings, body, model)
     balance = await state.db(points.balance, account_id)
     if balance < cost:
         raise insufficient_points(cost, balance)

@@ -27,6 +27,7 @@ from rest_bridge.generation.order import GenerationOrder
 from rest_bridge.link.channels import CollectedFile, ProgressHook, rest_error
 from rest_bridge.state import BridgeState
 from storage import generations, points
+from storage.blobs import StoreUnavailable
 from storage.models import Asset, Generation, new_asset_token, utcnow
 
 log = logging.getLogger(__name__)
@@ -216,9 +217,39 @@ def _assets_for(order: GenerationOrder, gen: Generation, files: list[CollectedFi
     return assets
 
 
+STORAGE_MESSAGE = "The output could not be stored; its points were refunded."
+
+
 async def _store(
     state: BridgeState, outcome: GenerationOutcome, files: list[CollectedFile]
 ) -> None:
+    """Saves the output; whatever arrives meanwhile, the save runs to its end first.
+
+    A cancel (client gone, ``POST .../cancel``, a cancel through the bus, a shutdown)
+    that lands during the save waits for it, then the save's own outcome stands:
+    completed with its files (the cancel came too late), or failed and refunded
+    with no file left behind. Never the completed row without its files.
+    """
+    save = asyncio.ensure_future(_save(state, outcome, files))
+    cancelled = False
+    while not save.done():
+        try:
+            await asyncio.shield(save)
+        except asyncio.CancelledError:
+            if save.cancelled():
+                raise
+            cancelled = True  # wait for the save, then decide
+        except BaseException:
+            break
+    if cancelled:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        log.info("generation %s: a cancel arrived during the save", outcome.generation.id)
+    save.result()  # the save's own error (refunded, files removed), if any
+
+
+async def _save(state: BridgeState, outcome: GenerationOutcome, files: list[CollectedFile]) -> None:
     """Files first, then one transaction: assets, answer, completed; undone if it cannot."""
     gen, assets = outcome.generation, outcome.assets
 
@@ -227,21 +258,33 @@ async def _store(
             state.blobs.put(asset.blob_key, bytes(f.data))
 
     def remove_all() -> None:
+        """Best effort: a store that is away keeps what it has (never a second error)."""
         for asset in assets:
-            state.blobs.delete(asset.blob_key)
+            try:
+                state.blobs.delete(asset.blob_key)
+            except StoreUnavailable as exc:
+                log.warning("generation %s: a file stays behind: %s", gen.id, exc)
 
     try:
         await run_in_threadpool(write_all)
         completed = await state.db(
             generations.complete, gen.id, assets, outcome.generation_time_ms, outcome.data or None
         )
-    except BaseException:
-        await asyncio.shield(run_in_threadpool(remove_all))
-        await asyncio.shield(
-            _end(state, gen.id, "failed", "storage_error", "The output could not be stored.")
-        )
+    except StoreUnavailable as exc:
+        log.warning("generation %s: the output could not be stored: %s", gen.id, exc)
+        await run_in_threadpool(remove_all)
+        await _end(state, gen.id, "failed", "storage_error", STORAGE_MESSAGE)
+        raise ApiError(
+            503,
+            "storage_error",
+            STORAGE_MESSAGE,
+            headers={"Retry-After": str(state.settings.retry_after_s)},
+        ) from exc
+    except Exception:
+        await run_in_threadpool(remove_all)
+        await _end(state, gen.id, "failed", "storage_error", STORAGE_MESSAGE)
         raise
-    if not completed:
+    if not completed:  # ended meanwhile (cancelled elsewhere, or its lease taken over)
         await run_in_threadpool(remove_all)
         raise ApiError(409, "generation_cancelled", CANCELLED_MESSAGE)
     gen.status = "completed"

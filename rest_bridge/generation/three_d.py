@@ -82,7 +82,7 @@ class ThreeDKind(GenerationKind[MeshRequest]):
     def timeout_s(self, settings: BridgeSettings) -> float:
         return settings.mesh_timeout_s
 
-    def price(self, settings: BridgeSettings, body: MeshRequest) -> int:
+    def price(self, settings: BridgeSettings, body: MeshRequest, model: ModelEntry) -> int:
         return settings.price_3d
 
     def price_table(self, settings: BridgeSettings) -> dict[str, Any]:

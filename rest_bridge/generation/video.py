@@ -97,7 +97,7 @@ class VideoKind(GenerationKind[VideoRequest]):
     def timeout_s(self, settings: BridgeSettings) -> float:
         return settings.video_timeout_s
 
-    def price(self, settings: BridgeSettings, body: VideoRequest) -> int:
+    def price(self, settings: BridgeSettings, body: VideoRequest, model: ModelEntry) -> int:
         scale = RESOLUTION_SCALE[body.resolution]
         return max(1, round(settings.price_video * (seconds(body) / 4) * scale))
 

@@ -34,6 +34,11 @@ class ModelEntry:
     is_default: bool
     default_steps: int = 0
     default_guidance: float = 0.0
+    max_steps: int = 0
+    min_guidance: float = 0.0
+    max_guidance: float = 0.0
+    max_pixels: int = 0
+    image_modes: tuple[str, ...] = ()
     native_width: int = 0
     native_height: int = 0
     size_factor: int = 0
@@ -65,6 +70,11 @@ class ModelEntry:
             is_default=info.is_default,
             default_steps=info.default_steps,
             default_guidance=info.default_guidance,
+            max_steps=info.max_steps,
+            min_guidance=info.min_guidance,
+            max_guidance=info.max_guidance,
+            max_pixels=info.max_pixels,
+            image_modes=tuple(info.image_modes),
             native_width=info.native_width,
             native_height=info.native_height,
             size_factor=info.size_factor,

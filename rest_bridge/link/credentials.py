@@ -16,21 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from genserve._internal.pem import check_pem_files, read_pem
+from genserve._internal.pem import read_pem
+from rest_bridge.outbound.address_policy import is_loopback
 
 if TYPE_CHECKING:
     from rest_bridge.settings import BridgeSettings
 
 
-def check_tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> None:
-    """Refuses, at start-up, a TLS setting that cannot work on the bridge."""
-    check_pem_files(cert, key, ca)
-    if cert is not None and ca is None:
-        raise ValueError(
-            "GENSERVE_GRPC_TLS_CERT and GENSERVE_GRPC_TLS_KEY are the bridge's client certificate "
-            "for TLS, which needs GENSERVE_GRPC_TLS_CA (the CA of the inference servers' "
-            "certificates); without it the bridge would talk plaintext"
-        )
+def target_host(target: str) -> str:
+    """The host of a gRPC target: ``host:port``, ``[v6]:port``, ``dns:///name:port``..."""
+    for scheme in ("dns:///", "dns:", "ipv4:", "ipv6:"):
+        if target.startswith(scheme):
+            target = target[len(scheme) :]
+            break
+    if target.startswith("["):
+        return target[1 : target.find("]")]
+    return target.rsplit(":", 1)[0] if target.count(":") == 1 else target
 
 
 def _optional(path: Path | None, variable: str, kind: str) -> bytes | None:
@@ -65,6 +66,10 @@ class LinkSecurity:
     def __repr__(self) -> str:  # never the key or the token
         mode = ("mutual TLS" if self.private_key else "TLS") if self.tls else "plaintext"
         return f"LinkSecurity({mode}, token={'set' if self.token else 'unset'})"
+
+    def exposed_targets(self, targets: Sequence[str]) -> list[str]:
+        """Targets off this machine that the link would reach in plaintext."""
+        return [] if self.tls else [t for t in targets if not is_loopback(target_host(t))]
 
     def interceptors(self) -> list[Any]:  # grpc-stubs leave ClientInterceptor untyped
         """One per call shape: grpc.aio files an interceptor under its first base class only."""

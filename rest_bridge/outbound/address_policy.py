@@ -299,3 +299,13 @@ async def resolve_and_check(
         if address not in addresses:
             addresses.append(address)
     return addresses
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address (or ``localhost``) stays on this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

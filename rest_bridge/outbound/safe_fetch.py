@@ -324,18 +324,22 @@ async def post_json(
     the connection fails.
     """
     target = _parse_target(url, field)
-    addresses = await resolve_and_check(target.host, target.port, policy, resolver, field=field)
-    backend, core_url = _pinned(target, addresses)
-    all_headers = [
-        (b"Host", target.host_header.encode("ascii")),
-        (b"User-Agent", b"genserve-webhook"),
-        (b"Content-Type", b"application/json"),
-        (b"Content-Length", str(len(body)).encode("ascii")),
-        (b"Connection", b"close"),
-        *((k.encode("ascii"), v.encode("ascii")) for k, v in headers),
-    ]
     try:
+        # The look-up is inside the timeout: a name server that never answers is one more
+        # way for an endpoint to hang.
         async with asyncio.timeout(timeout_s):
+            addresses = await resolve_and_check(
+                target.host, target.port, policy, resolver, field=field
+            )
+            backend, core_url = _pinned(target, addresses)
+            all_headers = [
+                (b"Host", target.host_header.encode("ascii")),
+                (b"User-Agent", b"genserve-webhook"),
+                (b"Content-Type", b"application/json"),
+                (b"Content-Length", str(len(body)).encode("ascii")),
+                (b"Connection", b"close"),
+                *((k.encode("ascii"), v.encode("ascii")) for k, v in headers),
+            ]
             async with httpcore.AsyncConnectionPool(
                 ssl_context=ssl_context,
                 network_backend=backend,

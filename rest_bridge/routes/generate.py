@@ -2,13 +2,18 @@
 
 Each route hands its body to its kind's unit (``generation/``), where the kind is
 declared once; ``respond`` runs it in the mode the request asks for. A 3D body may
-carry a 20 MB image as base64: ``edge/body_limit.py`` bounds every route's body
-before anything reads it.
+carry a 20 MB image as base64: ``edge/body_limit.py`` authenticates the caller and
+bounds the body before anything reads it, and a large body is parsed off the event
+loop (``OffLoopJson``).
 """
 
+import json
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from rest_bridge.callers.keys import CurrentCaller, StateDep
 from rest_bridge.edge.answers import generation_responses
@@ -16,7 +21,34 @@ from rest_bridge.generation.base import GenerationKind
 from rest_bridge.generation.kinds import KINDS
 from rest_bridge.generation.respond import respond
 
-router = APIRouter()
+OFF_LOOP_BYTES = 256 * 1024
+"""Bodies larger than this are parsed in a worker thread: other requests go on meanwhile."""
+
+
+class OffLoopJsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            if len(body) > OFF_LOOP_BYTES:
+                self._json = await run_in_threadpool(json.loads, body)
+            else:
+                self._json = json.loads(body)
+        return self._json
+
+
+class OffLoopJson(APIRoute):
+    """A route whose large JSON bodies are parsed off the event loop."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(OffLoopJsonRequest(request.scope, request.receive))
+
+        return route
+
+
+router = APIRouter(route_class=OffLoopJson)
 
 
 def _endpoint(unit: GenerationKind[Any]) -> Any:

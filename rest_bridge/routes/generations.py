@@ -22,7 +22,8 @@ from rest_bridge.edge.envelope import ok
 from rest_bridge.edge.errors import ApiError
 from rest_bridge.edge.views import iso
 from rest_bridge.generation.bus import Event, JobBus
-from rest_bridge.generation.ending import LIVE, end_unowned, error_code_of, final_event
+from rest_bridge.generation.ended import LIVE, error_code_of, final_event
+from rest_bridge.generation.ending import end_unowned
 from rest_bridge.generation.live import SSE_HEADERS, sse
 from rest_bridge.generation.respond import live_of
 from rest_bridge.state import BridgeState

@@ -16,7 +16,9 @@ OpenAI answers it. Points running out is a 402 (type ``insufficient_quota``): th
 ``openai`` package raises ``APIStatusError`` with ``status_code == 402`` and does
 not retry it (it retries 429 and 5xx, honouring ``Retry-After``).
 
-``size`` maps to an aspect ratio (the model's own resolution follows from it);
+``size`` ``WxH`` gives exactly that size when the model allows it (multiples of its
+size factor, within its pixel limit); otherwise OpenAI's sizes map to an aspect
+ratio (the model's own resolution follows from it);
 ``model`` takes genserve's public names, and OpenAI's names (``dall-e-*``,
 ``gpt-image-*``, ``chatgpt-image-*``) mean the default image model; ``quality``,
 ``style``, ``user`` and the other OpenAI tuning fields are accepted and ignored.
@@ -29,14 +31,21 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlmodel import Session, col, select
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -44,11 +53,14 @@ from genserve import vocabulary as vocab
 from rest_bridge.callers.keys import CurrentCaller, StateDep, authenticate
 from rest_bridge.edge.envelope import request_id
 from rest_bridge.edge.errors import ApiError
+from rest_bridge.generation.base import StrictBody, WholeNumber
 from rest_bridge.generation.image import IMAGE, ImageRequest
 from rest_bridge.generation.order import find_model
 from rest_bridge.generation.respond import respond
+from rest_bridge.link.catalogue import ModelEntry
 from rest_bridge.state import BridgeState
-from storage.models import Asset
+from storage import generations
+from storage.blobs import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -217,26 +229,38 @@ OPENAI_ERRORS: dict[int | str, Any] = {
 }
 
 
-class OpenAIImageRequest(BaseModel):
-    """OpenAI's ``images.generate`` parameters."""
+OpenAIText = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+"""A free-text field OpenAI takes and this bridge ignores (``user``, ``safety_identifier``)."""
 
-    model_config = ConfigDict(extra="forbid")
 
-    prompt: str
-    model: str | None = None
-    n: int | None = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
-    size: str | None = Field(None, description="One of " + ", ".join(SIZES) + ".")
+class OpenAIImageRequest(StrictBody):
+    """OpenAI's ``images.generate`` parameters, checked as strictly as the native ones.
+
+    Strict types (``n`` is a number, ``stream`` a boolean), strings that are text
+    (``StrictBody``), bounded, and OpenAI's documented values where it documents them;
+    what no counterpart here tunes is then ignored. Refused with a 400 before any debit.
+    """
+
+    prompt: StrictStr = Field(min_length=1, max_length=vocab.MAX_PROMPT_CHARS)
+    model: StrictStr | None = Field(None, min_length=1, max_length=200)
+    n: WholeNumber | None = Field(1, ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)
+    size: StrictStr | None = Field(
+        None,
+        max_length=16,
+        description="WxH: exactly that size where the model allows it (a multiple of its "
+        "size_factor, within max_pixels); else one of " + ", ".join(SIZES) + ".",
+    )
     response_format: Literal["url", "b64_json"] | None = None
     output_format: vocab.OutputFormat | None = None
-    stream: bool | None = None
+    stream: StrictBool | None = None
     # Accepted and ignored: what they tune has no counterpart here.
-    quality: str | None = None
-    style: str | None = None
-    user: str | None = None
-    background: str | None = None
-    moderation: str | None = None
-    output_compression: int | None = None
-    safety_identifier: str | None = None
+    quality: Literal["auto", "high", "medium", "low", "hd", "standard"] | None = None
+    style: Literal["vivid", "natural"] | None = None
+    user: OpenAIText | None = None
+    background: Literal["auto", "transparent", "opaque"] | None = None
+    moderation: Literal["auto", "low"] | None = None
+    output_compression: StrictInt | None = Field(None, ge=0, le=100)
+    safety_identifier: OpenAIText | None = None
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
 
@@ -278,6 +302,22 @@ def aspect_ratio_for(size: str | None) -> vocab.ImageAspectRatio:
     return ratio
 
 
+def exact_size(size: str | None, model: ModelEntry) -> tuple[int, int] | None:
+    """``size`` as (width, height) when it is ``WxH`` and the model makes exactly that size."""
+    if not size or size == "auto":
+        return None
+    w, sep, h = size.partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        return None
+    width, height = int(w), int(h)
+    factor = model.size_factor or 1
+    if width < 1 or height < 1 or width % factor or height % factor:
+        return None
+    if model.max_pixels and width * height > model.max_pixels:
+        return None
+    return width, height
+
+
 def _plain(request: Request) -> Request:
     """The request without ``Prefer: respond-async`` or ``Accept: text/event-stream``.
 
@@ -293,22 +333,24 @@ def _plain(request: Request) -> Request:
 
 
 async def _file_contents(state: BridgeState, generation_id: str) -> list[bytes]:
-    def keys(session: Session) -> list[str]:
-        rows = session.exec(
-            select(Asset)
-            .where(Asset.generation_id == generation_id, Asset.role == "primary")
-            .order_by(col(Asset.index))
-        ).all()
-        return [a.blob_key for a in rows]
-
     def read(key: str) -> bytes:
-        blob = state.blobs.open(key)
+        try:
+            blob = state.blobs.open(key)
+        except StoreUnavailable as exc:
+            log.warning("file store unavailable: %s", exc)
+            blob = None
         if blob is None:
-            raise ApiError(500, "storage_error", "A stored output could not be read.")
+            raise ApiError(
+                503,
+                "storage_error",
+                "A stored output could not be read; try again later.",
+                headers={"Retry-After": str(state.settings.retry_after_s)},
+            )
         with blob:
             return blob.read()
 
-    return [await run_in_threadpool(read, key) for key in await state.db(keys)]
+    keys = await state.db(generations.primary_blob_keys, generation_id)
+    return [await run_in_threadpool(read, key) for key in keys]
 
 
 @router.post(
@@ -324,18 +366,23 @@ async def create_image(
     """``images.generate`` of OpenAI's client; the same points and limits as ``/api/v1/images``."""
     if body.stream:
         raise OpenAIError(400, "Streaming is not supported here.", param="stream")
-    aspect_ratio = aspect_ratio_for(body.size)
     wanted = body.model
     if wanted is None or wanted.startswith(OPENAI_IMAGE_MODEL_PREFIXES):
         wanted = None
     model = await find_model(state, IMAGE, wanted)
+    exact = exact_size(body.size, model)
+    size: dict[str, Any] = (
+        {"width": exact[0], "height": exact[1]}
+        if exact
+        else {"aspect_ratio": aspect_ratio_for(body.size)}
+    )
     try:
         native = ImageRequest(
             prompt=body.prompt,
-            aspect_ratio=aspect_ratio,
             output_format=body.output_format or vocab.DEFAULT_OUTPUT_FORMAT,
             num_images=body.n or 1,
             model=model.name,
+            **size,
         )
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
@@ -349,6 +396,120 @@ async def create_image(
     else:
         data = [{"url": image["url"]} for image in result["images"]]
     return {"created": int(time.time()), "data": data}
+
+
+async def _edit(
+    request: Request,
+    state: BridgeState,
+    caller: Any,
+    *,
+    image: UploadFile,
+    mask: UploadFile | None,
+    prompt: str,
+    n: int,
+    size: str | None,
+    response_format: str | None,
+    model_name: str | None,
+) -> dict[str, Any]:
+    """An input image (and mask) to images: image to image or inpainting, by the mask."""
+    wanted = model_name
+    if wanted is None or wanted.startswith(OPENAI_IMAGE_MODEL_PREFIXES):
+        wanted = None
+    model = await find_model(state, IMAGE, wanted)
+    limit = state.settings.max_upload_bytes
+    image_data = await image.read(limit + 1)
+    mask_data = await mask.read(limit + 1) if mask is not None else b""
+    if len(image_data) > limit or len(mask_data) > limit:
+        raise OpenAIError(413, "The image is too large.", param="image", code="payload_too_large")
+    exact = exact_size(size, model)
+    fields: dict[str, Any] = (
+        {"width": exact[0], "height": exact[1]}
+        if exact
+        else {"aspect_ratio": aspect_ratio_for(size)}
+    )
+    fields["image_base64"] = base64.b64encode(image_data).decode()
+    if mask is not None:
+        fields["mask_base64"] = base64.b64encode(mask_data).decode()
+    try:
+        native = ImageRequest(prompt=prompt, num_images=n, model=model.name, **fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+    answer = await respond(_plain(request), state, caller, IMAGE, native)
+    if answer.status_code != 200 or not isinstance(answer, JSONResponse):
+        return answer  # type: ignore[return-value]
+    result = json.loads(bytes(answer.body))["data"]
+    if response_format == "b64_json":
+        contents = await _file_contents(state, result["generation_id"])
+        data = [{"b64_json": base64.b64encode(c).decode()} for c in contents]
+    else:
+        data = [{"url": i["url"]} for i in result["images"]]
+    return {"created": int(time.time()), "data": data}
+
+
+@router.post(
+    "/images/edits",
+    response_model=OpenAIImagesAnswer,
+    response_model_exclude_none=True,
+    responses=OPENAI_ERRORS,
+    summary="Edit an image (OpenAI-compatible)",
+)
+async def edit_image(
+    request: Request,
+    caller: CurrentCaller,
+    state: StateDep,
+    image: Annotated[UploadFile, File()],
+    prompt: Annotated[str, Form()],
+    mask: Annotated[UploadFile | None, File()] = None,
+    n: Annotated[int, Form(ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)] = 1,
+    size: Annotated[str | None, Form()] = None,
+    response_format: Annotated[Literal["url", "b64_json"] | None, Form()] = None,
+    model: Annotated[str | None, Form()] = None,
+) -> Any:
+    """``images.edit``: image to image, or inpainting with ``mask`` (white repainted)."""
+    return await _edit(
+        request,
+        state,
+        caller,
+        image=image,
+        mask=mask,
+        prompt=prompt,
+        n=n,
+        size=size,
+        response_format=response_format,
+        model_name=model,
+    )
+
+
+@router.post(
+    "/images/variations",
+    response_model=OpenAIImagesAnswer,
+    response_model_exclude_none=True,
+    responses=OPENAI_ERRORS,
+    summary="Image variations (OpenAI-compatible)",
+)
+async def image_variations(
+    request: Request,
+    caller: CurrentCaller,
+    state: StateDep,
+    image: Annotated[UploadFile, File()],
+    n: Annotated[int, Form(ge=vocab.MIN_IMAGES, le=vocab.MAX_IMAGES)] = 1,
+    size: Annotated[str | None, Form()] = None,
+    response_format: Annotated[Literal["url", "b64_json"] | None, Form()] = None,
+    model: Annotated[str | None, Form()] = None,
+) -> Any:
+    """``images.create_variation``: image to image from the input, with a neutral prompt."""
+    return await _edit(
+        request,
+        state,
+        caller,
+        image=image,
+        mask=None,
+        prompt="a variation of this image",
+        n=n,
+        size=size,
+        response_format=response_format,
+        model_name=model,
+    )
 
 
 def _model_list(state: BridgeState) -> list[dict[str, Any]]:

@@ -3,17 +3,19 @@
 ``/healthz`` says the process serves (for a restart policy); ``/readyz`` says it
 can do its work (for a load balancer): the database answers, Redis too when one
 is configured, and at least one inference server is SERVING. ``/metrics`` is
-Prometheus text, without a key and outside the OpenAPI: protect it at the proxy.
+Prometheus text, outside the OpenAPI, open on loopback and otherwise behind
+``GENSERVE_METRICS_TOKEN``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Header, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlmodel import Session
@@ -92,8 +94,24 @@ async def readyz(state: StateDep) -> dict[str, Any]:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    """Prometheus text exposition of this process's series (``rest_bridge.edge.metrics``)."""
+async def metrics(
+    state: StateDep, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    """Prometheus text exposition of this process's series (``rest_bridge.edge.metrics``).
+
+    Open on a loopback address without ``GENSERVE_METRICS_TOKEN``; otherwise it asks
+    for that token, and without one set it is refused.
+    """
+    settings = state.settings
+    if not settings.metrics_open:
+        token = settings.metrics_token_value
+        if token is None:
+            raise ApiError(
+                403, "forbidden", "/metrics needs GENSERVE_METRICS_TOKEN on a public address."
+            )
+        offered = (authorization or "").removeprefix("Bearer ").encode()
+        if not hmac.compare_digest(offered, token.encode()):
+            raise ApiError(401, "invalid_api_key", "/metrics needs its bearer token.")
     return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
 
 

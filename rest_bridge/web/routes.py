@@ -191,7 +191,7 @@ def _credentials_form(
         nonce=nonce,
         email=email,
         error=error,
-        signup_open=state.settings.signup == "open",
+        signup_open=state.settings.signup_open,
     )
     response = _html(page, nonce, status)
     if fresh:
@@ -226,14 +226,14 @@ async def home(request: Request, state: StateDep) -> Response:
 
 @router.get("/signup")
 async def signup_form(request: Request, state: StateDep) -> Response:
-    if state.settings.signup == "closed":
+    if not state.settings.signup_open:
         return _signups_closed(200)
     return _credentials_form(request, state, "signup")
 
 
 @router.post("/signup")
 async def signup(request: Request, state: StateDep) -> Response:
-    if state.settings.signup == "closed":
+    if not state.settings.signup_open:
         return _signups_closed(403)
     checked = await _credentials_post(request, state, "signup")
     if isinstance(checked, Response):
@@ -298,7 +298,9 @@ async def login(request: Request, state: StateDep) -> Response:
 
     account = await state.db(account_by_email, email)
     stored = account.password_hash if account is not None else None
-    if account is None or not await run_in_threadpool(verify_password, stored, password):
+    # Verified whether or not the email has an account: the same work either way.
+    valid = await run_in_threadpool(verify_password, stored, password)
+    if account is None or not valid:
         try:
             await state.ratelimits.address_failed(address)
         except RateLimiterUnavailable:

@@ -14,7 +14,7 @@ import trimesh
 from diffusers import DiffusionPipeline, ShapEImg2ImgPipeline
 from PIL import Image, ImageDraw
 
-from inference_server.encoders.mesh import apply_options, export_glb, render_preview
+from inference_server.encoders.mesh import dress_mesh, export_glb, render_preview
 from inference_server.errors import GenerationCancelled, InvalidArgument
 from inference_server.pipelines.mesh import run_shap_e
 from inference_server.pipelines.relief import build_relief_mesh
@@ -124,7 +124,7 @@ def test_relief_rejects_an_unreasonable_resolution(resolution: int) -> None:
 
 def test_standard_original_image_writes_a_textured_glb() -> None:
     image = photo()
-    mesh = apply_options(
+    mesh = dress_mesh(
         build_relief_mesh(image),
         image,
         texture_quality="standard",
@@ -148,7 +148,7 @@ def test_standard_original_image_writes_a_textured_glb() -> None:
 
 def test_no_texture_quality_writes_geometry_only(shap_e_mesh: trimesh.Trimesh) -> None:
     for mesh in (build_relief_mesh(photo()), shap_e_mesh):
-        plain = apply_options(
+        plain = dress_mesh(
             mesh,
             photo(),
             texture_quality="no",
@@ -164,7 +164,7 @@ def test_no_texture_quality_writes_geometry_only(shap_e_mesh: trimesh.Trimesh) -
 
 
 def test_geometry_alignment_keeps_shap_e_vertex_colours(shap_e_mesh: trimesh.Trimesh) -> None:
-    coloured = apply_options(
+    coloured = dress_mesh(
         shap_e_mesh,
         transparent_disc(),
         texture_quality="standard",
@@ -183,7 +183,7 @@ def test_geometry_alignment_keeps_shap_e_vertex_colours(shap_e_mesh: trimesh.Tri
 def test_align_image_keeps_a_relief_and_turns_a_side_on_mesh() -> None:
     image = transparent_disc()
     relief = build_relief_mesh(image)
-    kept = apply_options(
+    kept = dress_mesh(
         relief,
         image,
         texture_quality="standard",
@@ -194,7 +194,7 @@ def test_align_image_keeps_a_relief_and_turns_a_side_on_mesh() -> None:
 
     # Thin along X and wide along Z: the picture's wide subject is its side.
     slab = trimesh.creation.box(extents=(0.1, 0.6, 1.0))
-    turned = apply_options(
+    turned = dress_mesh(
         slab,
         image,
         texture_quality="no",
@@ -213,7 +213,7 @@ def test_align_image_keeps_a_relief_and_turns_a_side_on_mesh() -> None:
 @pytest.mark.parametrize("quality", ["standard", "no"])
 def test_preview_is_a_shaded_view_not_the_input(quality: str) -> None:
     image = photo()
-    mesh = apply_options(
+    mesh = dress_mesh(
         build_relief_mesh(image),
         image,
         texture_quality=quality,

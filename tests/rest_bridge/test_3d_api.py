@@ -407,11 +407,13 @@ def test_an_oversized_body_is_a_413_before_it_is_read(
         )
     check_refusal(declared, 413, "payload_too_large", "image_base64")
     check_refusal(chunked, 413, "payload_too_large", "image_base64")
-    # The size is judged before the key, as on every route (tests/rest_bridge/test_body_limits.py).
+    # The caller is known before the size is judged: an anonymous body is never read
+    # (tests/rest_bridge/test_body_limits.py).
     anonymous = httpx.post(
         f"{bridge.base}/api/v1/3d", content=huge, headers={"Content-Type": "application/json"}
     )
-    check_refusal(anonymous, 413, "payload_too_large", "image_base64")
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.json()["code"] == "invalid_api_key"
     no_work.check()
 
 

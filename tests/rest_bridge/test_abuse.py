@@ -203,7 +203,8 @@ def test_live_keys_are_capped_on_the_settings_page_and_in_the_command(guarded: B
     over = genserve(db_url, guarded.data_dir, "keys", "create", "--email", user.email, **cap)
     assert over.returncode == 1
     assert f"already has {MAX_KEYS} live keys" in over.stderr
-    assert "genserve keys revoke" in over.stderr and "Traceback" not in over.stderr
+    assert f"genserve keys list --email {user.email}" in over.stderr
+    assert "genserve keys revoke <id>" in over.stderr and "Traceback" not in over.stderr
     account = _account(guarded, user.email)
     assert account is not None
     with Session(guarded.engine) as s:

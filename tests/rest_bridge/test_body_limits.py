@@ -1,4 +1,7 @@
-"""Every route bounds its request body before anything reads or checks it (413 first, then 401).
+"""Every route bounds its request body before anything reads or checks it.
+
+The generation routes, whose bodies may be tens of megabytes, authenticate first
+(401 before 413, the body unread); every other route judges the size first.
 
 The big bodies are sent over raw sockets: a declared ``Content-Length`` of 200 MB
 with a few real bytes, and a chunked body that would stream 200 MB but stops as
@@ -11,6 +14,7 @@ import json
 import select
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,6 +32,7 @@ from tests.utils.web import WebUser
 HUGE = 200 * 1024 * 1024
 CHUNK = 1024 * 1024
 THREE_D_LIMIT = three_d_body_limit(20 * 1024 * 1024)
+AUTHENTICATED_FIRST = {"/api/v1/images", "/api/v1/videos", "/api/v1/3d"}
 
 LIMITS = [
     ("POST", "/api/v1/images", JSON_BODY_LIMIT),
@@ -132,7 +137,16 @@ def check_413(status: int, headers: dict[str, str], body: bytes, field: str = "b
     assert headers.get("connection") == "close"
 
 
-def test_a_200_mb_body_without_a_key_is_a_413_at_once_and_costs_no_memory(
+def check_401(status: int, headers: dict[str, str], body: bytes) -> None:
+    """Refused before the body: the envelope's 401, and the connection closed."""
+    assert status == 401, body[:500]
+    envelope = json.loads(body)
+    assert envelope["code"] == "invalid_api_key"
+    assert envelope["request_id"] == headers["x-request-id"]
+    assert headers.get("connection") == "close"
+
+
+def test_a_200_mb_body_without_a_key_is_refused_at_once_and_costs_no_memory(
     bridge: Bridge,
 ) -> None:
     pid = bridge.proc.popen.pid
@@ -140,11 +154,11 @@ def test_a_200_mb_body_without_a_key_is_a_413_at_once_and_costs_no_memory(
     for _ in range(3):
         started = time.monotonic()
         status, headers, body = declared_huge(bridge.base, "POST", "/api/v1/images")
-        check_413(status, headers, body)
+        check_401(status, headers, body)
         assert time.monotonic() - started < 2.0
         started = time.monotonic()
         status, headers, body, sent = chunked_huge(bridge.base, "POST", "/api/v1/images")
-        check_413(status, headers, body)
+        check_401(status, headers, body)
         assert sent < 64 * CHUNK, f"the bridge read {sent} bytes before answering"
         assert time.monotonic() - started < 10.0
     # Generous: a read-and-parse of one 200 MB body grew the process by over 300 MB.
@@ -156,25 +170,58 @@ def test_every_route_refuses_a_body_over_its_limit_before_anything_else(
     bridge: Bridge, method: str, path: str, limit: int
 ) -> None:
     field = "image_base64" if path == "/api/v1/3d" else "body"
-    # No key, no session, no CSRF token: the size is judged first.
+    # No key, no session, no CSRF token: the size is judged first, except on the
+    # generation routes, which refuse an unknown caller before judging (or reading) it.
+    headers = {"Content-Type": "application/json"}
+    if path in AUTHENTICATED_FIRST:
+        anonymous = httpx.request(
+            method, bridge.base + path, content=b"x" * (limit + 1), headers=headers, timeout=60
+        )
+        check_401(anonymous.status_code, dict(anonymous.headers), anonymous.content)
+        check_401(*chunked_huge(bridge.base, method, path)[:3])
+        headers["Authorization"] = f"Bearer {bridge.new_key()}"
     declared = httpx.request(
-        method,
-        bridge.base + path,
-        content=b"x" * (limit + 1),
-        headers={"Content-Type": "application/json"},
-        timeout=60,
+        method, bridge.base + path, content=b"x" * (limit + 1), headers=headers, timeout=60
     )
     check_413(declared.status_code, dict(declared.headers), declared.content, field)
-    status, headers, body, _sent = chunked_huge(bridge.base, method, path)
-    check_413(status, headers, body, field)
+    if path not in AUTHENTICATED_FIRST:
+        status, got, body, _sent = chunked_huge(bridge.base, method, path)
+        check_413(status, got, body, field)
 
 
 def test_a_valid_key_does_not_lift_the_limit(bridge: Bridge) -> None:
+    """And its 413 carries the key's rate-limit headers, like its other answers."""
     key = bridge.new_key()
     status, headers, body = declared_huge(
         bridge.base, "POST", "/api/v1/images", extra=f"Authorization: Bearer {key}\r\n"
     )
     check_413(status, headers, body)
+    assert headers["x-ratelimit-limit"] == "100"
+    assert int(headers["x-ratelimit-remaining"]) == 99
+    assert int(headers["x-ratelimit-reset"]) > time.time()
+
+
+def test_sixteen_anonymous_30_mb_bodies_at_once_are_refused_unread(bridge: Bridge) -> None:
+    """They took a bridge from 281 MB to 1,338 MB and it kept it; now none is read."""
+    pid = bridge.proc.popen.pid
+    before = rss_kib(pid)
+    payload = b"{" * (30 * 1024 * 1024)
+
+    def send(_: int) -> httpx.Response:
+        return httpx.post(
+            bridge.base + "/api/v1/3d",
+            content=payload,
+            headers={"Content-Type": "application/json"},
+            timeout=120,
+        )
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(send, range(16)))
+    for r in answers:
+        check_401(r.status_code, dict(r.headers), r.content)
+    grown = rss_kib(pid) - before
+    print(f"bridge RSS {before // 1024} MiB before, grown by {grown // 1024} MiB after 16 x 30 MB")
+    assert grown < 40 * 1024
 
 
 def test_the_longest_prompt_fits_the_json_limit(bridge: Bridge) -> None:

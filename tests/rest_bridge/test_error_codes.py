@@ -9,7 +9,8 @@ import pytest
 
 from rest_bridge.app import create_app
 from rest_bridge.edge.envelope import HTTP_CODES
-from rest_bridge.edge.errors import ERROR_CODES, readme_table
+from rest_bridge.edge.errors import ERROR_CODES
+from tools.error_table import error_table
 
 ROOT = Path(__file__).resolve().parents[2]
 RAISED = re.compile(r'ApiError\(\s*(?:status=)?(\d{3}),\s*(?:code=)?"(\w+)"')
@@ -36,7 +37,7 @@ def test_every_code_the_bridge_raises_is_in_the_table_with_its_status() -> None:
     assert not missing, f"add these to rest_bridge/edge/errors.py ERROR_CODES: {sorted(missing)}"
 
 
-def test_the_readme_table_is_the_generated_one() -> None:
+def test_the_error_table_is_the_generated_one() -> None:
     readme = (ROOT / "README.md").read_text()
     found = re.search(
         r"<!-- error-codes: generated from rest_bridge/edge/errors.py -->\n(.*?)\n"
@@ -45,8 +46,8 @@ def test_the_readme_table_is_the_generated_one() -> None:
         re.S,
     )
     assert found is not None, "README.md lost its error-codes markers"
-    assert found.group(1) == readme_table(), (
-        "README.md's error table differs from rest_bridge/edge/errors.py; paste readme_table()"
+    assert found.group(1) == error_table(), (
+        "README.md's error table differs from rest_bridge/edge/errors.py; paste error_table()"
     )
 
 

@@ -176,3 +176,91 @@ def test_generations_abandoned_by_a_dead_bridge_are_refunded(tmp_path: Path, log
     finally:
         bridge.proc.stop()
         engine.dispose()
+
+
+def test_an_async_retry_after_a_crash_starts_afresh(
+    tmp_path: Path, logs: Path, inference: InferenceProc
+) -> None:
+    """A 202 was answered, then its bridge died; another bridge abandoned and refunded the
+    generation. The client's retry with the same Idempotency-Key runs again rather than
+    replaying, for a day, the 202 of a generation that will never finish."""
+    from datetime import timedelta
+
+    from starlette.requests import Request
+
+    from rest_bridge.generation.image import ImageRequest
+    from rest_bridge.generation.respond import request_digest
+    from storage import idempotency, points
+    from storage.accounts import create_account, create_api_key
+    from storage.models import utcnow
+    from tests.conftest import KEY_SECRET
+
+    db_url = f"sqlite:///{tmp_path / 'genserve.db'}"
+    engine = make_engine(db_url)
+    migrate(engine)
+    body = {"prompt": "A lighthouse at dawn"}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/v1/images",
+        "headers": [(b"prefer", b"respond-async")],
+        "query_string": b"",
+        "scheme": "http",
+        "server": ("bridge", 80),
+        "root_path": "",
+    }
+    digest = request_digest(Request(scope), ImageRequest(**body))  # type: ignore[arg-type]
+    with Session(engine, expire_on_commit=False) as s:  # what the crashed bridge left
+        account = create_account(s, email=None, points=100)
+        assert account.id is not None
+        key = create_api_key(
+            s, account_id=account.id, secret=KEY_SECRET.encode(), name="retry"
+        ).plaintext
+        gen = Generation(
+            account_id=account.id,
+            kind="image",
+            model="nano-banana",
+            points_cost=4,
+            owner="dead:1:x",
+            lease_until=utcnow() - timedelta(seconds=1),
+        )
+        claim = idempotency.claim(s, account_id=account.id, key="retry-1", request_hash=digest)
+        points.start_generation(s, gen, claim_id=claim.record.id)
+        assert claim.record.id is not None
+        idempotency.finish(
+            s,
+            claim.record.id,
+            status_code=202,
+            body={"success": True, "data": {"generation_id": gen.id, "status": "pending"}},
+            generation_id=gen.id,
+        )
+    bridge = _bridge(tmp_path, logs, inference.target)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with Session(engine) as s:
+                if s.get(Generation, gen.id).status == "failed":  # type: ignore[union-attr]
+                    break
+            time.sleep(0.1)
+        with bridge.client(key) as c:
+            assert c.get("/api/v1/account").json()["data"]["points"] == 100  # refunded
+            headers = {"Prefer": "respond-async", "Idempotency-Key": "retry-1"}
+            retry = c.post("/api/v1/images", json=body, headers=headers)
+            assert retry.status_code == 202, retry.text
+            assert "idempotent-replayed" not in retry.headers
+            again = retry.json()["data"]["generation_id"]
+            assert again != gen.id
+            deadline = time.monotonic() + 60
+            while c.get(f"/api/v1/generations/{again}").json()["data"]["status"] in (
+                "pending",
+                "running",
+            ):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            assert c.get(f"/api/v1/generations/{again}").json()["data"]["status"] == "completed"
+            replay = c.post("/api/v1/images", json=body, headers=headers)  # now it replays
+            assert replay.headers["idempotent-replayed"] == "true"
+            assert replay.json()["data"]["generation_id"] == again
+    finally:
+        bridge.proc.stop()
+        engine.dispose()

@@ -89,6 +89,7 @@ def rig(
         f"127.0.0.1:{port}",
         GENSERVE_FETCH_ALLOW_LOOPBACK="true",
         GENSERVE_WEBHOOK_BACKOFF_S="0.2",
+        GENSERVE_WEBHOOK_TIMEOUT_S="120",  # a hanging endpoint hangs for the whole test
         GENSERVE_SSE_HEARTBEAT_S="1",
     )
     bproc, base = start_bridge(env, logs)
@@ -393,6 +394,39 @@ def test_webhook_is_signed_and_retried(rig: JobRig, receiver: Receiver) -> None:
     payload = json.loads(receiver.hits[-1][1])
     assert payload["event"] == "generation.completed"
     assert payload["data"] == r.json()["data"]
+
+
+def test_a_hanging_endpoint_delays_only_its_own_account(rig: JobRig) -> None:
+    """Account A's endpoint never answers; account B's webhook still arrives at once.
+
+    Deliveries went out in batches of ten that waited for each other (up to the
+    10 s timeout), so B's waited for A's. Now each is its own task, and A has at
+    most ``IN_FLIGHT_PER_ACCOUNT`` (4) under way: its fifth and sixth wait.
+    """
+    key_a, key_b = rig.bridge.new_key(points=100), rig.bridge.new_key(points=100)
+    account_a = account_of(rig, key_a)
+    with receiving(hang=True) as dead, receiving() as alive:
+        with rig.bridge.client(key_a) as c:
+            for n in range(6):
+                r = c.post("/api/v1/images", json={"prompt": f"a{n}", "webhook_url": dead.url})
+                assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 30
+        while len(dead.hits) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with rig.bridge.client(key_b) as c:
+            r = c.post("/api/v1/images", json={"prompt": "b", "webhook_url": alive.url})
+            assert r.status_code == 200, r.text
+        alive.wait_for(r.json()["data"]["generation_id"])
+        with Session(rig.bridge.engine) as s:
+            from storage.models import WebhookDelivery
+
+            a_rows = s.exec(
+                select(WebhookDelivery).where(WebhookDelivery.account_id == account_a)
+            ).all()
+        # B's arrived while every one of A's was still hanging, and A had four under way.
+        assert len(a_rows) == 6
+        assert [row.attempts for row in a_rows] == [0] * 6
+        assert len(dead.hits) == 4
 
 
 def test_webhook_url_checked_against_address_policy(bridge: Bridge) -> None:

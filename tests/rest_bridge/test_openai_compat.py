@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 
 import httpx
 import openai
@@ -168,3 +169,76 @@ def test_the_hourly_limit_is_a_rate_limit_error(bridge: Bridge) -> None:
         client.models.list()
     assert limited.value.code == "rate_limited"
     assert int(limited.value.response.headers["retry-after"]) > 0
+
+
+IGNORED_FIELDS_HOSTILE: list[tuple[dict[str, object], str]] = [
+    *[
+        ({name: value}, name)
+        for name in ("quality", "style", "user", "background", "moderation")
+        for value in ("a\x00b", "\ud800", "x" * 10_000, 5, True, ["auto"])
+    ],
+    ({"quality": "ultra"}, "quality"),
+    ({"style": "gothic"}, "style"),
+    ({"background": "plaid"}, "background"),
+    ({"moderation": "none"}, "moderation"),
+    ({"safety_identifier": "s" * 10_000}, "safety_identifier"),
+    ({"output_compression": 2**1000}, "output_compression"),
+    ({"output_compression": True}, "output_compression"),
+    ({"output_compression": 101}, "output_compression"),
+    ({"output_compression": "50"}, "output_compression"),
+    ({"n": "4"}, "n"),
+    ({"n": True}, "n"),
+    ({"n": 1.5}, "n"),
+    ({"stream": "false"}, "stream"),
+    ({"size": 1024}, "size"),
+    ({"model": "m\x00"}, "model"),
+    ({"prompt": "a\x00b"}, "prompt"),
+    ({"prompt": "\udfff"}, "prompt"),
+    ({"prompt": "x" * 4001}, "prompt"),
+]
+
+
+@pytest.mark.parametrize(("extra", "param"), IGNORED_FIELDS_HOSTILE)
+def test_every_field_is_checked_before_any_debit(
+    bridge: Bridge, extra: dict[str, object], param: str
+) -> None:
+    """Raw JSON (the SDK would refuse some of these itself): OpenAI's 400, nothing charged."""
+    key = bridge.new_key(points=100)
+    body = {"prompt": "A cat", **extra}
+    with bridge.client(key) as http:
+        r = http.post(
+            "/v1/images/generations",
+            content=json.dumps(body),  # lone surrogates as JSON escapes
+            headers={"Content-Type": "application/json"},
+        )
+    assert r.status_code == 400, (extra, r.status_code, r.text[:300])
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param, error
+    assert _points(bridge, key) == 100
+
+
+def test_openai_s_documented_values_pass(bridge: Bridge) -> None:
+    key = bridge.new_key(points=100)
+    with bridge.client(key) as http:
+        r = http.post(
+            "/v1/images/generations",
+            json={
+                "prompt": "A cat",
+                "quality": "hd",
+                "style": "natural",
+                "user": "user-1234",
+                "background": "auto",
+                "moderation": "low",
+                "output_compression": 80,
+                "n": 1,
+                "stream": False,
+            },
+        )
+    assert r.status_code == 200, r.text
+
+
+def test_the_openapi_document_states_the_prompt_bounds(bridge: Bridge) -> None:
+    schema = httpx.get(bridge.base + "/openapi.json").json()
+    prompt = schema["components"]["schemas"]["OpenAIImageRequest"]["properties"]["prompt"]
+    assert (prompt["minLength"], prompt["maxLength"]) == (1, 4000)

@@ -39,7 +39,7 @@ from rest_bridge.outbound.address_policy import (
     resolve_and_check,
     system_resolver,
 )
-from rest_bridge.outbound.safe_fetch import fetch_url
+from rest_bridge.outbound.safe_fetch import fetch_url, post_json
 
 DEFAULT = AddressPolicy()
 LOOPBACK_ALLOWED = AddressPolicy(allow_loopback=True)
@@ -897,3 +897,19 @@ async def test_https_default_trust_refuses_an_unknown_authority(tls_server: TlsS
         )
     )
     assert tls_server.server.requests == []
+
+
+async def test_a_name_that_never_resolves_is_inside_the_post_timeout() -> None:
+    """A webhook host whose look-up hangs ends at the timeout, like a silent endpoint."""
+    import asyncio
+
+    async def never(host: str) -> Sequence[IPAddress]:
+        await asyncio.Event().wait()
+        return []
+
+    error = await refusal(
+        post_json(
+            "http://hangs.example/hook", b"{}", [], policy=DEFAULT, timeout_s=0.2, resolver=never
+        )
+    )
+    assert error.message == "webhook_url: the URL could not be reached"

@@ -6,6 +6,7 @@ import re
 import secrets
 
 import httpx
+import pytest
 from sqlmodel import Session, select
 
 from storage import points
@@ -431,3 +432,30 @@ def test_no_web_api_routes_remain() -> None:
     paths = [route.path for route in api_routes(create_app())]
     assert "/api/v1/images" in paths and "/playground" in paths
     assert not [p for p in paths if p.startswith("/web/api")]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/images", "/api/v1/videos", "/api/v1/3d"])
+def test_malformed_json_from_a_session_is_a_400_not_a_401(bridge: Bridge, path: str) -> None:
+    with WebUser(bridge.base) as user:
+        assert user.signup().status_code == 303
+        csrf = user.csrf("/settings/api-keys")
+        r = user.http.post(
+            path,
+            content=b'{"prompt": "a red cube",',
+            headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"},
+        )
+        assert r.status_code == 400, (path, r.status_code, r.text[:300])
+        assert r.json()["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("path", ["/login", "/signup", "/settings/api-keys"])
+def test_json_to_a_form_is_refused_by_its_csrf_check_not_as_a_missing_key(
+    bridge: Bridge, path: str
+) -> None:
+    """The pages' forms take form fields; a JSON body carries no form CSRF token: 403."""
+    with WebUser(bridge.base) as user:
+        assert user.signup().status_code == 303
+        r = user.http.post(
+            path, content=b'{"email": ', headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 403, (path, r.status_code, r.text[:300])

@@ -141,3 +141,11 @@ def test_ranges_a_server_may_ignore_are_read_as_none() -> None:
         assert parse_range(header) is None, header
     assert parse_range("bytes=10-") == (10, None)
     assert parse_range("bytes=-10") == (None, 10)
+
+
+def test_huge_positions_parse_without_error() -> None:
+    huge = "9" * 5000  # past int()'s digit limit
+    assert parse_range(f"bytes={huge}-") == (2**62, None)  # past any end: a 416
+    assert parse_range(f"bytes=0-{huge}") == (0, None)  # to the end
+    assert parse_range(f"bytes=-{huge}") is None  # the whole file
+    assert parse_range("bytes=\u0661-\u0662") is None

@@ -17,6 +17,8 @@ class Receiver:
     statuses: list[int]
     hits: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     port: int = 0
+    hold: threading.Event | None = None
+    """When set to an event, every answer waits for it: an endpoint that hangs."""
 
     @property
     def url(self) -> str:
@@ -44,13 +46,15 @@ class Receiver:
 
 
 @contextmanager
-def receiving(statuses: list[int] | None = None) -> Iterator[Receiver]:
-    rec = Receiver(statuses=list(statuses or []))
+def receiving(statuses: list[int] | None = None, hang: bool = False) -> Iterator[Receiver]:
+    rec = Receiver(statuses=list(statuses or []), hold=threading.Event() if hang else None)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             rec.hits.append(({k: v for k, v in self.headers.items()}, self.rfile.read(length)))
+            if rec.hold is not None:
+                rec.hold.wait()
             status = rec.statuses.pop(0) if rec.statuses else 200
             self.send_response(status)
             self.send_header("Content-Length", "0")
@@ -66,5 +70,7 @@ def receiving(statuses: list[int] | None = None) -> Iterator[Receiver]:
     try:
         yield rec
     finally:
+        if rec.hold is not None:
+            rec.hold.set()
         server.shutdown()
         server.server_close()

@@ -112,14 +112,17 @@ def start_inference(
     return proc, port, metrics_port
 
 
-def start_bridge(env: dict[str, str], log_dir: Path, wait_healthy: bool = True) -> tuple[Proc, str]:
-    """Starts a bridge; returns once ``/readyz`` answers 200 (an inference server is serving),
-    or, with ``wait_healthy=False``, once ``/healthz`` does (the process serves)."""
+def start_bridge(
+    env: dict[str, str], log_dir: Path, wait_healthy: bool = True, host: str = "127.0.0.1"
+) -> tuple[Proc, str]:
+    """Starts a bridge listening on ``host``; returns once ``/readyz`` answers 200 (an inference
+    server is serving), or, with ``wait_healthy=False``, once ``/healthz`` does (the process
+    serves)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     full_env = {"GENSERVE_PUBLIC_BASE_URL": base, **env}
     proc = Proc(
-        [sys.executable, "-m", "rest_bridge", "--port", str(port)],
+        [sys.executable, "-m", "rest_bridge", "--host", host, "--port", str(port)],
         full_env,
         log_dir / f"bridge-{port}.log",
     )

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import argparse
 import socket
-from typing import NoReturn
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+    """What a ``register`` function of the ``genserve.commands`` group is handed."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -22,6 +29,12 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def fail(message: str) -> int:
+    """Says why on standard error, without a traceback; the exit status to return."""
+    print(f"genserve: {message}", file=sys.stderr)
+    return 1
 
 
 def one_line(exc: Exception) -> str:

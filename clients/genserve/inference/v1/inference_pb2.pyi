@@ -252,6 +252,11 @@ class GenerateImageRequest(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PREVIEW_EVERY_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    INIT_IMAGE_FIELD_NUMBER: _builtins.int
+    MASK_IMAGE_FIELD_NUMBER: _builtins.int
+    STRENGTH_FIELD_NUMBER: _builtins.int
     FAST_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Public model name, such as "nano-banana"."""
@@ -277,6 +282,22 @@ class GenerateImageRequest(_message.Message):
     """An identifier for logs, carried from the REST request."""
     preview_every: _builtins.int
     """Send a preview with the progress every this many denoising steps; 0 sends none."""
+    width: _builtins.int
+    """Width in pixels, a multiple of the model's ModelInfo.size_factor; 0 (with height 0)
+    means the size follows aspect_ratio.
+    """
+    height: _builtins.int
+    """Height in pixels, a multiple of the model's ModelInfo.size_factor; 0 (with width 0)
+    means the size follows aspect_ratio.
+    """
+    init_image: _builtins.bytes
+    """An input image (PNG, JPEG or WebP bytes): image to image, or inpainting with mask;
+    empty means text to image. Resized to the output size.
+    """
+    mask_image: _builtins.bytes
+    """The inpainting mask (PNG, JPEG or WebP bytes; white is repainted); needs init_image."""
+    strength: _builtins.float
+    """How much of init_image is repainted, 0 to 1; unset means the model's default."""
     fast: _builtins.bool
     """Run with the model's step cache (ModelInfo.step_cache): faster, slightly different
     output, priced the same. Refused for a model that has none.
@@ -295,20 +316,29 @@ class GenerateImageRequest(_message.Message):
         seed: _builtins.int | None = ...,
         request_id: _builtins.str = ...,
         preview_every: _builtins.int = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+        init_image: _builtins.bytes = ...,
+        mask_image: _builtins.bytes = ...,
+        strength: _builtins.float | None = ...,
         fast: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "guidance_scale", b"guidance_scale", "seed", b"seed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "_strength", b"_strength", "guidance_scale", b"guidance_scale", "seed", b"seed", "strength", b"strength"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "fast", b"fast", "format", b"format", "guidance_scale", b"guidance_scale", "model", b"model", "negative_prompt", b"negative_prompt", "num_images", b"num_images", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "_strength", b"_strength", "aspect_ratio", b"aspect_ratio", "fast", b"fast", "format", b"format", "guidance_scale", b"guidance_scale", "height", b"height", "init_image", b"init_image", "mask_image", b"mask_image", "model", b"model", "negative_prompt", b"negative_prompt", "num_images", b"num_images", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "steps", b"steps", "strength", b"strength", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__guidance_scale: _TypeAlias = _typing.Literal["guidance_scale"]  # noqa: Y015
     _WhichOneofArgType__guidance_scale: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale"]  # noqa: Y015
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    _WhichOneofReturnType__strength: _TypeAlias = _typing.Literal["strength"]  # noqa: Y015
+    _WhichOneofArgType__strength: _TypeAlias = _typing.Literal["_strength", b"_strength"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__guidance_scale) -> _WhichOneofReturnType__guidance_scale | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__strength) -> _WhichOneofReturnType__strength | None: ...
 
 Global___GenerateImageRequest: _TypeAlias = GenerateImageRequest  # noqa: Y015
 
@@ -742,6 +772,7 @@ class Completion(_message.Message):
     TIMINGS_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     ARTIFACT_COUNT_FIELD_NUMBER: _builtins.int
+    SEEDS_FIELD_NUMBER: _builtins.int
     seed: _builtins.int
     """The seed that was used."""
     artifact_count: _builtins.int
@@ -750,16 +781,21 @@ class Completion(_message.Message):
     def timings(self) -> Global___Timings:
         """Time spent in each phase."""
 
+    @_builtins.property
+    def seeds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The seed of each primary artifact, by index: output i of a request used seed + i."""
+
     def __init__(
         self,
         *,
         timings: Global___Timings | None = ...,
         seed: _builtins.int = ...,
         artifact_count: _builtins.int = ...,
+        seeds: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["timings", b"timings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_count", b"artifact_count", "seed", b"seed", "timings", b"timings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_count", b"artifact_count", "seed", b"seed", "seeds", b"seeds", "timings", b"timings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -838,6 +874,11 @@ class ModelInfo(_message.Message):
     TEXTURE_ALIGNMENTS_FIELD_NUMBER: _builtins.int
     ORIENTATIONS_FIELD_NUMBER: _builtins.int
     DEFAULT_GUIDANCE_FIELD_NUMBER: _builtins.int
+    MAX_STEPS_FIELD_NUMBER: _builtins.int
+    MIN_GUIDANCE_FIELD_NUMBER: _builtins.int
+    MAX_GUIDANCE_FIELD_NUMBER: _builtins.int
+    MAX_PIXELS_FIELD_NUMBER: _builtins.int
+    IMAGE_MODES_FIELD_NUMBER: _builtins.int
     STEP_CACHE_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
@@ -870,6 +911,14 @@ class ModelInfo(_message.Message):
     """Most images one request may ask for (images)."""
     default_guidance: _builtins.float
     """Default classifier-free guidance scale."""
+    max_steps: _builtins.int
+    """Most denoising steps one request may ask for."""
+    min_guidance: _builtins.float
+    """Lowest classifier-free guidance scale a request may ask for."""
+    max_guidance: _builtins.float
+    """Highest classifier-free guidance scale a request may ask for."""
+    max_pixels: _builtins.int
+    """Most pixels (width times height) of one output a request may ask for (images)."""
     step_cache: _builtins.str
     """The step cache a request with fast = true runs with ("first_block", "taylorseer",
     "magcache"); empty: the model has none, and fast is refused.
@@ -900,6 +949,12 @@ class ModelInfo(_message.Message):
     def orientations(self) -> _containers.RepeatedScalarFieldContainer[Global___Orientation.ValueType]:
         """Orientations it accepts (3D)."""
 
+    @_builtins.property
+    def image_modes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What it serves with an input image or without: "text_to_image", "image_to_image",
+        "inpaint", "edit" (images).
+        """
+
     def __init__(
         self,
         *,
@@ -924,12 +979,17 @@ class ModelInfo(_message.Message):
         texture_alignments: _abc.Iterable[Global___TextureAlignment.ValueType] | None = ...,
         orientations: _abc.Iterable[Global___Orientation.ValueType] | None = ...,
         default_guidance: _builtins.float = ...,
+        max_steps: _builtins.int = ...,
+        min_guidance: _builtins.float = ...,
+        max_guidance: _builtins.float = ...,
+        max_pixels: _builtins.int = ...,
+        image_modes: _abc.Iterable[_builtins.str] | None = ...,
         step_cache: _builtins.str = ...,
         state: Global___ModelState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "max_duration_seconds", b"max_duration_seconds", "max_images", b"max_images", "min_duration_seconds", b"min_duration_seconds", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "state", b"state", "step_cache", b"step_cache", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "image_modes", b"image_modes", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "max_duration_seconds", b"max_duration_seconds", "max_guidance", b"max_guidance", "max_images", b"max_images", "max_pixels", b"max_pixels", "max_steps", b"max_steps", "min_duration_seconds", b"min_duration_seconds", "min_guidance", b"min_guidance", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "state", b"state", "step_cache", b"step_cache", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
