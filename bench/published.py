@@ -402,6 +402,32 @@ FLUX_SCHNELL = Family(
 )
 
 
+# black-forest-labs/FLUX.1-Kontext-dev: FLUX.1 [dev]'s 12B transformer (with its guidance
+# embedding: guidance-distilled) trained to edit an input image by an instruction; the input's
+# latents join the sequence. FLUX.1 [dev]'s scheduler: shift 3 with resolution-dependent
+# dynamic shifting.
+FLUX_KONTEXT = Family(
+    repo="black-forest-labs/FLUX.1-Kontext-dev",
+    pipeline="FluxKontextPipeline",
+    components={
+        **FLUX_SCHNELL.components,
+        "transformer": (
+            "FluxTransformer2DModel",
+            {**FLUX_SCHNELL.components["transformer"][1], "guidance_embeds": True},
+        ),
+        "scheduler": (
+            "FlowMatchEulerDiscreteScheduler",
+            {
+                **FLUX_SCHNELL.components["scheduler"][1],
+                "shift": 3.0,
+                "use_dynamic_shifting": True,
+            },
+        ),
+    },
+    link=_link_flux,
+)
+
+
 # --- Stable Diffusion 3.5 Medium -------------------------------------------------------------
 
 
@@ -973,6 +999,7 @@ FAMILIES: dict[str, Family] = {
     "sdxl": SDXL,
     "sdxl-turbo": SDXL_TURBO,
     "flux-schnell": FLUX_SCHNELL,
+    "flux-kontext-dev": FLUX_KONTEXT,
     "sd3.5-medium": SD35_MEDIUM,
     "ltx-video": LTX_VIDEO,
     "ltx-2": LTX2,

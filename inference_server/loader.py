@@ -17,10 +17,11 @@ from typing import Any
 import torch
 
 from inference_server.errors import ModelLoadError
-from inference_server.model_config import ModelSpec
+from inference_server.model_config import LoraSpec, ModelSpec
 from inference_server.pipelines.step_cache import check_applies
 from inference_server.quiet import quiet_libraries
 from inference_server.speed import apply_speed_options, placement
+from inference_server.tiny.loras import DEMO_STYLE, ensure_demo_style
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def load_pipeline(spec: ModelSpec, cache_dir: Path, compile_cache_dir: Path | No
         pipe = pipeline_class(spec).from_pretrained(source, **{dtype_keyword(): DTYPES[spec.dtype]})
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{spec.name}: cannot load {source!r}: {exc}") from exc
+    load_loras(pipe, spec, source)
     apply_speed_options(pipe, spec, compile_cache_dir or cache_dir / "compile")
     pipe.set_progress_bar_config(disable=True)
     # None where the model names no cache, or names one its denoiser cannot take (a warning).
@@ -110,6 +112,41 @@ def load_pipeline(spec: ModelSpec, cache_dir: Path, compile_cache_dir: Path | No
     if spec.preview_decoder:
         pipe.genserve_preview_decoder = load_preview_decoder(spec)
     return pipe
+
+
+def lora_source(lora: LoraSpec, model_source: str) -> str:
+    """Where an adapter's weights are: its folder or repository id; ``builtin:demo-style``
+    is made next to the built-in model the first time."""
+    if lora.source == "builtin:" + DEMO_STYLE:
+        return str(ensure_demo_style(Path(model_source)))
+    if lora.source.startswith("builtin:"):
+        raise ModelLoadError(f"unknown built-in adapter {lora.source!r}")
+    return lora.source
+
+
+def load_loras(pipe: Any, spec: ModelSpec, source: str) -> None:
+    """Loads each adapter of the entry once, under its name, and leaves them off: a call
+    switches on the ones it asks for (``pipelines.image.use_loras``).
+
+    A compiled model gets diffusers' hot-swap first (``enable_lora_hotswap``), so the
+    adapters' weights are swapped in place of each other's without recompiling.
+    """
+    if not spec.loras:
+        return
+    if not hasattr(pipe, "load_lora_weights"):
+        raise ModelLoadError(f"{spec.name}: {type(pipe).__name__} takes no LoRA adapters")
+    if spec.compile and hasattr(pipe, "enable_lora_hotswap"):
+        pipe.enable_lora_hotswap(target_rank=128)
+    for lora in spec.loras:
+        where = lora_source(lora, source)
+        extra = {"weight_name": lora.weight_name} if lora.weight_name else {}
+        try:
+            pipe.load_lora_weights(where, adapter_name=lora.name, **extra)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"{spec.name}: cannot load adapter {lora.name!r} from {where!r}: {exc}"
+            ) from exc
+    pipe.disable_lora()
 
 
 def load_preview_decoder(spec: ModelSpec) -> Any:

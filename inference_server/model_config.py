@@ -19,6 +19,24 @@ from genserve.vocabulary import Kind
 from inference_server.pipelines.step_cache import StepCache
 
 
+class LoraSpec(BaseModel):
+    """An adapter (LoRA) a model offers: ``[[models.<name>.loras]]`` in the models file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, description="the name requests use")
+    source: str = Field(
+        description="a folder or repository id holding the weights; 'builtin:demo-style': the "
+        "small example adapter of the built-in image model, made next to it"
+    )
+    weight_name: str | None = Field(
+        None, description="the weight file in source (diffusers' weight_name); unset: its default"
+    )
+    scale: float = Field(
+        1.0, ge=-4.0, le=4.0, description="the scale a request that sets none gets"
+    )
+
+
 class ModelSpec(BaseModel):
     """One public model name and the pipeline behind it."""
 
@@ -92,6 +110,16 @@ class ModelSpec(BaseModel):
     )
     strength: float = Field(
         0.75, gt=0.0, le=1.0, description="images: how much of an input image is repainted"
+    )
+    image_to_video: bool = Field(
+        False,
+        description="videos: a request may give the first frame (LTX-Video and LTX-2 through "
+        "their image-to-video pipelines, made with from_pipe on the loaded weights)",
+    )
+    loras: list[LoraSpec] = Field(
+        default_factory=list,
+        description="images: adapters (LoRA) a request may apply, up to three at once; loaded "
+        "with the model, switched per call",
     )
     mesh_grid_size: int | None = Field(
         None,
@@ -187,6 +215,13 @@ class ModelSpec(BaseModel):
     def _kind_alias(cls, value: Any) -> Any:
         """Model files written before the kinds had one name said ``mesh`` for 3D."""
         return "3d" if value == "mesh" else value
+
+    @model_validator(mode="after")
+    def _loras(self) -> ModelSpec:
+        names = [lora.name for lora in self.loras]
+        if len(set(names)) != len(names):
+            raise ValueError("two loras have the same name")
+        return self
 
     @model_validator(mode="after")
     def _durations(self) -> ModelSpec:
@@ -300,6 +335,7 @@ EMBEDDED_MODELS: dict[str, dict[str, object]] = {
         "max_steps": 50,
         "guidance": 5.0,
         "image_modes": ["text_to_image", "image_to_image", "inpaint"],
+        "loras": [{"name": "demo-style", "source": "builtin:demo-style"}],
         "width": 128,
         "height": 128,
         "size_factor": 8,
@@ -329,6 +365,7 @@ EMBEDDED_MODELS: dict[str, dict[str, object]] = {
         "source": "builtin:tiny-ltx-video",
         "pipeline": "LTXPipeline",
         "default": True,
+        "image_to_video": True,
     },
     "ltx-2": {**_TINY_VIDEO, "source": "builtin:tiny-ltx2", "pipeline": "LTX2Pipeline"},
 }

@@ -204,6 +204,7 @@ def _image_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
     info.max_images = spec.max_images
     info.max_pixels = spec.pixel_limit
     info.image_modes.extend(spec.image_modes)
+    info.loras.extend(pb.LoraInfo(name=x.name, default_scale=x.scale) for x in spec.loras)
 
 
 def _video_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
@@ -213,6 +214,7 @@ def _video_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
     info.min_duration_seconds = spec.min_duration
     info.max_duration_seconds = spec.max_duration
     info.default_duration_seconds = spec.default_duration
+    info.image_to_video = spec.image_to_video
 
 
 def _sized_info(spec: ModelSpec, info: pb.ModelInfo) -> None:

@@ -88,14 +88,14 @@ class Generation(SQLModel, table=True):
 
 
 class Asset(SQLModel, table=True):
-    """One stored output file of a generation."""
+    """One stored file of a generation: an output, or a caller's input image or mask."""
 
     __table_args__ = (UniqueConstraint("generation_id", "role", "index"),)
 
     id: int | None = Field(default=None, primary_key=True)
     generation_id: str = Field(foreign_key="generation.id", index=True, max_length=24)
     index: int = 0
-    role: str = Field(default="primary", max_length=16)  # primary | preview
+    role: str = Field(default="primary", max_length=16)  # primary | preview | input | mask
     token: str = Field(default_factory=new_asset_token, unique=True, max_length=32)
     blob_key: str = Field(max_length=255)
     file_name: str = Field(max_length=255)

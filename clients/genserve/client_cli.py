@@ -131,8 +131,24 @@ def _image(client: Client, args: argparse.Namespace) -> GenerationStream[Any]:
         guidance_scale=args.guidance,
         width=args.size[0] if args.size else None,
         height=args.size[1] if args.size else None,
+        image=_input(args.image) if args.image else None,
+        mask=_input(args.mask) if args.mask else None,
+        strength=args.strength,
+        loras=args.lora,
         stream=True,
     )
+
+
+def _input(source: str) -> str | Path:
+    """An input image given on the command line: an ``http(s)`` URL, or a file that exists."""
+    if source.startswith(("http://", "https://")):
+        return source
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise ValueError(
+            f"{source}: no such file (give a PNG, JPEG or WebP file, or an http(s) URL)"
+        )
+    return path
 
 
 def _video(client: Client, args: argparse.Namespace) -> GenerationStream[Any]:
@@ -142,20 +158,18 @@ def _video(client: Client, args: argparse.Namespace) -> GenerationStream[Any]:
         duration=args.duration,
         resolution=args.resolution,
         aspect_ratio=args.aspect_ratio,
+        seed=args.seed,
+        negative_prompt=args.negative,
+        image=_input(args.image) if args.image else None,
         stream=True,
     )
 
 
 def _three_d(client: Client, args: argparse.Namespace) -> GenerationStream[Any]:
-    source: str = args.image
-    is_url = source.startswith(("http://", "https://"))
-    if not is_url and not Path(source).expanduser().is_file():
-        raise ValueError(
-            f"{source}: no such file (give a PNG, JPEG or WebP file, or an http(s) URL)"
-        )
+    source = _input(args.image)
     return client.three_d.generate(
-        image_url=source if is_url else None,
-        image_path=None if is_url else Path(source).expanduser(),
+        image_url=source if isinstance(source, str) else None,
+        image_path=source if isinstance(source, Path) else None,
         texture_quality=args.texture_quality,
         texture_alignment=args.texture_alignment,
         orientation=args.orientation,
@@ -353,6 +367,25 @@ def _image_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size", type=_size, metavar="WxH", help="exact size, e.g. 192x128, instead of a ratio"
     )
+    parser.add_argument(
+        "--image",
+        metavar="PATH|URL",
+        help="start from this image (image to image; inpainting with --mask; an edit model "
+        "follows the prompt)",
+    )
+    parser.add_argument(
+        "--mask", metavar="PATH|URL", help="with --image: white is repainted (inpainting)"
+    )
+    parser.add_argument(
+        "--strength", type=_strength, help="with --image: how much is repainted, above 0 to 1"
+    )
+    parser.add_argument(
+        "--lora",
+        type=_lora,
+        action="append",
+        metavar="NAME[:SCALE]",
+        help="apply an adapter the model offers (genserve models), at most 3; repeatable",
+    )
 
 
 def _seed(text: str) -> int:
@@ -362,6 +395,29 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if not 0 <= value <= vocab.MAX_SEED:
         raise argparse.ArgumentTypeError(f"{value} is not between 0 and {vocab.MAX_SEED}")
+    return value
+
+
+def _lora(text: str) -> dict[str, Any]:
+    """``demo-style:0.8`` as ``{"name": "demo-style", "scale": 0.8}``; a bare name alone."""
+    name, sep, scale = text.rpartition(":") if ":" in text else (text, "", "")
+    if not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME or NAME:SCALE")
+    if not sep:
+        return {"name": name}
+    try:
+        return {"name": name, "scale": float(scale)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{scale!r} in {text!r} is not a number") from None
+
+
+def _strength(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is not above 0 and at most 1")
     return value
 
 
@@ -379,6 +435,13 @@ def _video_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=_positive, help="whole seconds (default 4)")
     parser.add_argument("--resolution", choices=vocab.RESOLUTIONS, help="default 720p")
     parser.add_argument("--aspect-ratio", choices=vocab.VIDEO_ASPECT_RATIOS, help="default 16:9")
+    parser.add_argument(
+        "--seed", type=_seed, help=f"0 to {vocab.MAX_SEED}: the same seed, the same video"
+    )
+    parser.add_argument("--negative", metavar="TEXT", help="what the video should not show")
+    parser.add_argument(
+        "--image", metavar="PATH|URL", help="the first frame (models that serve image to video)"
+    )
 
 
 def _three_d_options(parser: argparse.ArgumentParser) -> None:

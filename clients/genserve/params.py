@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias, TypedDict
@@ -22,6 +22,13 @@ from genserve.vocabulary import KINDS, PROJECT_TYPES, Kind
 
 ImageInput: TypeAlias = "str | os.PathLike[str] | bytes"
 """An input image: a path, an ``http(s)`` or ``data:`` URL, or the file's bytes."""
+
+
+class Lora(TypedDict, total=False):
+    """An adapter (LoRA) to apply: a name of the model's ``loras`` and an optional scale."""
+
+    name: str
+    scale: float
 
 
 class ImageParams(TypedDict, total=False):
@@ -50,6 +57,16 @@ class ImageParams(TypedDict, total=False):
     """Exact width in pixels, with ``height``, instead of ``aspect_ratio``."""
     height: int | None
     """Exact height in pixels, with ``width``."""
+    image: ImageInput | None
+    """An input image (a path, an ``http(s)`` or ``data:`` URL, or bytes): image to image,
+    inpainting with ``mask``, or an edit, as the model's ``image_modes`` allow."""
+    mask: ImageInput | None
+    """Inpainting: a mask of ``image`` (white is repainted), given like ``image``."""
+    strength: float | None
+    """With ``image``: how much of it is repainted, above 0 to 1 (the model's default)."""
+    loras: Sequence[Lora | str] | None
+    """Adapters (LoRA) to apply, at most 3: ``{"name": ..., "scale": ...}`` or a bare name
+    (its default scale); ``client.models.list()`` shows each model's."""
     fast: bool | None
     """Run with the model's step cache (``step_cache`` in ``client.models.list()``): faster,
     a slightly different picture, the same price (False)."""
@@ -69,6 +86,13 @@ class VideoParams(TypedDict, total=False):
     """One of ``genserve.vocabulary.VIDEO_ASPECT_RATIOS`` (16:9)."""
     webhook_url: str | None
     """Called (signed) when the generation ends."""
+    seed: int | None
+    """0 to 2**32 - 1 (a random one, returned as the result's ``seed``)."""
+    negative_prompt: str | None
+    """What the video should not show."""
+    image: ImageInput | None
+    """The first frame (a path, an ``http(s)`` or ``data:`` URL, or bytes), for models that
+    serve image to video."""
     fast: bool | None
     """Run with the model's step cache (``step_cache`` in ``client.models.list()``): faster,
     slightly different frames, the same price (False)."""
@@ -96,8 +120,30 @@ class ThreeDParams(TypedDict, total=False):
     """Called (signed) when the generation ends."""
 
 
-def _prompt_body(prompt: Any, values: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": prompt, **values}
+def image_fields(image: ImageInput, prefix: str = "image") -> dict[str, str]:
+    """``{prefix}_url`` for an ``http(s)`` URL, else ``{prefix}_base64`` (a ``data:`` URL as
+    given, bytes or a file's contents encoded)."""
+    if isinstance(image, bytes | bytearray):
+        return {f"{prefix}_base64": base64.b64encode(bytes(image)).decode("ascii")}
+    if isinstance(image, str) and image.startswith(("http://", "https://")):
+        return {f"{prefix}_url": image}
+    if isinstance(image, str) and image.startswith("data:"):
+        return {f"{prefix}_base64": image}  # the server reads its base64 part
+    return {f"{prefix}_base64": base64.b64encode(Path(image).read_bytes()).decode("ascii")}
+
+
+def _image_prompt_body(prompt: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """An image or video body: the prompt, and the input ``image`` and ``mask`` as the
+    body's ``image_*`` and ``mask_*`` fields."""
+    image, mask = values.pop("image", None), values.pop("mask", None)
+    if values.get("loras") is not None:
+        values["loras"] = [{"name": x} if isinstance(x, str) else dict(x) for x in values["loras"]]
+    inputs: dict[str, Any] = {}
+    if image is not None:
+        inputs.update(image_fields(image))
+    if mask is not None:
+        inputs.update(image_fields(mask, "mask"))
+    return {"prompt": prompt, **values, **inputs}
 
 
 def _image_body(image: Any, values: dict[str, Any]) -> dict[str, Any]:
@@ -149,8 +195,8 @@ def _path(kind: Kind) -> str:
 
 
 _DECLARED: dict[Kind, tuple[type[Any], type[GenerationResult], Callable[..., dict[str, Any]]]] = {
-    "image": (ImageParams, ImageResult, _prompt_body),
-    "video": (VideoParams, VideoResult, _prompt_body),
+    "image": (ImageParams, ImageResult, _image_prompt_body),
+    "video": (VideoParams, VideoResult, _image_prompt_body),
     "3d": (ThreeDParams, ModelResult, _image_body),
 }
 KIND_SPECS: dict[Kind, KindSpec] = {

@@ -398,13 +398,17 @@ class VideoResult(GenerationResult):
 
     kind: ClassVar[str] = "video"
     video: VideoFile = field(default_factory=lambda: VideoFile(url=""))
+    seed: int | None = None
+    """The seed the video was made with: ask again with it for the same video."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> VideoResult:
         video = VideoFile.from_dict(_dict(data.get("video")))
         common = cls._common(data)
         common["generation_id"] = common["generation_id"] or (video.generation_id or "")
-        return cls(**common, video=video)
+        seed = data.get("seed")
+        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        return cls(**common, video=video, seed=seed)
 
     @property
     def files(self) -> list[OutputFile]:

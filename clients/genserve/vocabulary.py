@@ -9,6 +9,7 @@ Pure Python apart from the generated enums: nothing here needs a server package.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 from genserve.inference.v1 import inference_pb2 as pb
@@ -47,6 +48,25 @@ ImageMode = Literal["text_to_image", "image_to_image", "inpaint", "edit"]
 IMAGE_MODES: tuple[ImageMode, ...] = get_args(ImageMode)
 """What an image model may serve: from a prompt, from an input image (``strength``), an
 input image and a mask (white repainted), or an instruction edit of an input image."""
+
+
+def clean_optional_prompt(value: str | None) -> str | None:
+    """``clean_prompt`` for an optional text (a negative prompt): None stays None."""
+    return None if value is None else clean_prompt(value)
+
+
+MAX_LORAS = 3
+"""The most adapters (LoRA) one request may apply."""
+
+
+def is_edit(mode: str, strength_given: bool, modes: Sequence[str]) -> bool:
+    """Whether an input image without a mask (``image_to_image``) is an instruction ``edit``
+    on a model serving ``modes``: it serves edit, and not image to image with a strength
+    given. Both sides decide by this rule (the bridge's check, the server's plan)."""
+    if mode != "image_to_image" or "edit" not in modes:
+        return False
+    return not (strength_given and "image_to_image" in modes)
+
 
 MAX_SEED = 2**32 - 1
 """Seeds are 0 to this; image ``i`` of a request uses ``seed + i``."""

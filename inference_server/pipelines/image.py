@@ -55,12 +55,19 @@ class ImageRun:
     mask_image: Image.Image | None = None
     """Inpainting: white is repainted; at the output size."""
     strength: float = 0.75
+    loras: tuple[tuple[str, float], ...] = ()
+    """Adapters (LoRA) switched on for the call, by name, with their scales."""
+    edit: bool = False
+    """An instruction edit: ``init_image`` and the prompt through the loaded edit pipeline
+    (FLUX.1 Kontext), no strength."""
 
     @property
     def mode(self) -> str:
         if self.init_image is None:
             return "text_to_image"
-        return "inpaint" if self.mask_image is not None else "image_to_image"
+        if self.mask_image is not None:
+            return "inpaint"
+        return "edit" if self.edit else "image_to_image"
 
     cache: StepCache | None = None
     """The model's step cache, for a request that asked for fast; None runs every step in full."""
@@ -115,10 +122,28 @@ def batch_key(model: str, run: ImageRun) -> tuple[object, ...]:
         run.guidance,
         bool(run.negative_prompt),
         run.max_sequence_length,
+        run.loras,  # one call applies one set of adapters at one set of scales
         # A request with an input image runs alone: its own key.
         id(run) if run.init_image is not None else None,
         run.cache,
     )
+
+
+def use_loras(pipe: Any, loras: tuple[tuple[str, float], ...]) -> None:
+    """Switches the loaded adapters for one call: those named, at their scales, or none.
+
+    The adapters were loaded once with the model (``loader.load_loras``); this sets which
+    apply, so the pipelines made with ``from_pipe`` (sharing the denoiser) follow too.
+    """
+    if not hasattr(pipe, "set_adapters") or not getattr(pipe, "get_list_adapters", None):
+        return
+    if not pipe.get_list_adapters():
+        return
+    if not loras:
+        pipe.disable_lora()
+        return
+    pipe.enable_lora()
+    pipe.set_adapters([name for name, _ in loras], adapter_weights=[s for _, s in loras])
 
 
 def pipeline_for(pipe: Any, mode: str) -> Any:
@@ -127,7 +152,7 @@ def pipeline_for(pipe: Any, mode: str) -> Any:
     Made once per loaded pipeline and kept on it, so it goes wherever the pipeline goes
     (moved, unloaded) and never holds a second copy of the weights.
     """
-    if mode == "text_to_image":
+    if mode in ("text_to_image", "edit"):  # an edit model is loaded as its edit pipeline
         return pipe
     variants: dict[str, Any] = pipe.__dict__.setdefault("_genserve_variants", {})
     if mode not in variants:
@@ -165,6 +190,7 @@ def run_images(
     done. Every ``preview_every`` steps a member's first image goes to its sink.
     """
     first = requests[0].run
+    use_loras(pipe, first.loras)
     pipe = pipeline_for(pipe, first.mode)
     owner: list[int] = []  # the request of each row
     prompts: list[str] = []
@@ -228,9 +254,15 @@ def run_images(
     }
     if first.max_sequence_length is not None:
         arguments["max_sequence_length"] = first.max_sequence_length
+    # FLUX.1 Kontext scales width and height to max_area (1024x1024 by default): the asked
+    # size is the area (other pipelines take no max_area; it is dropped for them).
+    arguments["max_area"] = first.width * first.height
     if first.init_image is not None:
         arguments["image"] = [first.init_image] * len(prompts)
-        arguments["strength"] = first.strength
+        if first.edit:  # already at the output size: no resizing to the pipeline's sizes
+            arguments["_auto_resize"] = False
+        else:
+            arguments["strength"] = first.strength
         if first.mask_image is not None:
             arguments["mask_image"] = [first.mask_image] * len(prompts)
     if shrinkable:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline, LTX2Pipeline, LTXPipeline, WanPipeline
+from PIL import Image
 
 from inference_server.errors import InvalidArgument
 from inference_server.previews import PreviewSink, due, video_preview
@@ -97,6 +98,26 @@ def _ltx2_kwargs(pipe: LTX2Pipeline) -> dict[str, Any]:
     return {"spatio_temporal_guidance_blocks": [min(28, last_block)]}
 
 
+def image_to_video(pipe: DiffusionPipeline, family: str) -> DiffusionPipeline:
+    """The family's image-to-video pipeline on the loaded weights (``from_pipe``), made once
+    and kept on the pipeline, never a second copy of the weights."""
+    variants: dict[str, Any] = pipe.__dict__.setdefault("_genserve_variants", {})
+    if "image_to_video" not in variants:
+        import diffusers
+
+        names = {"ltx": "LTXImageToVideoPipeline", "ltx2": "LTX2ImageToVideoPipeline"}
+        cls = getattr(diffusers, names.get(family, ""), None)
+        if cls is None:
+            raise InvalidArgument(f"{type(pipe).__name__} has no image-to-video pipeline")
+        variant = cls.from_pipe(pipe)
+        variant.set_progress_bar_config(disable=True)
+        for name in ("genserve_preview_decoder",):
+            if hasattr(pipe, name):
+                setattr(variant, name, getattr(pipe, name))
+        variants["image_to_video"] = variant
+    return variants["image_to_video"]
+
+
 def run_video(
     pipe: DiffusionPipeline,
     *,
@@ -112,6 +133,7 @@ def run_video(
     on_step: StepCallback,
     preview_every: int = 0,
     on_preview: PreviewSink | None = None,
+    first_frame: Image.Image | None = None,
 ) -> VideoResult:
     """Generate one clip, reporting each denoising step and the decode.
 
@@ -155,6 +177,9 @@ def run_video(
         kwargs["frame_rate"] = frame_rate
     if family == "ltx2":
         kwargs.update(_ltx2_kwargs(pipe))
+    if first_frame is not None:
+        pipe = image_to_video(pipe, family)
+        kwargs["image"] = first_frame
     with torch.inference_mode():
         output = pipe(**kwargs)
         frames = _to_uint8_frames(output.frames)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -136,7 +137,7 @@ def plan_image(spec: ModelSpec, request: pb.GenerateImageRequest) -> ImagePlan:
         )
         width, height = image_size(ratio, spec.width, spec.height, spec.size_factor)
     seed = random_seed(request.HasField("seed"), request.seed)
-    init_image, mask_image, strength = image_inputs(request, spec, (width, height))
+    init_image, mask_image, strength, edit = image_inputs(request, spec, (width, height))
     run = ImageRun(
         prompt=prompt_text(request.prompt),
         negative_prompt=negative_text(request.negative_prompt, spec),
@@ -150,6 +151,8 @@ def plan_image(spec: ModelSpec, request: pb.GenerateImageRequest) -> ImagePlan:
         init_image=init_image,
         mask_image=mask_image,
         strength=strength,
+        edit=edit,
+        loras=loras_for(request.loras, spec),
         cache=step_cache_for(request.fast, spec),
     )
     return ImagePlan(
@@ -176,21 +179,26 @@ def exact_size(width: int, height: int, aspect_ratio: str, spec: ModelSpec) -> t
 
 def image_inputs(
     request: pb.GenerateImageRequest, spec: ModelSpec, size: tuple[int, int]
-) -> tuple[Image.Image | None, Image.Image | None, float]:
-    """The input image and mask at the output size, and the strength; the mode they ask
-    for must be one the model serves."""
+) -> tuple[Image.Image | None, Image.Image | None, float, bool]:
+    """The input image and mask at the output size, the strength, and whether it is an
+    instruction edit; the mode they ask for must be one the model serves."""
     if not request.init_image:
         if request.mask_image or request.HasField("strength"):
             raise InvalidArgument("mask_image and strength need init_image")
         mode = "text_to_image"
     else:
         mode = "inpaint" if request.mask_image else "image_to_image"
+    edit = vocab.is_edit(mode, request.HasField("strength"), spec.image_modes)
+    if edit:
+        if request.HasField("strength"):
+            raise InvalidArgument(f"{spec.name} edits by the prompt: no strength")
+        mode = "edit"
     if mode not in spec.image_modes:
         raise InvalidArgument(
             f"{spec.name} does not serve {mode}; it serves {', '.join(spec.image_modes)}"
         )
     if mode == "text_to_image":
-        return None, None, spec.strength
+        return None, None, spec.strength, False
     strength = spec.strength
     if request.HasField("strength"):
         if not 0.0 < request.strength <= 1.0:
@@ -200,4 +208,25 @@ def image_inputs(
     mask = None
     if request.mask_image:
         mask = decode_input_image(request.mask_image).convert("L").resize(size)
-    return init, mask, strength
+    return init, mask, strength, edit
+
+
+def loras_for(asked: Sequence[pb.LoraWeight], spec: ModelSpec) -> tuple[tuple[str, float], ...]:
+    """The adapters a request applies, each the model offers, at most three, with the
+    scale asked for or its default; sorted by name (a batch's key)."""
+    offered = {lora.name: lora for lora in spec.loras}
+    if len(asked) > vocab.MAX_LORAS:
+        raise InvalidArgument(f"at most {vocab.MAX_LORAS} loras a request")
+    chosen: dict[str, float] = {}
+    for weight in asked:
+        lora = offered.get(weight.name)
+        if lora is None:
+            names = ", ".join(offered) or "none"
+            raise InvalidArgument(f"{spec.name} has no lora {weight.name!r}; it offers {names}")
+        if weight.name in chosen:
+            raise InvalidArgument(f"lora {weight.name!r} is named twice")
+        scale = weight.scale if weight.HasField("scale") else lora.scale
+        if not math.isfinite(scale) or not -4.0 <= scale <= 4.0:
+            raise InvalidArgument("a lora's scale must be within -4 and 4")
+        chosen[weight.name] = round(scale, 4)
+    return tuple(sorted(chosen.items()))

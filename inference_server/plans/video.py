@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
@@ -23,6 +24,7 @@ from inference_server.pipelines.step_cache import StepCache, cached_steps
 from inference_server.pipelines.video import VideoResult, run_video
 from inference_server.plans.common import (
     accepted,
+    decode_input_image,
     guidance_for,
     negative_text,
     preview_every,
@@ -58,6 +60,8 @@ class VideoRun:
     steps: int
     guidance: float
     seed: int
+    first_frame: Image.Image | None = None
+    """Image to video: the first frame, at the run's size."""
     cache: StepCache | None = None
     """The model's step cache, for a request that asked for fast."""
 
@@ -91,6 +95,7 @@ class VideoPlan:
                     steps=run.steps,
                     guidance=run.guidance,
                     seed=run.seed,
+                    first_frame=run.first_frame,
                     on_step=on_step,
                     preview_every=self.preview_every,
                     on_preview=self.preview_sink,
@@ -176,6 +181,7 @@ def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
         steps=steps_for(request.steps, spec),
         guidance=guidance_for(request.HasField("guidance_scale"), request.guidance_scale, spec),
         seed=seed,
+        first_frame=first_frame(request, spec, (width, height)),
         cache=step_cache_for(request.fast, spec),
     )
     return VideoPlan(
@@ -187,3 +193,16 @@ def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
         height=out_height,
         preview_every=preview_every(request.preview_every),
     )
+
+
+def first_frame(
+    request: pb.GenerateVideoRequest, spec: ModelSpec, size: tuple[int, int]
+) -> Image.Image | None:
+    """The request's first frame, scaled and centre-cropped to the run's size; only for a
+    model that declares ``image_to_video``."""
+    if not request.init_image:
+        return None
+    if not spec.image_to_video:
+        raise InvalidArgument(f"{spec.name} does not serve image_to_video")
+    image = decode_input_image(request.init_image).convert("RGB")
+    return ImageOps.fit(image, size, Image.Resampling.LANCZOS)

@@ -12,7 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+from diffusers import (
+    FlowMatchEulerDiscreteScheduler,
+    FluxKontextPipeline,
+    FluxPipeline,
+    FluxTransformer2DModel,
+)
 
 from inference_server.tiny import ltx_video, parts
 from inference_server.tiny.tokenizers import build_clip_tokenizer
@@ -23,8 +28,12 @@ T5_DIM = 32
 LATENT_CHANNELS = 16
 
 
-def build_pipeline() -> FluxPipeline:
-    """Assemble the tiny pipeline in memory with seeded random weights."""
+def build_pipeline(*, kontext: bool = False) -> FluxPipeline | FluxKontextPipeline:
+    """Assemble the tiny pipeline in memory with seeded random weights.
+
+    ``kontext``: FLUX.1 Kontext [dev]'s ``FluxKontextPipeline`` (an instruction edit model):
+    the same components with a guidance embedding and FLUX.1 [dev]'s dynamic shift.
+    """
     tokenizer = build_clip_tokenizer()
     tokenizer_2 = ltx_video.build_tokenizer()
     torch.manual_seed(SEED)
@@ -42,7 +51,7 @@ def build_pipeline() -> FluxPipeline:
         num_attention_heads=2,
         joint_attention_dim=T5_DIM,
         pooled_projection_dim=CLIP_DIM,
-        guidance_embeds=False,
+        guidance_embeds=kontext,
         axes_dims_rope=(4, 6, 6),
     )
     torch.manual_seed(SEED)
@@ -55,14 +64,15 @@ def build_pipeline() -> FluxPipeline:
     )
     scheduler = FlowMatchEulerDiscreteScheduler(
         num_train_timesteps=1000,
-        shift=1.0,
-        use_dynamic_shifting=False,
+        shift=3.0 if kontext else 1.0,
+        use_dynamic_shifting=kontext,
         base_shift=0.5,
         max_shift=1.15,
         base_image_seq_len=256,
         max_image_seq_len=4096,
     )
-    return FluxPipeline(
+    cls = FluxKontextPipeline if kontext else FluxPipeline
+    return cls(
         scheduler=scheduler,
         vae=vae,
         text_encoder=text_encoder,
@@ -77,3 +87,9 @@ def build(folder: Path) -> None:
     """Write the tiny pipeline to ``folder`` in the diffusers layout."""
     folder.mkdir(parents=True, exist_ok=True)
     build_pipeline().save_pretrained(folder)
+
+
+def build_kontext(folder: Path) -> None:
+    """Write the tiny FLUX.1 Kontext pipeline (``FluxKontextPipeline``) to ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    build_pipeline(kontext=True).save_pretrained(folder)

@@ -107,6 +107,19 @@ def one_of(field_name: str, value: str, allowed: tuple[str, ...], model: ModelEn
 BodyT = TypeVar("BodyT", bound=GenerationBody)
 
 
+@dataclass(frozen=True)
+class InputFile:
+    """A caller's input (an image, a mask) kept with the project's outputs as an asset of
+    role ``role``, so the project can be made again; removed with it."""
+
+    role: str
+    data: bytes
+    format: str
+    """png, jpeg or webp."""
+    width: int
+    height: int
+
+
 @dataclass
 class GenerationOutcome:
     """What a finished RPC produced, before the answer is built from it."""
@@ -211,6 +224,10 @@ class GenerationKind(ABC, Generic[BodyT]):
     def metadata(self, gen: Generation) -> dict[str, Any]:
         """What a project of this kind adds to its ``metadata`` object."""
         return {}
+
+    def inputs(self, body: BodyT, prepared: Any) -> list[InputFile]:
+        """The inputs kept as assets of the project (none by default)."""
+        return []
 
     def file_name(self, generation_id: str, index: int, preview: bool, source_name: str) -> str:
         """File names in the document's style, carrying the generation id."""

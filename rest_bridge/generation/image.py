@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
-from pydantic import Field, StrictBool, StrictStr, field_validator
+from pydantic import Field, PrivateAttr, StrictBool, StrictStr, field_validator
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
@@ -25,7 +25,9 @@ from rest_bridge.generation.base import (
     GenerationBody,
     GenerationKind,
     GenerationOutcome,
+    InputFile,
     Preview,
+    StrictBody,
     WholeNumber,
     fast_allowed,
     one_of,
@@ -38,6 +40,25 @@ from storage.models import Generation
 
 if TYPE_CHECKING:
     from rest_bridge.state import BridgeState
+
+
+class LoraChoice(StrictBody):
+    """One adapter a request applies."""
+
+    name: StrictStr = Field(
+        min_length=1,
+        max_length=64,
+        description="A name of the model's loras (GET /api/v1/models).",
+        examples=["demo-style"],
+    )
+    scale: float | None = Field(
+        None,
+        ge=-4,
+        le=4,
+        allow_inf_nan=False,
+        description="How strongly it applies, -4 to 4. Unset: the adapter's default scale.",
+        examples=[0.8],
+    )
 
 
 def _clean_negative(value: str | None) -> str | None:
@@ -97,14 +118,23 @@ class ImageRequest(GenerationBody):
         None,
         description="An input image to start from (image to image; inpainting with a mask), "
         "fetched like /api/v1/3d's; for models whose image_modes allow it.",
+        examples=["https://example.com/photo.png"],
     )
     image_base64: StrictStr | None = Field(
-        None, description="The input image as base64 (or a data: URL), instead of image_url."
+        None,
+        description="The input image as base64 (or a data: URL), instead of image_url.",
+        examples=["data:image/png;base64,iVBORw0KGgo..."],
     )
     mask_url: StrictStr | None = Field(
-        None, description="Inpainting: a mask of the input image; white is repainted."
+        None,
+        description="Inpainting: a mask of the input image; white is repainted.",
+        examples=["https://example.com/mask.png"],
     )
-    mask_base64: StrictStr | None = Field(None, description="The mask as base64.")
+    mask_base64: StrictStr | None = Field(
+        None,
+        description="The mask as base64 (or a data: URL), instead of mask_url.",
+        examples=["data:image/png;base64,iVBORw0KGgo..."],
+    )
     strength: float | None = Field(
         None,
         gt=0,
@@ -120,15 +150,27 @@ class ImageRequest(GenerationBody):
         "faster, a slightly different picture, the same price.",
     )
 
+    loras: list[LoraChoice] | None = Field(
+        None,
+        max_length=vocab.MAX_LORAS,
+        description="Adapters (LoRA) to apply, at most 3, each by a name the model offers "
+        "(GET /api/v1/models lists them) with an optional scale.",
+        examples=[[{"name": "demo-style", "scale": 0.8}]],
+    )
+
     _prompt = field_validator("prompt")(vocab.clean_prompt)
     _negative = field_validator("negative_prompt")(_clean_negative)
+    _edit: bool = PrivateAttr(False)
 
     @property
     def mode(self) -> str:
-        """What the request asks the model for: its ``image_modes`` must include it."""
+        """What the request asks the model for: its ``image_modes`` must include it. An
+        input image without a mask is an ``edit`` once settled against an edit model."""
         if self.image_url is None and self.image_base64 is None:
             return "text_to_image"
-        return "image_to_image" if self.mask_url is None and self.mask_base64 is None else "inpaint"
+        if self.mask_url is not None or self.mask_base64 is not None:
+            return "inpaint"
+        return "edit" if self._edit else "image_to_image"
 
     @property
     def sized(self) -> bool:
@@ -207,6 +249,7 @@ class ImageKind(GenerationKind[ImageRequest]):
             field = "height" if body.height is None else "width"
             raise validation_error(field, "width and height go together: give both or neither")
         _check_mode(body, model)
+        _check_loras(body, model)
         if body.sized:
             _check_size(body, model)
         else:
@@ -230,7 +273,15 @@ class ImageKind(GenerationKind[ImageRequest]):
             update["steps"] = model.default_steps
         if body.guidance_scale is None and model.max_guidance:
             update["guidance_scale"] = model.default_guidance
-        return body.model_copy(update=update) if update else body
+        if body.loras:  # each with its scale, so the project records what was applied
+            defaults = dict(model.loras)
+            update["loras"] = [
+                LoraChoice(name=x.name, scale=defaults[x.name] if x.scale is None else x.scale)
+                for x in body.loras
+            ]
+        settled = body.model_copy(update=update) if update else body
+        settled._edit = body._edit
+        return settled
 
     async def prepare(self, state: BridgeState, body: ImageRequest) -> ImageInputs:
         if body.mode == "text_to_image":
@@ -251,6 +302,15 @@ class ImageKind(GenerationKind[ImageRequest]):
                 raise _as_mask_error(err) from err
         return ImageInputs(image, mask)
 
+    def inputs(self, body: ImageRequest, prepared: Any) -> list[InputFile]:
+        """The input image and mask, kept with the project (roles ``input`` and ``mask``)."""
+        inputs: ImageInputs = prepared or ImageInputs()
+        return [
+            InputFile(role, d.data, d.format, d.width, d.height)
+            for role, d in (("input", inputs.image), ("mask", inputs.mask))
+            if d is not None
+        ]
+
     def params(self, body: ImageRequest) -> dict[str, Any]:
         params: dict[str, Any] = {
             "aspect_ratio": body.ratio,
@@ -264,6 +324,8 @@ class ImageKind(GenerationKind[ImageRequest]):
         }
         if body.sized:
             params["width"], params["height"] = body.width, body.height
+        if body.loras:
+            params["loras"] = [lora.model_dump() for lora in body.loras]
         if body.mode != "text_to_image":
             params["mode"] = body.mode
             params["strength"] = body.strength
@@ -295,6 +357,8 @@ class ImageKind(GenerationKind[ImageRequest]):
             request.seed = body.seed
         if body.guidance_scale is not None:
             request.guidance_scale = body.guidance_scale
+        for lora in body.loras or ():
+            request.loras.add(name=lora.name, scale=lora.scale)
         inputs: ImageInputs = prepared or ImageInputs()
         if inputs.image is not None:
             request.init_image = inputs.image.data
@@ -341,6 +405,7 @@ class ImageKind(GenerationKind[ImageRequest]):
             },
             "seed": {"min": 0, "max": vocab.MAX_SEED},
             "image_modes": list(model.image_modes or ("text_to_image",)),
+            "loras": [{"name": n, "default_scale": scale} for n, scale in model.loras],
         }
 
     def metadata(self, gen: Generation) -> dict[str, Any]:
@@ -357,11 +422,27 @@ class ImageKind(GenerationKind[ImageRequest]):
             "strength",
             "image_url",
             "mask_url",
+            "loras",
         )
         return {k: p[k] for k in keys if p.get(k) is not None} | {
             "output_format": p.get("output_format"),
             "num_images": p.get("num_images"),
         }
+
+
+def _check_loras(body: ImageRequest, model: ModelEntry) -> None:
+    """A 422 for an adapter the model does not offer, or one named twice."""
+    offered = dict(model.loras)
+    seen: set[str] = set()
+    for lora in body.loras or ():
+        if lora.name not in offered:
+            names = ", ".join(offered) or "none"
+            raise validation_error(
+                "loras", f"{model.name} has no lora {lora.name!r}; it offers {names}"
+            )
+        if lora.name in seen:
+            raise validation_error("loras", f"{lora.name!r} is named twice")
+        seen.add(lora.name)
 
 
 def _check_mode(body: ImageRequest, model: ModelEntry) -> None:
@@ -372,6 +453,10 @@ def _check_mode(body: ImageRequest, model: ModelEntry) -> None:
             if getattr(body, name) is not None:
                 raise validation_error(name, "needs an input image: image_url or image_base64")
     modes = model.image_modes or ("text_to_image",)
+    body._edit = False  # decided afresh for this model
+    body._edit = vocab.is_edit(body.mode, body.strength is not None, modes)
+    if body._edit and body.strength is not None:
+        raise validation_error("strength", f"{model.name} edits by the prompt: no strength")
     if body.mode not in modes:
         field = "image_url" if body.image_url is not None else "image_base64"
         if body.mode == "inpaint":

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import Message
 
 from rest_bridge.edge.errors import ApiError, validation_error
-from rest_bridge.generation.base import GenerationBody, GenerationKind
+from rest_bridge.generation.base import GenerationBody, GenerationKind, InputFile
 from rest_bridge.link.catalogue import ModelEntry
 from rest_bridge.state import BridgeState
 from storage import points
@@ -25,6 +25,8 @@ class GenerationOrder:
     cost: int
     timeout_s: float
     request_id: str
+    inputs: list[InputFile] = field(default_factory=list)
+    """The caller's input files, stored as assets with the outputs."""
 
     @property
     def prompt(self) -> str:
@@ -119,4 +121,5 @@ async def order_for(
         cost=cost,
         timeout_s=unit.timeout_s(state.settings),
         request_id=rid,
+        inputs=unit.inputs(body, prepared),
     )

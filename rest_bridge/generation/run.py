@@ -149,9 +149,10 @@ async def _execute(
         await asyncio.shield(_end(state, gen.id, "failed", "internal_error", UNEXPECTED_MESSAGE))
         raise
     elapsed_ms = int((time.perf_counter() - t0) * 1000)
+    stored = _assets_for(order, gen, result.files)
     outcome = GenerationOutcome(
         generation=gen,
-        assets=_assets_for(order, gen, result.files),
+        assets=[asset for asset, _ in stored],
         remaining_points=started.remaining_points,
         generation_time_ms=elapsed_ms,
         seed=result.completion.seed,
@@ -164,7 +165,7 @@ async def _execute(
     except Exception:
         await asyncio.shield(_end(state, gen.id, "failed", "internal_error", UNEXPECTED_MESSAGE))
         raise
-    await _store(state, outcome, result.files)
+    await _store(state, outcome, stored)
     return outcome
 
 
@@ -193,27 +194,48 @@ async def _end(
     )
 
 
-def _assets_for(order: GenerationOrder, gen: Generation, files: list[CollectedFile]) -> list[Asset]:
+INPUT_CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+def _assets_for(
+    order: GenerationOrder, gen: Generation, files: list[CollectedFile]
+) -> list[tuple[Asset, bytes]]:
+    """The outputs' assets and then the caller's inputs' (role ``input``, ``mask``), each
+    with the bytes it stores."""
     assets = []
     for f in files:
         token = new_asset_token()
         preview = f.role == pb.ARTIFACT_ROLE_PREVIEW
         name = order.unit.file_name(gen.id, f.index, preview, f.file_name)
-        assets.append(
-            Asset(
-                generation_id=gen.id,
-                index=f.index,
-                role=ROLE_NAMES.get(f.role, "primary"),
-                token=token,
-                blob_key=f"{token}/{name}",
-                file_name=name,
-                content_type=f.content_type,
-                file_size=len(f.data),
-                width=f.width,
-                height=f.height,
-                duration=f.duration_seconds,
-            )
+        asset = Asset(
+            generation_id=gen.id,
+            index=f.index,
+            role=ROLE_NAMES.get(f.role, "primary"),
+            token=token,
+            blob_key=f"{token}/{name}",
+            file_name=name,
+            content_type=f.content_type,
+            file_size=len(f.data),
+            width=f.width,
+            height=f.height,
+            duration=f.duration_seconds,
         )
+        assets.append((asset, bytes(f.data)))
+    for i in order.inputs:
+        token = new_asset_token()
+        name = f"{i.role}-{gen.id}.{'jpg' if i.format == 'jpeg' else i.format}"
+        asset = Asset(
+            generation_id=gen.id,
+            role=i.role,
+            token=token,
+            blob_key=f"{token}/{name}",
+            file_name=name,
+            content_type=INPUT_CONTENT_TYPES.get(i.format, "application/octet-stream"),
+            file_size=len(i.data),
+            width=i.width,
+            height=i.height,
+        )
+        assets.append((asset, i.data))
     return assets
 
 
@@ -221,7 +243,7 @@ STORAGE_MESSAGE = "The output could not be stored; its points were refunded."
 
 
 async def _store(
-    state: BridgeState, outcome: GenerationOutcome, files: list[CollectedFile]
+    state: BridgeState, outcome: GenerationOutcome, stored: list[tuple[Asset, bytes]]
 ) -> None:
     """Saves the output; whatever arrives meanwhile, the save runs to its end first.
 
@@ -230,7 +252,7 @@ async def _store(
     completed with its files (the cancel came too late), or failed and refunded
     with no file left behind. Never the completed row without its files.
     """
-    save = asyncio.ensure_future(_save(state, outcome, files))
+    save = asyncio.ensure_future(_save(state, outcome, stored))
     cancelled = False
     while not save.done():
         try:
@@ -249,13 +271,15 @@ async def _store(
     save.result()  # the save's own error (refunded, files removed), if any
 
 
-async def _save(state: BridgeState, outcome: GenerationOutcome, files: list[CollectedFile]) -> None:
+async def _save(
+    state: BridgeState, outcome: GenerationOutcome, stored: list[tuple[Asset, bytes]]
+) -> None:
     """Files first, then one transaction: assets, answer, completed; undone if it cannot."""
     gen, assets = outcome.generation, outcome.assets
 
     def write_all() -> None:
-        for asset, f in zip(assets, files, strict=True):
-            state.blobs.put(asset.blob_key, bytes(f.data))
+        for asset, data in stored:
+            state.blobs.put(asset.blob_key, data)
 
     def remove_all() -> None:
         """Best effort: a store that is away keeps what it has (never a second error)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import random
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
@@ -15,6 +17,7 @@ from rest_bridge.generation.base import (
     GenerationBody,
     GenerationKind,
     GenerationOutcome,
+    InputFile,
     Preview,
     WholeNumber,
     fast_allowed,
@@ -22,6 +25,7 @@ from rest_bridge.generation.base import (
     preview_every,
 )
 from rest_bridge.link.catalogue import ModelEntry
+from rest_bridge.outbound.image_input import DecodedImage, load_image_input
 from rest_bridge.settings import BridgeSettings
 from storage.models import Generation
 
@@ -44,10 +48,40 @@ class VideoRequest(GenerationBody):
     resolution: vocab.Resolution = vocab.DEFAULT_RESOLUTION
     aspect_ratio: vocab.VideoAspectRatio = vocab.DEFAULT_VIDEO_ASPECT_RATIO
     preview: Preview = False
+    seed: WholeNumber | None = Field(
+        None,
+        ge=0,
+        le=vocab.MAX_SEED,
+        description="0 to 2^32-1. Unset: a random one, returned as data.seed. The same seed, "
+        "parameters and model give the same video.",
+        examples=[42],
+    )
+    negative_prompt: StrictStr | None = Field(
+        None,
+        description="What the video should not show (the prompt's rules and limits).",
+        examples=["blurry, flicker, watermark"],
+    )
+    image_url: StrictStr | None = Field(
+        None,
+        description="The first frame (image to video), fetched like /api/v1/3d's image; for "
+        "models whose image_to_video is true (GET /api/v1/models). Scaled and centre-cropped "
+        "to the video's frame.",
+        examples=["https://example.com/still.png"],
+    )
+    image_base64: StrictStr | None = Field(
+        None,
+        description="The first frame as base64 (or a data: URL), instead of image_url.",
+        examples=["data:image/png;base64,iVBORw0KGgo..."],
+    )
     fast: StrictBool = False
     """Run with the model's step cache: faster, slightly different, the same price."""
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
+    _negative = field_validator("negative_prompt")(vocab.clean_optional_prompt)
+
+    @property
+    def from_image(self) -> bool:
+        return self.image_url is not None or self.image_base64 is not None
 
 
 class VideoFile(FileAnswer):
@@ -66,6 +100,7 @@ class VideoAnswer(Answer):
     generation_time: int
     remaining_points: int
     request_id: str
+    seed: int | None = None
 
 
 def whole_if_whole(seconds: float) -> int | float:
@@ -119,20 +154,53 @@ class VideoKind(GenerationKind[VideoRequest]):
             )
         one_of("resolution", body.resolution, model.resolutions, model)
         one_of("aspect_ratio", body.aspect_ratio, model.aspect_ratios, model)
-        return body.model_copy(update={"duration": duration})
+        if body.from_image and not model.image_to_video:
+            field = "image_url" if body.image_url is not None else "image_base64"
+            raise validation_error(field, f"{model.name} does not serve image_to_video")
+        update: dict[str, Any] = {"duration": duration}
+        if body.seed is None:
+            update["seed"] = random.randint(0, vocab.MAX_SEED)
+        return body.model_copy(update=update)
+
+    async def prepare(self, state: BridgeState, body: VideoRequest) -> DecodedImage | None:
+        if not body.from_image:
+            return None
+        settings = state.settings
+        load = functools.partial(
+            load_image_input,
+            policy=settings.fetch_policy(),
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=vocab.MAX_INPUT_PIXELS,
+        )
+        return await load(body.image_url, body.image_base64)
+
+    def inputs(self, body: VideoRequest, prepared: Any) -> list[InputFile]:
+        """The first frame, kept with the project (role ``input``)."""
+        if not isinstance(prepared, DecodedImage):
+            return []
+        return [InputFile("input", prepared.data, prepared.format, prepared.width, prepared.height)]
 
     def params(self, body: VideoRequest) -> dict[str, Any]:
-        return {
+        params: dict[str, Any] = {
             "duration": body.duration,
             "resolution": body.resolution,
             "aspect_ratio": body.aspect_ratio,
+            "seed": body.seed,
             **({"fast": True} if body.fast else {}),
         }
+        if body.negative_prompt is not None:
+            params["negative_prompt"] = body.negative_prompt
+        if body.from_image:
+            params["mode"] = "image_to_video"
+            if body.image_url is not None:
+                params["image_url"] = body.image_url
+        return params
 
     def request(self, body: VideoRequest, model: ModelEntry, rid: str, prepared: Any) -> Message:
-        return pb.GenerateVideoRequest(
+        request = pb.GenerateVideoRequest(
             model=model.name,
             prompt=body.prompt,
+            negative_prompt=body.negative_prompt or "",
             aspect_ratio=body.aspect_ratio,
             resolution=body.resolution,
             duration_seconds=seconds(body),
@@ -140,6 +208,11 @@ class VideoKind(GenerationKind[VideoRequest]):
             preview_every=preview_every(body.preview),
             fast=body.fast,
         )
+        if body.seed is not None:
+            request.seed = body.seed
+        if isinstance(prepared, DecodedImage):
+            request.init_image = prepared.data
+        return request
 
     def output(
         self,
@@ -177,6 +250,7 @@ class VideoKind(GenerationKind[VideoRequest]):
         }
         return {
             "video": video,
+            "seed": outcome.seed if body.seed is None else body.seed,
         }
 
     def describe(self, model: ModelEntry) -> dict[str, Any]:
@@ -189,14 +263,18 @@ class VideoKind(GenerationKind[VideoRequest]):
                 "default": model.default_duration,
             },
             "frame_rate": model.frame_rate,
+            "seed": {"min": 0, "max": vocab.MAX_SEED},
+            "image_to_video": model.image_to_video,
         }
 
     def metadata(self, gen: Generation) -> dict[str, Any]:
+        p = gen.params
+        made_with = {k: p[k] for k in ("seed", "negative_prompt", "mode", "image_url") if k in p}
         return {
-            "duration": gen.params.get("duration"),
-            "resolution": gen.params.get("resolution"),
+            "duration": p.get("duration"),
+            "resolution": p.get("resolution"),
             "model": gen.model,
-        }
+        } | made_with
 
 
 VIDEO = VideoKind()

@@ -39,6 +39,9 @@ class ModelEntry:
     max_guidance: float = 0.0
     max_pixels: int = 0
     image_modes: tuple[str, ...] = ()
+    loras: tuple[tuple[str, float], ...] = ()
+    image_to_video: bool = False
+    """Adapters a request may apply: name and default scale."""
     native_width: int = 0
     native_height: int = 0
     size_factor: int = 0
@@ -75,6 +78,8 @@ class ModelEntry:
             max_guidance=info.max_guidance,
             max_pixels=info.max_pixels,
             image_modes=tuple(info.image_modes),
+            image_to_video=info.image_to_video,
+            loras=tuple((x.name, round(x.default_scale, 4)) for x in info.loras),
             native_width=info.native_width,
             native_height=info.native_height,
             size_factor=info.size_factor,

@@ -17,6 +17,9 @@ from rest_bridge.state import BridgeState
 from storage import generations
 from storage.models import Asset, Generation
 
+INPUT_ROLES = {"input": "input_image", "mask": "mask_image"}
+"""Assets of a caller's inputs, and the metadata field that gives each one's URL."""
+
 router = APIRouter(prefix="/api/v1", tags=["projects"])
 
 
@@ -34,6 +37,9 @@ def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> di
     unit = unit_of(gen.kind)
     if unit is not None:
         metadata.update(unit.metadata(gen))
+    for a in assets:  # the caller's inputs, kept with the project so it can be made again
+        if a.role in INPUT_ROLES:
+            metadata[INPUT_ROLES[a.role]] = state.file_url(a.token, a.file_name)
     return {
         "id": gen.id,
         "type": gen.kind,

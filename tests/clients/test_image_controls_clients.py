@@ -156,3 +156,60 @@ def test_openai_edit_and_variation_return_images(bridge: Bridge, tmp_path: Path)
     with picture.open("rb") as img:
         varied = client.images.create_variation(image=img, n=2)
     assert varied.data is not None and len(varied.data) == 2 and varied.data[0].url
+
+
+def _drawn(tmp_path: Path) -> tuple[Path, Path]:
+    from PIL import ImageDraw
+
+    picture = tmp_path / "picture.png"
+    image = Image.new("RGB", (200, 150), (30, 80, 200))
+    ImageDraw.Draw(image).ellipse((50, 30, 150, 120), fill=(240, 200, 40))
+    image.save(picture)
+    mask = tmp_path / "mask.png"
+    drawn = Image.new("L", (200, 150), 0)
+    ImageDraw.Draw(drawn).rectangle((0, 0, 100, 150), fill=255)
+    drawn.save(mask)
+    return picture, mask
+
+
+@SQLITE
+def test_sdk_and_cli_take_an_input_image_and_mask(bridge: Bridge, tmp_path: Path) -> None:
+    picture, mask = _drawn(tmp_path)
+    key = bridge.new_key(points=100)
+    size = {"width": 160, "height": 120, "seed": 9}
+    with Client(api_key=key, base_url=bridge.base) as client:
+        plain = client.images.generate("a sunflower", **size)
+        from_path = client.images.generate("a sunflower", image=picture, strength=0.5, **size)
+        from_bytes = client.images.generate(
+            "a sunflower", image=picture.read_bytes(), strength=0.5, **size
+        )
+        inpainted = client.images.generate(
+            "a sunflower", image=picture, mask=mask.read_bytes(), **size
+        )
+        with pytest.raises(ValidationError) as maskless:
+            client.images.generate("a sunflower", mask=mask)
+        assert [d["field"] for d in maskless.value.details] == ["mask_base64"]
+        projects = {p.id: p for p in client.projects.list(type="images")}
+    outputs = [r.save(tmp_path / r.generation_id)[0] for r in (plain, from_path, from_bytes)]
+    assert _pixels(outputs[1]) == _pixels(outputs[2])  # a path and its bytes: the same input
+    assert _pixels(outputs[0]) != _pixels(outputs[1])
+    meta = projects[inpainted.generation_id].metadata
+    assert meta["mode"] == "inpaint" and meta["input_image"] and meta["mask_image"]
+    assert projects[from_path.generation_id].metadata["strength"] == 0.5
+
+    env = {"GENSERVE_BASE_URL": bridge.base, "GENSERVE_API_KEY": key}
+    args = ["a sunflower", "--seed", "9", "--size", "160x120", "--image", str(picture)]
+    done = genserve(tmp_path, "image", *args, "--strength", "0.5", "-o", str(tmp_path / "c"), **env)
+    assert done.returncode == 0, done.stderr
+    assert _pixels(Path(done.stdout.strip())) == _pixels(outputs[1])
+    painted = genserve(
+        tmp_path, "image", *args, "--mask", str(mask), "-o", str(tmp_path / "d"), **env
+    )
+    assert painted.returncode == 0, painted.stderr
+    with Image.open(painted.stdout.strip()) as out:
+        assert out.size == (160, 120)
+    missing = genserve(tmp_path, "image", "x", "--image", str(tmp_path / "none.png"), **env)
+    assert missing.returncode != 0 and "no such file" in missing.stderr
+    no_traceback(missing)
+    bad = genserve(tmp_path, "image", "x", "--image", str(picture), "--strength", "2", **env)
+    assert bad.returncode == 2 and "at most 1" in bad.stderr

@@ -57,6 +57,7 @@ SMALL: dict[str, Callable[[Path], None]] = {
     "sdxl": sdxl.build,
     "sdxl-turbo": _sdxl_turbo,
     "flux-schnell": flux.build,
+    "flux-kontext-dev": flux.build_kontext,
     "sd3.5-medium": sd3.build,
     "ltx-video": ltx_video.build,
     "ltx-2": ltx2.build,
@@ -281,6 +282,59 @@ def test_one_generation_per_family(
         assert sum(len(g.faces) for g in scene.geometry.values()) > 0
     (completion,) = events["completion"]
     assert completion.artifact_count == 1
+
+
+@pytest.mark.server
+def test_the_edit_family_edits_an_image_by_the_prompt(
+    stub: pb_grpc.InferenceServiceStub, families: dict[str, Served]
+) -> None:
+    """FLUX.1 Kontext: an input image without strength is an instruction edit through the
+    loaded FluxKontextPipeline; the same prompt without the image makes another picture."""
+    spec = families["flux-kontext-dev"].spec
+    assert spec.image_modes == ["text_to_image", "edit"]
+    listed = {m.name: m for m in stub.ListModels(pb.ListModelsRequest()).models}
+    assert list(listed[spec.name].image_modes) == ["text_to_image", "edit"]
+    asked = {"model": spec.name, "prompt": "make it night", "steps": 2, "seed": 5}
+
+    def made(**extra: Any) -> np.ndarray:
+        request = pb.GenerateImageRequest(
+            **asked, num_images=1, format=pb.IMAGE_FORMAT_PNG, **extra
+        )
+        image = Image.open(io.BytesIO(_primary(_events(stub.GenerateImage(request))["chunk"])))
+        assert image.size == (IMAGE_SIDE, IMAGE_SIDE)
+        return np.asarray(image.convert("RGB"))
+
+    edited = made(init_image=disc_png(96, 30))
+    assert not np.array_equal(edited, made())
+    assert np.array_equal(edited, made(init_image=disc_png(96, 30)))
+    with pytest.raises(grpc.RpcError) as refused:  # no strength, no mask: not served
+        made(init_image=disc_png(96, 30), strength=0.5)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.server
+def test_the_image_to_video_family_starts_from_a_frame(
+    stub: pb_grpc.InferenceServiceStub, families: dict[str, Served]
+) -> None:
+    """LTX-Video: the first frame through LTXImageToVideoPipeline (from_pipe)."""
+    spec = families["ltx-video"].spec
+    assert spec.image_to_video
+    listed = {m.name: m for m in stub.ListModels(pb.ListModelsRequest()).models}
+    assert listed[spec.name].image_to_video
+    assert not listed[families["wan2.1-t2v-1.3b"].spec.name].image_to_video
+    request = pb.GenerateVideoRequest(
+        model=spec.name,
+        prompt="the ball rolls away",
+        aspect_ratio="1:1",
+        resolution="360p",
+        duration_seconds=1,
+        steps=2,
+        seed=7,
+        init_image=disc_png(96, 30),
+    )
+    data = _primary(_events(stub.GenerateVideo(request))["chunk"])
+    facts = probe_mp4(data)
+    assert (facts.width, facts.height, facts.frame_count) == (360, 360, int(FRAME_RATE))
 
 
 def test_flux_tokens_unpack_to_the_latent_grid() -> None:

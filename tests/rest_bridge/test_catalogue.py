@@ -8,6 +8,7 @@ narrower options are enforced before any debit.
 from __future__ import annotations
 
 import ast
+import base64
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 import av
 import httpx
 import pytest
+from PIL import Image
 from sqlmodel import Session, select
 
 from storage.db import make_engine, migrate
@@ -124,6 +126,26 @@ def test_models_of_every_server_are_listed_with_their_options(fleet: Fleet) -> N
     assert relief["kind"] == "3d"  # one name for the kind, though the file said "mesh"
     assert relief["orientation"] == ["default"]
     assert relief["default"] is True  # the only 3D model anywhere
+
+
+def test_a_mode_the_model_does_not_serve_is_422_before_the_debit(fleet: Fleet) -> None:
+    key = fleet.bridge.new_key(points=100)
+    before = fleet.first.rpc_count()
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(picture, "PNG")
+    body = {
+        "prompt": "a red square, redrawn",
+        "model": "studio-sketch",  # text to image only: the entry declares no image_modes
+        "image_base64": base64.b64encode(picture.getvalue()).decode(),
+    }
+    with fleet.bridge.client(key) as c:
+        r = c.post("/api/v1/images", json=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["details"][0]["field"] == "image_base64"
+        assert "does not serve image_to_image" in r.json()["error"]
+        assert c.get("/api/v1/account").json()["data"]["points"] == 100
+    assert _models(fleet, key)["studio-sketch"]["image_modes"] == ["text_to_image"]
+    assert fleet.first.rpc_count() == before
 
 
 @pytest.mark.parametrize(("model", "server"), [("studio-sketch", "first"), ("night-owl", "second")])

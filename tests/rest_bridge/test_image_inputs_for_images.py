@@ -44,7 +44,7 @@ def _pixels(data: dict[str, Any]) -> Image.Image:
         return img.convert("RGB")
 
 
-@pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("bridge", ["sqlite", "postgresql"], indirect=True)
 def test_image_to_image_and_inpainting(bridge: Bridge) -> None:
     key = bridge.new_key(points=200)
     plain = _post(bridge, key, width=160, height=120)
@@ -81,6 +81,12 @@ def test_image_to_image_and_inpainting(bridge: Bridge) -> None:
     meta = {p["id"]: p["metadata"] for p in projects["projects"]}
     assert meta[inpainted.json()["data"]["generation_id"]]["mode"] == "inpaint"
     assert meta[weaker.json()["data"]["generation_id"]]["strength"] == 0.3
+    # the input image and mask are kept as assets of the project, byte for byte
+    kept = meta[inpainted.json()["data"]["generation_id"]]
+    assert httpx.get(kept["input_image"]).content == base64.b64decode(_b64(_picture()))
+    assert httpx.get(kept["mask_image"]).content == base64.b64decode(_b64(_mask()))
+    assert "mask_image" not in meta[weaker.json()["data"]["generation_id"]]
+    assert "input_image" not in meta[plain.json()["data"]["generation_id"]]
 
     with bridge.client(key) as c:
         models = c.get("/api/v1/models").json()["data"]["models"]
@@ -120,3 +126,24 @@ def test_a_mode_the_model_does_not_serve_is_refused_when_settled() -> None:
         IMAGE.settle(body, text_only)
     assert refused.value.status == 422
     assert "does not serve image_to_image" in refused.value.message
+
+
+def test_an_input_image_is_an_edit_on_an_edit_model() -> None:
+    kontext = ModelEntry(
+        name="flux-kontext-dev",
+        kind="image",
+        is_default=False,
+        image_modes=("text_to_image", "edit"),
+    )
+    body = ImageRequest.model_validate({"prompt": "make it night", "image_url": "https://e.x/a"})
+    assert IMAGE.settle(body, kontext).mode == "edit"
+    assert IMAGE.params(IMAGE.settle(body, kontext))["mode"] == "edit"
+    with pytest.raises(ApiError) as strength:
+        IMAGE.settle(body.model_copy(update={"strength": 0.5}), kontext)
+    assert strength.value.status == 422 and "no strength" in strength.value.message
+    both = ModelEntry(
+        name="both", kind="image", is_default=False, image_modes=("image_to_image", "edit")
+    )
+    assert IMAGE.settle(body, both).mode == "edit"
+    strong = body.model_copy(update={"strength": 0.5})
+    assert IMAGE.settle(strong, both).mode == "image_to_image"

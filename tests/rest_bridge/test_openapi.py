@@ -57,3 +57,26 @@ def test_the_image_answer_names_the_document_fields(schema: dict[str, Any]) -> N
     assert set(data["properties"]) >= {
         "images", "generation_id", "generation_time", "remaining_points", "request_id"
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        (
+            "ImageRequest",
+            (
+                "seed negative_prompt steps guidance_scale width height image_url image_base64 "
+                "mask_url mask_base64 strength loras"
+            ),
+        ),
+        ("VideoRequest", "seed negative_prompt image_url image_base64"),
+        ("LoraChoice", "name scale"),
+    ],
+)
+def test_every_creative_control_is_described_with_an_example(
+    schema: dict[str, Any], name: str, fields: str
+) -> None:
+    properties = schema["components"]["schemas"][name]["properties"]
+    for field in fields.split():
+        assert properties[field].get("description"), (name, field)
+        assert properties[field].get("examples"), (name, field)

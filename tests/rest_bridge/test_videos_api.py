@@ -102,7 +102,8 @@ def test_document_defaults(bridge: Bridge) -> None:
         body = r.json()
         assert body["success"] is True
         data = body["data"]
-        assert set(data) == {"video", "generation_time", "remaining_points", "request_id"}
+        documented_data = {"video", "generation_time", "remaining_points", "request_id"}
+        assert set(data) == documented_data | {"seed"}  # the seed: an addition
         assert data["request_id"] == r.headers["x-request-id"]
         assert isinstance(data["generation_time"], int) and data["generation_time"] > 0
         assert data["remaining_points"] == 100 - price(4, "720p") == 90
@@ -134,6 +135,7 @@ def test_document_defaults(bridge: Bridge) -> None:
         "duration": 4,
         "resolution": "720p",
         "model": "vidu-q2",
+        "seed": data["seed"],  # recorded, so the clip can be made again
     }
     assert check_image(project["thumbnail"]).format == "JPEG"
 

@@ -257,6 +257,7 @@ class GenerateImageRequest(_message.Message):
     INIT_IMAGE_FIELD_NUMBER: _builtins.int
     MASK_IMAGE_FIELD_NUMBER: _builtins.int
     STRENGTH_FIELD_NUMBER: _builtins.int
+    LORAS_FIELD_NUMBER: _builtins.int
     FAST_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Public model name, such as "nano-banana"."""
@@ -302,6 +303,10 @@ class GenerateImageRequest(_message.Message):
     """Run with the model's step cache (ModelInfo.step_cache): faster, slightly different
     output, priced the same. Refused for a model that has none.
     """
+    @_builtins.property
+    def loras(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoraWeight]:
+        """Adapters (LoRA) to apply, by the names of the model's ModelInfo.loras; at most three."""
+
     def __init__(
         self,
         *,
@@ -321,11 +326,12 @@ class GenerateImageRequest(_message.Message):
         init_image: _builtins.bytes = ...,
         mask_image: _builtins.bytes = ...,
         strength: _builtins.float | None = ...,
+        loras: _abc.Iterable[Global___LoraWeight] | None = ...,
         fast: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "_strength", b"_strength", "guidance_scale", b"guidance_scale", "seed", b"seed", "strength", b"strength"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "_strength", b"_strength", "aspect_ratio", b"aspect_ratio", "fast", b"fast", "format", b"format", "guidance_scale", b"guidance_scale", "height", b"height", "init_image", b"init_image", "mask_image", b"mask_image", "model", b"model", "negative_prompt", b"negative_prompt", "num_images", b"num_images", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "steps", b"steps", "strength", b"strength", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "_strength", b"_strength", "aspect_ratio", b"aspect_ratio", "fast", b"fast", "format", b"format", "guidance_scale", b"guidance_scale", "height", b"height", "init_image", b"init_image", "loras", b"loras", "mask_image", b"mask_image", "model", b"model", "negative_prompt", b"negative_prompt", "num_images", b"num_images", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "steps", b"steps", "strength", b"strength", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__guidance_scale: _TypeAlias = _typing.Literal["guidance_scale"]  # noqa: Y015
     _WhichOneofArgType__guidance_scale: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale"]  # noqa: Y015
@@ -341,6 +347,60 @@ class GenerateImageRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__strength) -> _WhichOneofReturnType__strength | None: ...
 
 Global___GenerateImageRequest: _TypeAlias = GenerateImageRequest  # noqa: Y015
+
+@_typing.final
+class LoraWeight(_message.Message):
+    """One adapter (LoRA) a request applies."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SCALE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """A name of the model's ModelInfo.loras."""
+    scale: _builtins.float
+    """How strongly it applies; unset means its LoraInfo.default_scale."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        scale: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_scale", b"_scale", "scale", b"scale"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_scale", b"_scale", "name", b"name", "scale", b"scale"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__scale: _TypeAlias = _typing.Literal["scale"]  # noqa: Y015
+    _WhichOneofArgType__scale: _TypeAlias = _typing.Literal["_scale", b"_scale"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__scale) -> _WhichOneofReturnType__scale | None: ...
+
+Global___LoraWeight: _TypeAlias = LoraWeight  # noqa: Y015
+
+@_typing.final
+class LoraInfo(_message.Message):
+    """An adapter (LoRA) a model offers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DEFAULT_SCALE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The name requests use."""
+    default_scale: _builtins.float
+    """The scale a request that names none gets."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        default_scale: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_scale", b"default_scale", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoraInfo: _TypeAlias = LoraInfo  # noqa: Y015
 
 @_typing.final
 class GenerateImageResponse(_message.Message):
@@ -397,6 +457,7 @@ class GenerateVideoRequest(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PREVIEW_EVERY_FIELD_NUMBER: _builtins.int
+    INIT_IMAGE_FIELD_NUMBER: _builtins.int
     FAST_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Public model name, such as "vidu-q2"."""
@@ -426,6 +487,10 @@ class GenerateVideoRequest(_message.Message):
     """An identifier for logs, carried from the REST request."""
     preview_every: _builtins.int
     """Send a preview with the progress every this many denoising steps; 0 sends none."""
+    init_image: _builtins.bytes
+    """The first frame (PNG, JPEG or WebP bytes), for a model whose ModelInfo.image_to_video
+    is true; empty means text to video. Scaled and centre-cropped to the frame size.
+    """
     fast: _builtins.bool
     """Run with the model's step cache (ModelInfo.step_cache): faster, slightly different
     output, priced the same. Refused for a model that has none.
@@ -444,11 +509,12 @@ class GenerateVideoRequest(_message.Message):
         seed: _builtins.int | None = ...,
         request_id: _builtins.str = ...,
         preview_every: _builtins.int = ...,
+        init_image: _builtins.bytes = ...,
         fast: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "guidance_scale", b"guidance_scale", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "fast", b"fast", "guidance_scale", b"guidance_scale", "model", b"model", "negative_prompt", b"negative_prompt", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "resolution", b"resolution", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "fast", b"fast", "guidance_scale", b"guidance_scale", "init_image", b"init_image", "model", b"model", "negative_prompt", b"negative_prompt", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "resolution", b"resolution", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__guidance_scale: _TypeAlias = _typing.Literal["guidance_scale"]  # noqa: Y015
     _WhichOneofArgType__guidance_scale: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale"]  # noqa: Y015
@@ -879,6 +945,8 @@ class ModelInfo(_message.Message):
     MAX_GUIDANCE_FIELD_NUMBER: _builtins.int
     MAX_PIXELS_FIELD_NUMBER: _builtins.int
     IMAGE_MODES_FIELD_NUMBER: _builtins.int
+    LORAS_FIELD_NUMBER: _builtins.int
+    IMAGE_TO_VIDEO_FIELD_NUMBER: _builtins.int
     STEP_CACHE_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
@@ -919,6 +987,8 @@ class ModelInfo(_message.Message):
     """Highest classifier-free guidance scale a request may ask for."""
     max_pixels: _builtins.int
     """Most pixels (width times height) of one output a request may ask for (images)."""
+    image_to_video: _builtins.bool
+    """Whether a request may give the first frame (videos)."""
     step_cache: _builtins.str
     """The step cache a request with fast = true runs with ("first_block", "taylorseer",
     "magcache"); empty: the model has none, and fast is refused.
@@ -955,6 +1025,10 @@ class ModelInfo(_message.Message):
         "inpaint", "edit" (images).
         """
 
+    @_builtins.property
+    def loras(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoraInfo]:
+        """Adapters (LoRA) a request may apply (images)."""
+
     def __init__(
         self,
         *,
@@ -984,12 +1058,14 @@ class ModelInfo(_message.Message):
         max_guidance: _builtins.float = ...,
         max_pixels: _builtins.int = ...,
         image_modes: _abc.Iterable[_builtins.str] | None = ...,
+        loras: _abc.Iterable[Global___LoraInfo] | None = ...,
+        image_to_video: _builtins.bool = ...,
         step_cache: _builtins.str = ...,
         state: Global___ModelState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "image_modes", b"image_modes", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "max_duration_seconds", b"max_duration_seconds", "max_guidance", b"max_guidance", "max_images", b"max_images", "max_pixels", b"max_pixels", "max_steps", b"max_steps", "min_duration_seconds", b"min_duration_seconds", "min_guidance", b"min_guidance", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "state", b"state", "step_cache", b"step_cache", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "image_modes", b"image_modes", "image_to_video", b"image_to_video", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "loras", b"loras", "max_duration_seconds", b"max_duration_seconds", "max_guidance", b"max_guidance", "max_images", b"max_images", "max_pixels", b"max_pixels", "max_steps", b"max_steps", "min_duration_seconds", b"min_duration_seconds", "min_guidance", b"min_guidance", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "state", b"state", "step_cache", b"step_cache", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
