@@ -36,6 +36,8 @@ BENCHES = (
     Bench("serving", "bench.bench_serving", per_device=True),
     Bench("encode", "bench.bench_encode", per_device=False),
     Bench("video", "bench.bench_video", per_device=True),
+    Bench("step cache", "bench.bench_step_cache", per_device=True),
+    Bench("turns", "bench.bench_turns", per_device=False),
 )
 
 

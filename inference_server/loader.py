@@ -18,6 +18,7 @@ import torch
 
 from inference_server.errors import ModelLoadError
 from inference_server.model_config import LoraSpec, ModelSpec
+from inference_server.pipelines.step_cache import check_applies
 from inference_server.quiet import quiet_libraries
 from inference_server.speed import apply_speed_options, placement
 from inference_server.tiny.loras import DEMO_STYLE, ensure_demo_style
@@ -106,6 +107,8 @@ def load_pipeline(spec: ModelSpec, cache_dir: Path, compile_cache_dir: Path | No
     load_loras(pipe, spec, source)
     apply_speed_options(pipe, spec, compile_cache_dir or cache_dir / "compile")
     pipe.set_progress_bar_config(disable=True)
+    # None where the model names no cache, or names one its denoiser cannot take (a warning).
+    pipe.genserve_step_cache = check_applies(pipe, spec.name, spec.step_cache)
     if spec.preview_decoder:
         pipe.genserve_preview_decoder = load_preview_decoder(spec)
     return pipe

@@ -54,6 +54,34 @@ class Metrics:
             buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
         )
 
+        self.model_loads = Counter(
+            "genserve_inference_model_loads",
+            "Models brought onto a device, by model and where from (disk, or cpu memory).",
+            ["model", "source"],
+            registry=self.registry,
+        )
+        self.model_evictions = Counter(
+            "genserve_inference_model_evictions",
+            "Models that left a device (for room, or idle), by model and where to "
+            "(cpu memory, or unloaded).",
+            ["model", "to"],
+            registry=self.registry,
+        )
+        self.model_load_seconds = Histogram(
+            "genserve_inference_model_load_seconds",
+            "Seconds to bring a model onto its device, by where from (disk, or cpu memory).",
+            ["source"],
+            registry=self.registry,
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+        )
+
+    def loaded(self, model: str, source: str, seconds: float) -> None:
+        self.model_loads.labels(model, source).inc()
+        self.model_load_seconds.labels(source).observe(seconds)
+
+    def evicted(self, model: str, to: str) -> None:
+        self.model_evictions.labels(model, to).inc()
+
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from genserve import vocabulary as vocab
 from genserve.vocabulary import Kind
+from inference_server.pipelines.step_cache import StepCache
 
 
 class LoraSpec(BaseModel):
@@ -50,6 +51,13 @@ class ModelSpec(BaseModel):
     default: bool = False
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     device: str = "cpu"
+    devices: list[str] | None = Field(
+        None,
+        min_length=1,
+        description='several devices (or ["auto"]: every CUDA device, else the CPU): one '
+        "replica and one queue per device, each request to the replica with the least waiting; "
+        "unset: device alone",
+    )
     steps: int = Field(4, ge=1, le=200)
     max_steps: int = Field(
         100,
@@ -147,6 +155,16 @@ class ModelSpec(BaseModel):
         "request",
     )
     preload: bool = True
+    pin: bool = Field(
+        False,
+        description="never leaves its device to make room for another model (nor when idle)",
+    )
+    idle_unload_s: float | None = Field(
+        None,
+        gt=0,
+        description="let go of the model (weights freed) once unused this many seconds; unset: "
+        "it stays until another model needs its room",
+    )
     max_batch_size: int = Field(
         4,
         ge=1,
@@ -159,6 +177,31 @@ class ModelSpec(BaseModel):
         ge=0,
         le=10_000,
         description="the longest a request waits for company before its batch starts",
+    )
+    cache: Literal["none", "first_block", "taylorseer", "magcache"] = Field(
+        "none",
+        description="a step cache of diffusers for diffusion transformers (FLUX, SD3, Wan, LTX), "
+        "used by requests that ask for fast: first_block (First-Block-Cache), taylorseer "
+        "(TaylorSeer) or magcache (MagCache); refused with a warning on a UNet (SDXL)",
+    )
+    cache_threshold: float | None = Field(
+        None,
+        gt=0,
+        le=10,
+        description="first_block and magcache: the change below which a step reuses its cached "
+        "blocks; higher is faster and further from the full result (unset: 0.05 for "
+        "first_block, 0.06 for magcache)",
+    )
+    cache_interval: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="taylorseer: steps predicted between two computed in full (unset: 5)",
+    )
+    cache_mag_ratios: list[float] | None = Field(
+        None,
+        description="magcache: the checkpoint's magnitude ratios, one per step of a calibration "
+        "run (interpolated to each request's steps); unset: FLUX.1's, shipped by diffusers",
     )
     preview_decoder: str | None = Field(
         None,
@@ -200,6 +243,29 @@ class ModelSpec(BaseModel):
             raise ValueError("guidance is outside min_guidance..max_guidance")
         return self
 
+    @model_validator(mode="after")
+    def _cache_options(self) -> ModelSpec:
+        named = {
+            "cache_threshold": ("first_block", "magcache"),
+            "cache_interval": ("taylorseer",),
+            "cache_mag_ratios": ("magcache",),
+        }
+        for option, caches in named.items():
+            if getattr(self, option) is not None and self.cache not in caches:
+                raise ValueError(
+                    f"{option} applies to cache = {' or '.join(map(repr, caches))}, "
+                    f"not {self.cache!r}"
+                )
+        return self
+
+    @property
+    def step_cache(self) -> StepCache | None:
+        """The step cache fast requests run with; None when the entry names none."""
+        if self.cache == "none":
+            return None
+        ratios = tuple(self.cache_mag_ratios) if self.cache_mag_ratios else None
+        return StepCache(self.cache, self.cache_threshold, self.cache_interval, ratios)
+
     @property
     def pixel_limit(self) -> int:
         """The most pixels one image may have: ``max_pixels``, or four times the native area."""
@@ -210,10 +276,27 @@ class ModelSpec(BaseModel):
         return list(self.aspect_ratios or ())
 
 
+class DeviceSpec(BaseModel):
+    """One device's room for models (``[devices."cuda:0"]`` in the models file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memory_budget_mb: float | None = Field(
+        None,
+        gt=0,
+        description="MB of model weights (parameters and buffers, measured at load) the device "
+        "holds at once; unset: 90% of the GPU's memory, or of the host's for cpu",
+    )
+    max_resident_models: int | None = Field(
+        None, ge=1, description="at most this many models on the device at once; unset: no cap"
+    )
+
+
 class ModelTable(BaseModel):
     """All configured models."""
 
     models: list[ModelSpec]
+    devices: dict[str, DeviceSpec] = Field(default_factory=dict)
 
     def get(self, name: str, kind: Kind) -> ModelSpec | None:
         for spec in self.models:
@@ -301,4 +384,9 @@ def load_model_table(path: Path | None) -> ModelTable:
     models = raw.get("models")
     if not isinstance(models, dict) or not models:
         raise ValueError(f"{path}: no [models.<name>] tables")
-    return table_from_mapping(models)
+    table = table_from_mapping(models)
+    devices = raw.get("devices", {})
+    if not isinstance(devices, dict):
+        raise ValueError(f'{path}: devices must be tables, such as [devices."cuda:0"]')
+    table.devices = {name: DeviceSpec.model_validate(value) for name, value in devices.items()}
+    return table

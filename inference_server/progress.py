@@ -8,7 +8,8 @@ from typing import Protocol
 class StepCallback(Protocol):
     """Told of each finished step; raises ``GenerationCancelled`` to stop the run.
 
-    ``stage`` is one of ``"denoising"``, ``"decoding"``, ``"encoding"``.
+    ``stage`` is one of ``"loading"`` (the model comes onto its device, ``(0, 1)``),
+    ``"denoising"``, ``"decoding"``, ``"encoding"``.
     """
 
     def __call__(self, step: int, total: int, stage: str) -> None: ...

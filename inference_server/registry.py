@@ -1,8 +1,11 @@
-"""Public model names, their loaded pipelines, and the device queue of each."""
+"""Public model names, their loaded pipelines, and the device queue and budget of each."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +13,30 @@ from genserve.vocabulary import Kind
 from inference_server.errors import ModelNotFound
 from inference_server.loader import load_pipeline
 from inference_server.model_config import ModelSpec, ModelTable
-from inference_server.scheduler import DeviceQueue
+from inference_server.progress import StepCallback
+from inference_server.residency import MB, DeviceBudget, State
+from inference_server.scheduler import DeviceQueue, current_device
+from inference_server.speed import placement
 from inference_server.warmup import wants_warmup, warm_up
 
 log = logging.getLogger(__name__)
+
+_LOADING = threading.Lock()
+"""One load at a time in the process: ``from_pretrained`` builds modules on the meta device
+through global state, which two device threads loading at once corrupt for each other."""
+
+
+def replica_devices(spec: ModelSpec) -> list[str]:
+    """The devices a model runs on: ``devices`` (``auto``: every CUDA device, else the CPU),
+    or ``device`` alone."""
+    if not spec.devices:
+        return [spec.device]
+    if spec.devices == ["auto"]:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(count)] or ["cpu"]
+    return list(dict.fromkeys(spec.devices))
 
 
 class ModelRegistry:
@@ -33,11 +56,26 @@ class ModelRegistry:
         self.table = table
         self.cache_dir = cache_dir
         self.compile_cache_dir = compile_cache_dir
-        self._pipelines: dict[str, Any] = {}
         self.queues: dict[str, DeviceQueue] = {}
+        self.budgets: dict[str, DeviceBudget] = {}
+        """Each device's models and the room they take (keyed like ``queues``)."""
+        self.replicas: dict[str, list[str]] = {}
+        """Each model's devices: one replica and one queue on each."""
         for spec in table.models:
-            if spec.device not in self.queues:
-                self.queues[spec.device] = DeviceQueue(spec.device, queue_size)
+            self.replicas[spec.name] = replica_devices(spec)
+            for device in self.replicas[spec.name]:
+                if device not in self.queues:
+                    self.queues[device] = DeviceQueue(device, queue_size)
+                    room = table.devices.get(device)
+                    budget_mb = room.memory_budget_mb if room is not None else None
+                    self.budgets[device] = DeviceBudget(
+                        placement(spec.model_copy(update={"device": device})),
+                        int(budget_mb * MB) if budget_mb is not None else None,
+                        room.max_resident_models if room is not None else None,
+                    )
+                resident = self.budgets[device].resident(spec.name)
+                resident.pinned, resident.idle_unload_s = spec.pin, spec.idle_unload_s
+        self._sweeper: asyncio.Task[None] | None = None
 
     def spec(self, name: str, kind: Kind) -> ModelSpec:
         spec = self.table.get(name, kind) if name else self.table.default(kind)
@@ -47,25 +85,88 @@ class ModelRegistry:
         return spec
 
     def queue_for(self, spec: ModelSpec) -> DeviceQueue:
-        return self.queues[spec.device]
+        """The queue of the model's replica with the least waiting (warm ones first on ties)."""
+        devices = self.replicas[spec.name]
+        if len(devices) == 1:
+            return self.queues[devices[0]]
+
+        def waiting(device: str) -> tuple[int, bool]:
+            queue = self.queues[device]
+            load = queue.depth + (1 if queue.running is not None else 0)
+            return load, self.budgets[device].resident(spec.name).state != "device"
+
+        return self.queues[min(devices, key=waiting)]
+
+    def replica_queues(self, spec: ModelSpec) -> list[DeviceQueue]:
+        return [self.queues[device] for device in self.replicas[spec.name]]
+
+    def _device(self, spec: ModelSpec) -> str:
+        """The replica this thread serves: its device queue's, else the model's first."""
+        devices = self.replicas[spec.name]
+        here = current_device()
+        return here if here in devices else devices[0]
+
+    def state(self, spec: ModelSpec) -> State:
+        """Where the model's weights are: on a device, parked in CPU memory, or not loaded
+        (the best of its replicas)."""
+        states = {self.budgets[d].resident(spec.name).state for d in self.replicas[spec.name]}
+        return next(s for s in ("device", "cpu", "unloaded") if s in states)  # type: ignore[return-value]
 
     def is_loaded(self, spec: ModelSpec) -> bool:
-        return spec.name in self._pipelines
+        return self.state(spec) == "device"
 
-    def pipeline(self, spec: ModelSpec) -> Any:
-        """The loaded (and warmed-up) pipeline; call only on the spec's device thread."""
-        if spec.name not in self._pipelines:
-            log.info("loading %s from %s", spec.name, spec.source)
-            pipe = load_pipeline(spec, self.cache_dir, self.compile_cache_dir)
-            if pipe is not None and wants_warmup(spec):
-                warm_up(pipe, spec)
-            self._pipelines[spec.name] = pipe
-        return self._pipelines[spec.name]
+    def step_cache(self, spec: ModelSpec) -> str:
+        """The step cache fast requests get: the entry's, unless loading found it cannot apply."""
+        if spec.step_cache is None:
+            return ""
+        pipe = self.budgets[self._device(spec)].resident(spec.name).pipe
+        if pipe is not None and getattr(pipe, "genserve_step_cache", None) is None:
+            return ""
+        return spec.cache
+
+    def pipeline(self, spec: ModelSpec, on_step: StepCallback | None = None) -> Any:
+        """The pipeline on its device, loaded or brought back (others making room if need be);
+        call only on the spec's device thread. ``on_step`` hears the ``loading`` stage."""
+
+        device = self._device(spec)
+        replica = spec if device == spec.device else spec.model_copy(update={"device": device})
+
+        def load() -> Any:
+            log.info("loading %s from %s onto %s", spec.name, spec.source, device)
+            with _LOADING:
+                pipe = load_pipeline(replica, self.cache_dir, self.compile_cache_dir)
+            if pipe is not None and wants_warmup(replica):
+                warm_up(pipe, replica)
+            return pipe
+
+        def loading() -> None:
+            if on_step is not None:
+                on_step(0, 1, "loading")
+
+        return self.budgets[device].acquire(spec.name, load, loading)
 
     def start(self) -> None:
         for queue in self.queues.values():
             queue.start()
+        idle = [s.idle_unload_s for s in self.table.models if s.idle_unload_s is not None]
+        if idle:
+            period = max(0.2, min(idle) / 4)
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep(period), name="idle-unload"
+            )
+
+    async def _sweep(self, period: float) -> None:
+        """Lets go of idle models, on each device's own thread between its work."""
+        while True:
+            await asyncio.sleep(period)
+            for device, queue in self.queues.items():
+                if queue.running is None and not queue.depth:
+                    await queue.call(self.budgets[device].unload_idle)
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for queue in self.queues.values():
             await queue.stop()

@@ -19,7 +19,6 @@ under load the queue fills while the device works, so batches form by themselves
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextvars
 import logging
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference_server.errors import GenerationCancelled, OutOfDeviceMemory, QueueFull
+from inference_server.fairness import FairQueue, Origin
 from inference_server.progress import StepCallback
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,8 @@ class QueuedWork:
     batching: Batching | None = None
     payload: Any = None
     arrived_busy: bool = False
+    origin: Origin = field(default_factory=Origin)
+    """Whose work it is: its account and plan priority place it in the queue's order."""
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -142,18 +144,22 @@ def mark_retrieved(future: asyncio.Future[Any]) -> None:
 
 
 class DeviceQueue:
-    """Runs work for one device in arrival order, at most ``maxsize`` waiting."""
+    """Runs work for one device in fair order (see ``fairness``), at most ``maxsize`` waiting.
+
+    Work of one account and plan runs in arrival order; accounts of one plan
+    priority take turns; a higher priority goes first.
+    """
 
     def __init__(self, device: str, maxsize: int) -> None:
         self.device = device
         self.maxsize = maxsize
-        self._pending: collections.deque[QueuedWork] = collections.deque()
+        self._pending: FairQueue[QueuedWork] = FairQueue()
         self._wakeup = asyncio.Event()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix=f"device-{device}",
-            initializer=_set_torch_threads,
-            initargs=(_torch_threads(),),
+            initializer=_start_device_thread,
+            initargs=(device, _torch_threads()),
         )
         self._worker: asyncio.Task[None] | None = None
         self.running: QueuedWork | None = None
@@ -183,6 +189,10 @@ class DeviceQueue:
                 pass
         self._executor.shutdown(wait=True, cancel_futures=True)
 
+    async def call(self, fn: Callable[[], Any]) -> Any:
+        """Runs ``fn`` on the device's thread, between two pieces of work (housekeeping)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
     @property
     def depth(self) -> int:
         return len(self._pending)
@@ -193,8 +203,12 @@ class DeviceQueue:
         on_progress: ProgressSink,
         batching: Batching | None = None,
         payload: Any = None,
+        origin: Origin | None = None,
     ) -> QueuedWork:
         """Queues ``work``; with ``batching`` (limit above 1) it may run with others as a seat.
+
+        ``origin`` places it in the fair order (none: the internal account at priority 0);
+        work it goes ahead of hears its new place at once.
 
         ``work`` runs it alone (``batching.run`` with one seat would too, but the
         plain path is the one a model with ``max_batch_size = 1`` asks for).
@@ -208,10 +222,11 @@ class DeviceQueue:
             batching=batching if batching is not None and batching.limit > 1 else None,
             payload=payload,
             arrived_busy=self.running is not None or bool(self._pending),
+            origin=origin if origin is not None else Origin(),
         )
         self._pending.append(queued)
         self._depth_changed()
-        queued.announce(len(self._pending) - 1 + (1 if self.running else 0))
+        self._announce_positions()
         self._wakeup.set()
         return queued
 
@@ -232,8 +247,11 @@ class DeviceQueue:
             self._announce_positions()
 
     def _announce_positions(self) -> None:
-        for position, queued in enumerate(self._pending):
-            queued.announce(position + (1 if self.running else 0))
+        """Tells each waiting piece of work its place in the fair order, when it changed."""
+        ahead = 1 if self.running else 0
+        for position, queued in enumerate(self._pending, start=ahead):
+            if queued.position != position:
+                queued.announce(position)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -392,6 +410,19 @@ def _torch_threads() -> int:
     import torch
 
     return int(torch.get_num_threads())
+
+
+_this_thread = threading.local()
+
+
+def current_device() -> str | None:
+    """The device whose queue runs on this thread (None off the device threads)."""
+    return getattr(_this_thread, "device", None)
+
+
+def _start_device_thread(device: str, threads: int) -> None:
+    _this_thread.device = device
+    _set_torch_threads(threads)
 
 
 def _set_torch_threads(threads: int) -> None:

@@ -28,6 +28,7 @@ from genserve._internal.cmdline import Parser, listen_problem, one_line, port_nu
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 from inference_server.credentials import TokenInterceptor, link_mode, server_credentials
+from inference_server.fairness import Policy
 from inference_server.metrics import Metrics
 from inference_server.model_config import ModelSpec, ModelTable, load_model_table
 from inference_server.progress import StepCallback
@@ -82,13 +83,22 @@ class InferenceServer:
             queue.on_depth = self.metrics.queue_depth.labels(queue.device).set
             queue.on_depth(0)
             queue.on_batch = self.metrics.batch_rows.labels(queue.device).observe
+        for budget in self.registry.budgets.values():
+            budget.on_load = self.metrics.loaded
+            budget.on_evict = self.metrics.evicted
         self._stopped = asyncio.Event()
 
     async def start(self) -> int:
         from inference_server.servicer import InferenceServicer  # the pipelines and diffusers
 
         pb_grpc.add_InferenceServiceServicer_to_server(
-            InferenceServicer(self.registry, self.encode_pool, self.metrics), self.server
+            InferenceServicer(
+                self.registry,
+                self.encode_pool,
+                self.metrics,
+                Policy(self.settings.plan_priorities, self.settings.default_plan),
+            ),
+            self.server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if self.settings.reflection:
@@ -122,9 +132,9 @@ class InferenceServer:
         """Loads every model marked ``preload`` before reporting SERVING."""
         for spec in self.registry.table.models:
             if spec.preload:
-                queue = self.registry.queue_for(spec)
-                queued = queue.submit(partial(_load, self.registry, spec), _ignore_progress)
-                await queued.future
+                for queue in self.registry.replica_queues(spec):
+                    queued = queue.submit(partial(_load, self.registry, spec), _ignore_progress)
+                    await queued.future
                 log.info("model %s ready", spec.name)
 
     async def _set_serving(self, serving: bool) -> None:

@@ -16,6 +16,7 @@ from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 from genserve.vocabulary import Kind
 from inference_server.artifacts import to_chunks
+from inference_server.fairness import Origin, Policy
 from inference_server.metrics import Metrics
 from inference_server.model_config import ModelSpec
 from inference_server.plans.common import Batchable, Plan
@@ -24,6 +25,7 @@ from inference_server.plans.mesh import plan_mesh
 from inference_server.plans.video import plan_video
 from inference_server.previews import Preview, Previewing
 from inference_server.registry import ModelRegistry
+from inference_server.residency import State
 from inference_server.scheduler import mark_retrieved
 from inference_server.status_codes import streaming_errors
 
@@ -46,10 +48,17 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         registry: ModelRegistry,
         encode_pool: concurrent.futures.Executor,
         metrics: Metrics | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.registry = registry
         self.encode_pool = encode_pool
         self.metrics = metrics
+        self.policy = policy or Policy()
+
+    def _origin(self, context: grpc.aio.ServicerContext) -> Origin:
+        """The account and plan the caller's metadata names (a default for one naming none)."""
+        metadata = {key: value for key, value in (context.invocation_metadata() or ())}
+        return self.policy.origin({k: v for k, v in metadata.items() if isinstance(v, str)})
 
     @streaming_errors
     async def GenerateImage(
@@ -57,7 +66,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     ) -> AsyncIterator[pb.GenerateImageResponse]:
         spec = self.registry.spec(request.model, "image")
         plan = plan_image(spec, request)
-        async for event in self._generate(spec, plan):
+        async for event in self._generate(spec, plan, self._origin(context)):
             yield pb.GenerateImageResponse(**event)
 
     @streaming_errors
@@ -66,7 +75,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     ) -> AsyncIterator[pb.GenerateVideoResponse]:
         spec = self.registry.spec(request.model, "video")
         plan = plan_video(spec, request)
-        async for event in self._generate(spec, plan):
+        async for event in self._generate(spec, plan, self._origin(context)):
             yield pb.GenerateVideoResponse(**event)
 
     @streaming_errors
@@ -78,7 +87,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         plan = await asyncio.get_running_loop().run_in_executor(
             self.encode_pool, plan_mesh, spec, request
         )
-        async for event in self._generate(spec, plan):
+        async for event in self._generate(spec, plan, self._origin(context)):
             yield pb.GenerateMeshResponse(**event)
 
     async def ListModels(
@@ -86,7 +95,13 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     ) -> pb.ListModelsResponse:
         table = self.registry.table
         models = [
-            model_info(spec, table.default(spec.kind) is spec, self.registry.is_loaded(spec))
+            model_info(
+                spec,
+                table.default(spec.kind) is spec,
+                self.registry.is_loaded(spec),
+                self.registry.step_cache(spec),
+                MODEL_STATES[self.registry.state(spec)],
+            )
             for spec in table.models
             if request.kind in (pb.MODEL_KIND_UNSPECIFIED, vocab.KIND_TO_PB[spec.kind])
         ]
@@ -96,6 +111,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         self,
         spec: ModelSpec,
         plan: Plan,
+        origin: Origin | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """The shared stream: queue, progress, encode off the loop, chunks, completion."""
         received = time.perf_counter()
@@ -132,7 +148,9 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
 
         queue = self.registry.queue_for(spec)
         batching = plan.batching(self.registry) if isinstance(plan, Batchable) else None
-        job = queue.submit(plan.work(self.registry), on_progress, batching, payload=plan)
+        job = queue.submit(
+            plan.work(self.registry), on_progress, batching, payload=plan, origin=origin
+        )
         job.future.add_done_callback(finished)
         encoding: asyncio.Future[Any] | None = None
         try:
@@ -222,7 +240,20 @@ KIND_INFO: dict[Kind, Callable[[ModelSpec, pb.ModelInfo], None]] = {
 """What each kind's entry in ``ListModels`` adds: what its requests are checked against."""
 
 
-def model_info(spec: ModelSpec, is_default: bool, loaded: bool) -> pb.ModelInfo:
+MODEL_STATES: dict[State, pb.ModelState.ValueType] = {
+    "device": pb.MODEL_STATE_ON_DEVICE,
+    "cpu": pb.MODEL_STATE_IN_CPU_MEMORY,
+    "unloaded": pb.MODEL_STATE_NOT_LOADED,
+}
+
+
+def model_info(
+    spec: ModelSpec,
+    is_default: bool,
+    loaded: bool,
+    step_cache: str = "",
+    state: pb.ModelState.ValueType = pb.MODEL_STATE_UNSPECIFIED,
+) -> pb.ModelInfo:
     """What a bridge needs to validate, price and route a request for this model."""
     info = pb.ModelInfo(
         name=spec.name,
@@ -235,6 +266,8 @@ def model_info(spec: ModelSpec, is_default: bool, loaded: bool) -> pb.ModelInfo:
         min_guidance=spec.min_guidance,
         max_guidance=spec.max_guidance,
         loaded=loaded,
+        step_cache=step_cache,
+        state=state,
     )
     KIND_INFO[spec.kind](spec, info)  # a kind without a row is a KeyError, not a wrong entry
     return info

@@ -45,6 +45,17 @@ class ServerSettings(BaseSettings):
     """Work waiting per device beyond the running one; past it, new work is refused
     (`RESOURCE_EXHAUSTED`).
     """
+    plan_priorities: dict[str, int] = Field(
+        default_factory=lambda: {"enterprise": 2, "pro": 1, "free": 0}
+    )
+    """Queue order by plan, as JSON (`{"enterprise": 2, "pro": 1, "free": 0}`): work of a higher
+    priority runs first; within one priority, accounts take turns. The bridge names each
+    request's account and plan in its metadata.
+    """
+    default_plan: str = "free"
+    """The plan of a request that names none, or one not in `plan_priorities` (an internal gRPC
+    caller).
+    """
     encode_workers: int = Field(2, ge=1)
     """Threads encoding outputs (PNG, WebP, MP4, GLB) beside the device thread."""
     grace_seconds: float = Field(30.0, ge=0)
@@ -77,6 +88,16 @@ class ServerSettings(BaseSettings):
     """Lowest level logged: `DEBUG` (health probes' access lines too), `INFO`, `WARNING`,
     `ERROR` or `CRITICAL`. Shared by both servers.
     """
+
+    @model_validator(mode="after")
+    def _default_plan_known(self) -> ServerSettings:
+        if self.default_plan not in self.plan_priorities:
+            known = ", ".join(sorted(self.plan_priorities)) or "none"
+            raise ValueError(
+                f"GENSERVE_INFERENCE_DEFAULT_PLAN={self.default_plan!r} is not in the plan "
+                f"priorities ({known})"
+            )
+        return self
 
     @field_validator("log_format", mode="before")
     @classmethod

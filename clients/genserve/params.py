@@ -67,6 +67,9 @@ class ImageParams(TypedDict, total=False):
     loras: Sequence[Lora | str] | None
     """Adapters (LoRA) to apply, at most 3: ``{"name": ..., "scale": ...}`` or a bare name
     (its default scale); ``client.models.list()`` shows each model's."""
+    fast: bool | None
+    """Run with the model's step cache (``step_cache`` in ``client.models.list()``): faster,
+    a slightly different picture, the same price (False)."""
 
 
 class VideoParams(TypedDict, total=False):
@@ -90,6 +93,9 @@ class VideoParams(TypedDict, total=False):
     image: ImageInput | None
     """The first frame (a path, an ``http(s)`` or ``data:`` URL, or bytes), for models that
     serve image to video."""
+    fast: bool | None
+    """Run with the model's step cache (``step_cache`` in ``client.models.list()``): faster,
+    slightly different frames, the same price (False)."""
 
 
 class ThreeDParams(TypedDict, total=False):

@@ -104,6 +104,11 @@ TEXTURE_ALIGNMENTS: tuple[TextureAlignment, ...] = get_args(TextureAlignment)
 Orientation = Literal["default", "align_image"]
 ORIENTATIONS: tuple[Orientation, ...] = get_args(Orientation)
 
+ACCOUNT_METADATA = "x-genserve-account"
+"""gRPC metadata naming the account a generation is for (the queue lets accounts take turns)."""
+PLAN_METADATA = "x-genserve-plan"
+"""gRPC metadata naming that account's plan (the queue runs higher plans first)."""
+
 
 def clean_prompt(value: str) -> str:
     """A prompt trimmed; ValueError unless it is 1 to ``MAX_PROMPT_CHARS`` characters."""

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from inference_server.errors import GenerationCancelled, InvalidArgument
+from inference_server.pipelines.step_cache import StepCache, cached_steps
 from inference_server.previews import PreviewSink, due, family_of, image_preview
 from inference_server.progress import StepCallback
 
@@ -67,6 +68,9 @@ class ImageRun:
         if self.mask_image is not None:
             return "inpaint"
         return "edit" if self.edit else "image_to_image"
+
+    cache: StepCache | None = None
+    """The model's step cache, for a request that asked for fast; None runs every step in full."""
 
 
 @dataclass
@@ -121,6 +125,7 @@ def batch_key(model: str, run: ImageRun) -> tuple[object, ...]:
         run.loras,  # one call applies one set of adapters at one set of scales
         # A request with an input image runs alone: its own key.
         id(run) if run.init_image is not None else None,
+        run.cache,
     )
 
 
@@ -262,7 +267,7 @@ def run_images(
             arguments["mask_image"] = [first.mask_image] * len(prompts)
     if shrinkable:
         arguments["callback_on_step_end_tensor_inputs"] = list(shrinkable)
-    with torch.inference_mode():
+    with torch.inference_mode(), cached_steps(pipe, first.cache, first.steps):
         out = pipe(**accepted_arguments(pipe, arguments))
     results: list[list[Image.Image] | None] = [
         None if i in gone else [] for i in range(len(members))

@@ -19,6 +19,7 @@ from genserve.vocabulary import MAX_INPUT_PIXELS, MAX_SEED, clean_prompt
 from inference_server.artifacts import Artifact
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelSpec
+from inference_server.pipelines.step_cache import StepCache
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
 
@@ -88,6 +89,15 @@ def negative_text(negative: str, spec: ModelSpec) -> str:
         return clean_prompt(negative)
     except ValueError as exc:
         raise InvalidArgument(f"negative_prompt {exc}") from exc
+
+
+def step_cache_for(fast: bool, spec: ModelSpec) -> StepCache | None:
+    """The model's step cache for a request that asked for ``fast``; refused where it has none."""
+    if not fast:
+        return None
+    if spec.step_cache is None:
+        raise InvalidArgument(f"fast is not available for {spec.name}: it has no step cache")
+    return spec.step_cache
 
 
 def preview_every(requested: int) -> int:

@@ -31,6 +31,7 @@ from inference_server.plans.common import (
     preview_every,
     prompt_text,
     random_seed,
+    step_cache_for,
     steps_for,
 )
 from inference_server.previews import PreviewSink
@@ -50,7 +51,7 @@ class ImagePlan:
 
     def work(self, registry: ModelRegistry) -> Any:
         def generate(on_step: StepCallback) -> list[Image.Image]:
-            pipe = registry.pipeline(self.spec)
+            pipe = registry.pipeline(self.spec, on_step)
             return run_image(pipe, self.run, on_step, self.preview_every, self.preview_sink)
 
         return generate
@@ -59,7 +60,11 @@ class ImagePlan:
         """How it shares a call with others: up to the model's ``max_batch_size`` images."""
 
         def run_together(seats: Sequence[Seat]) -> list[Any]:
-            pipe = registry.pipeline(self.spec)
+            def loading(step: int, total: int, stage: str) -> None:
+                for seat in seats:
+                    seat.step(step, total, stage)
+
+            pipe = registry.pipeline(self.spec, loading)
             requests = [seat.payload.request() for seat in seats]
             return run_images(pipe, requests, seats)
 
@@ -148,6 +153,7 @@ def plan_image(spec: ModelSpec, request: pb.GenerateImageRequest) -> ImagePlan:
         strength=strength,
         edit=edit,
         loras=loras_for(request.loras, spec),
+        cache=step_cache_for(request.fast, spec),
     )
     return ImagePlan(
         spec=spec, run=run, fmt=fmt, seed=seed, preview_every=preview_every(request.preview_every)

@@ -87,7 +87,7 @@ class MeshPlan:
             if builtin == "relief":
                 return build_relief_mesh(self.image, resolution=RELIEF_RESOLUTION, on_step=on_step)
             return run_shap_e(
-                registry.pipeline(self.spec),
+                registry.pipeline(self.spec, on_step),
                 framed_subject(self.image),
                 steps=self.steps,
                 guidance=self.spec.guidance,

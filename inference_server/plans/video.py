@@ -20,6 +20,7 @@ from inference_server.encoders.images import CONTENT_TYPES, encode_image
 from inference_server.encoders.video import encode_mp4, poster_frame, probe_mp4
 from inference_server.errors import InvalidArgument
 from inference_server.model_config import ModelSpec
+from inference_server.pipelines.step_cache import StepCache, cached_steps
 from inference_server.pipelines.video import VideoResult, run_video
 from inference_server.plans.common import (
     accepted,
@@ -29,6 +30,7 @@ from inference_server.plans.common import (
     preview_every,
     prompt_text,
     random_seed,
+    step_cache_for,
     steps_for,
 )
 from inference_server.previews import PreviewSink
@@ -60,6 +62,8 @@ class VideoRun:
     seed: int
     first_frame: Image.Image | None = None
     """Image to video: the first frame, at the run's size."""
+    cache: StepCache | None = None
+    """The model's step cache, for a request that asked for fast."""
 
 
 @dataclass
@@ -77,24 +81,25 @@ class VideoPlan:
 
     def work(self, registry: ModelRegistry) -> Callable[[StepCallback], VideoResult]:
         def generate(on_step: StepCallback) -> VideoResult:
-            pipe = registry.pipeline(self.spec)
+            pipe = registry.pipeline(self.spec, on_step)
             run = self.run
-            return run_video(
-                pipe,
-                prompt=run.prompt,
-                negative_prompt=run.negative_prompt,
-                width=run.width,
-                height=run.height,
-                num_frames=run.num_frames,
-                frame_rate=run.frame_rate,
-                steps=run.steps,
-                guidance=run.guidance,
-                seed=run.seed,
-                first_frame=run.first_frame,
-                on_step=on_step,
-                preview_every=self.preview_every,
-                on_preview=self.preview_sink,
-            )
+            with cached_steps(pipe, run.cache, run.steps):
+                return run_video(
+                    pipe,
+                    prompt=run.prompt,
+                    negative_prompt=run.negative_prompt,
+                    width=run.width,
+                    height=run.height,
+                    num_frames=run.num_frames,
+                    frame_rate=run.frame_rate,
+                    steps=run.steps,
+                    guidance=run.guidance,
+                    seed=run.seed,
+                    first_frame=run.first_frame,
+                    on_step=on_step,
+                    preview_every=self.preview_every,
+                    on_preview=self.preview_sink,
+                )
 
         return generate
 
@@ -177,6 +182,7 @@ def plan_video(spec: ModelSpec, request: pb.GenerateVideoRequest) -> VideoPlan:
         guidance=guidance_for(request.HasField("guidance_scale"), request.guidance_scale, spec),
         seed=seed,
         first_frame=first_frame(request, spec, (width, height)),
+        cache=step_cache_for(request.fast, spec),
     )
     return VideoPlan(
         spec=spec,

@@ -88,6 +88,14 @@ class GenerationBody(StrictBody):
     webhook_url: StrictStr | None = Field(None, min_length=1, max_length=2048)
 
 
+def fast_allowed(fast: bool, model: ModelEntry) -> None:
+    """A 422 for ``fast`` on a model without a step cache (``ListModels``' ``step_cache``)."""
+    if fast and not model.step_cache:
+        raise validation_error(
+            "fast", f"{model.name} has no step cache: fast is not available for it"
+        )
+
+
 def one_of(field_name: str, value: str, allowed: tuple[str, ...], model: ModelEntry) -> None:
     """A 422 when the model does not accept ``value`` (an empty list accepts anything)."""
     if allowed and value not in allowed:

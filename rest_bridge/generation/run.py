@@ -46,6 +46,8 @@ class Started:
     generation: Generation
     remaining_points: int
     request_id: str
+    plan: str = "free"
+    """The caller's plan: the inference queue runs higher plans first."""
 
 
 async def begin(
@@ -76,7 +78,12 @@ async def begin(
             "insufficient_points",
             f"This needs {exc.needed} points and the balance is {exc.balance}.",
         ) from exc
-    return Started(generation=gen, remaining_points=remaining, request_id=order.request_id)
+    return Started(
+        generation=gen,
+        remaining_points=remaining,
+        request_id=order.request_id,
+        plan=caller.plan,
+    )
 
 
 CANCELLED_MESSAGE = "The generation was cancelled."
@@ -114,6 +121,7 @@ async def _execute(
             order.request,
             order.timeout_s,
             _marking_running(state, gen.id, on_progress),
+            caller=(gen.account_id, started.plan),
         )
     except grpc.aio.AioRpcError as exc:
         err = rest_error(exc, state.settings.retry_after_s)

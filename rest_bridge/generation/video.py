@@ -7,7 +7,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
-from pydantic import Field, StrictStr, field_validator
+from pydantic import Field, StrictBool, StrictStr, field_validator
 
 from genserve import vocabulary as vocab
 from genserve.inference.v1 import inference_pb2 as pb
@@ -20,6 +20,7 @@ from rest_bridge.generation.base import (
     InputFile,
     Preview,
     WholeNumber,
+    fast_allowed,
     one_of,
     preview_every,
 )
@@ -72,6 +73,8 @@ class VideoRequest(GenerationBody):
         description="The first frame as base64 (or a data: URL), instead of image_url.",
         examples=["data:image/png;base64,iVBORw0KGgo..."],
     )
+    fast: StrictBool = False
+    """Run with the model's step cache: faster, slightly different, the same price."""
 
     _prompt = field_validator("prompt")(vocab.clean_prompt)
     _negative = field_validator("negative_prompt")(vocab.clean_optional_prompt)
@@ -141,6 +144,7 @@ class VideoKind(GenerationKind[VideoRequest]):
         }
 
     def settle(self, body: VideoRequest, model: ModelEntry) -> VideoRequest:
+        fast_allowed(body.fast, model)
         duration = model.default_duration if body.duration is None else body.duration
         if not model.min_duration <= duration <= model.max_duration:
             raise validation_error(
@@ -182,6 +186,7 @@ class VideoKind(GenerationKind[VideoRequest]):
             "resolution": body.resolution,
             "aspect_ratio": body.aspect_ratio,
             "seed": body.seed,
+            **({"fast": True} if body.fast else {}),
         }
         if body.negative_prompt is not None:
             params["negative_prompt"] = body.negative_prompt
@@ -201,6 +206,7 @@ class VideoKind(GenerationKind[VideoRequest]):
             duration_seconds=seconds(body),
             request_id=rid,
             preview_every=preview_every(body.preview),
+            fast=body.fast,
         )
         if body.seed is not None:
             request.seed = body.seed

@@ -56,6 +56,10 @@ class ModelEntry:
     texture_qualities: tuple[str, ...] = ()
     texture_alignments: tuple[str, ...] = ()
     orientations: tuple[str, ...] = ()
+    step_cache: str = ""
+    """The step cache a fast request runs with; empty: fast is not available."""
+    on_device: bool = False
+    """Whether the answering server had the model's weights on its device (routing prefers it)."""
 
     @classmethod
     def from_pb(cls, info: pb.ModelInfo) -> ModelEntry | None:
@@ -90,6 +94,9 @@ class ModelEntry:
             texture_qualities=_known(info.texture_qualities, vocab.TEXTURE_QUALITY_FROM_PB),
             texture_alignments=_known(info.texture_alignments, vocab.TEXTURE_ALIGNMENT_FROM_PB),
             orientations=_known(info.orientations, vocab.ORIENTATION_FROM_PB),
+            step_cache=info.step_cache,
+            on_device=info.state == pb.MODEL_STATE_ON_DEVICE
+            or (info.state == pb.MODEL_STATE_UNSPECIFIED and info.loaded),
         )
 
 
@@ -136,6 +143,17 @@ class Catalogue:
 
     def names(self, kind: Kind) -> list[str]:
         return [m.name for m in self.models() if m.kind == kind]
+
+    def warm_targets(self, name: str, kind: Kind) -> set[str]:
+        """The targets that last said they have this model on their device."""
+        return {
+            t
+            for t in self.targets
+            if any(
+                e.name == name and e.kind == kind and e.on_device
+                for e in self._by_target.get(t, [])
+            )
+        }
 
     def targets_for(self, name: str, kind: Kind) -> list[str]:
         """The targets that said they serve this model."""

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from genserve import vocabulary as vocab
 from genserve._internal.logs import request_id_var
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
@@ -232,7 +233,13 @@ class InferenceClient:
             else:
                 self.catalogue.update(link.target, entries)
                 log.info("inference %s serves %s", link.target, ", ".join(e.name for e in entries))
-        elif link.serving and not serving:
+        elif serving:
+            # Which models are on which device changes as they take turns: routing prefers warm.
+            try:
+                self.catalogue.update(link.target, await link.list_models(deadline_s))
+            except grpc.RpcError as exc:
+                log.debug("ListModels on %s failed: %s", link.target, exc.code())
+        elif link.serving:
             log.warning("inference %s stopped serving", link.target)
         link.serving = serving
 
@@ -240,7 +247,9 @@ class InferenceClient:
         """A target for this model: the serving one with the least outstanding work.
 
         Targets that listed the model come first; among them those serving now,
-        then the least loaded, ties taken in turn. None when every candidate is excluded.
+        then the least loaded; among those, the ones with the model on their device
+        (no load or copy first); remaining ties taken in turn. None when every
+        candidate is excluded.
         """
         targets = self.catalogue.targets_for(model.name, model.kind) or list(self.links)
         links = [self.links[t] for t in targets if t not in exclude]
@@ -249,6 +258,8 @@ class InferenceClient:
         live = [link for link in links if link.serving] or links
         least = min(self._outstanding.get(link.target, 0) for link in live)
         lightest = [link for link in live if self._outstanding.get(link.target, 0) == least]
+        warm = self.catalogue.warm_targets(model.name, model.kind)
+        lightest = [link for link in lightest if link.target in warm] or lightest
         return lightest[next(self._turn) % len(lightest)]
 
     async def generate(
@@ -258,6 +269,7 @@ class InferenceClient:
         request: Any,
         deadline_s: float,
         on_progress: ProgressHook | None = None,
+        caller: tuple[int, str] | None = None,
     ) -> StreamResult:
         """Runs one generation RPC to its end, on a target that serves the model.
 
@@ -265,10 +277,13 @@ class InferenceClient:
         of output arrives is marked down and the request goes, once, to another
         target serving the model, within the same deadline: the caller sees one
         answer (and pays once). Once output has started, a failure is final.
+
+        ``caller``, the account id and plan, goes in the metadata: the server's
+        queue orders work by plan, then lets accounts take turns.
         """
         deadline = time.monotonic() + deadline_s
         tried: list[str] = []
-        metadata = request_metadata(request)
+        metadata = request_metadata(request, caller)
         while True:
             link = self.route(model, exclude=tried)
             assert link is not None  # the first attempt has every target; a retry checked
@@ -309,10 +324,16 @@ class InferenceClient:
                 METRICS.inference.labels(method, outcome).observe(time.perf_counter() - sent)
 
 
-def request_metadata(request: Any) -> tuple[tuple[str, str], ...] | None:
-    """``x-request-id``: the bridge's request id, which the inference server logs under."""
+def request_metadata(
+    request: Any, caller: tuple[int, str] | None = None
+) -> tuple[tuple[str, str], ...] | None:
+    """``x-request-id``: the bridge's request id, which the inference server logs under;
+    with ``caller``, its account and plan, which the server's queue orders work by."""
     rid = getattr(request, "request_id", "") or request_id_var.get()
-    return (("x-request-id", rid),) if rid else None
+    pairs = [("x-request-id", rid)] if rid else []
+    if caller is not None:
+        pairs += [(vocab.ACCOUNT_METADATA, str(caller[0])), (vocab.PLAN_METADATA, caller[1])]
+    return tuple(pairs) or None
 
 
 class CatalogueWatch(Periodic):

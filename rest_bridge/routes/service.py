@@ -129,6 +129,7 @@ async def list_models(caller: CurrentCaller, state: StateDep) -> dict[str, Any]:
                 "kind": entry.kind,
                 "default": default is not None and default.name == entry.name,
                 "price": unit.price_table(state.settings),
+                "step_cache": entry.step_cache or None,
                 **unit.describe(entry),
             }
         )

@@ -75,6 +75,34 @@ MODEL_KIND_MESH: ModelKind.ValueType  # 3
 """Image to 3D mesh."""
 Global___ModelKind: _TypeAlias = ModelKind  # noqa: Y015
 
+class _ModelState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ModelStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ModelState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MODEL_STATE_UNSPECIFIED: _ModelState.ValueType  # 0
+    """Not set (a server that does not report it)."""
+    MODEL_STATE_NOT_LOADED: _ModelState.ValueType  # 1
+    """Not in memory: its next request loads it from disk."""
+    MODEL_STATE_IN_CPU_MEMORY: _ModelState.ValueType  # 2
+    """Parked in the host's memory: its next request copies it back to its device."""
+    MODEL_STATE_ON_DEVICE: _ModelState.ValueType  # 3
+    """On its device, ready."""
+
+class ModelState(_ModelState, metaclass=_ModelStateEnumTypeWrapper):
+    """Where a model's weights are now."""
+
+MODEL_STATE_UNSPECIFIED: ModelState.ValueType  # 0
+"""Not set (a server that does not report it)."""
+MODEL_STATE_NOT_LOADED: ModelState.ValueType  # 1
+"""Not in memory: its next request loads it from disk."""
+MODEL_STATE_IN_CPU_MEMORY: ModelState.ValueType  # 2
+"""Parked in the host's memory: its next request copies it back to its device."""
+MODEL_STATE_ON_DEVICE: ModelState.ValueType  # 3
+"""On its device, ready."""
+Global___ModelState: _TypeAlias = ModelState  # noqa: Y015
+
 class _Stage:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -230,6 +258,7 @@ class GenerateImageRequest(_message.Message):
     MASK_IMAGE_FIELD_NUMBER: _builtins.int
     STRENGTH_FIELD_NUMBER: _builtins.int
     LORAS_FIELD_NUMBER: _builtins.int
+    FAST_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Public model name, such as "nano-banana"."""
     prompt: _builtins.str
@@ -270,6 +299,10 @@ class GenerateImageRequest(_message.Message):
     """The inpainting mask (PNG, JPEG or WebP bytes; white is repainted); needs init_image."""
     strength: _builtins.float
     """How much of init_image is repainted, 0 to 1; unset means the model's default."""
+    fast: _builtins.bool
+    """Run with the model's step cache (ModelInfo.step_cache): faster, slightly different
+    output, priced the same. Refused for a model that has none.
+    """
     @_builtins.property
     def loras(self) -> _containers.RepeatedCompositeFieldContainer[Global___LoraWeight]:
         """Adapters (LoRA) to apply, by the names of the model's ModelInfo.loras; at most three."""
@@ -294,10 +327,11 @@ class GenerateImageRequest(_message.Message):
         mask_image: _builtins.bytes = ...,
         strength: _builtins.float | None = ...,
         loras: _abc.Iterable[Global___LoraWeight] | None = ...,
+        fast: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "_strength", b"_strength", "guidance_scale", b"guidance_scale", "seed", b"seed", "strength", b"strength"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "_strength", b"_strength", "aspect_ratio", b"aspect_ratio", "format", b"format", "guidance_scale", b"guidance_scale", "height", b"height", "init_image", b"init_image", "loras", b"loras", "mask_image", b"mask_image", "model", b"model", "negative_prompt", b"negative_prompt", "num_images", b"num_images", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "steps", b"steps", "strength", b"strength", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "_strength", b"_strength", "aspect_ratio", b"aspect_ratio", "fast", b"fast", "format", b"format", "guidance_scale", b"guidance_scale", "height", b"height", "init_image", b"init_image", "loras", b"loras", "mask_image", b"mask_image", "model", b"model", "negative_prompt", b"negative_prompt", "num_images", b"num_images", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "seed", b"seed", "steps", b"steps", "strength", b"strength", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__guidance_scale: _TypeAlias = _typing.Literal["guidance_scale"]  # noqa: Y015
     _WhichOneofArgType__guidance_scale: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale"]  # noqa: Y015
@@ -424,6 +458,7 @@ class GenerateVideoRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PREVIEW_EVERY_FIELD_NUMBER: _builtins.int
     INIT_IMAGE_FIELD_NUMBER: _builtins.int
+    FAST_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Public model name, such as "vidu-q2"."""
     prompt: _builtins.str
@@ -456,6 +491,10 @@ class GenerateVideoRequest(_message.Message):
     """The first frame (PNG, JPEG or WebP bytes), for a model whose ModelInfo.image_to_video
     is true; empty means text to video. Scaled and centre-cropped to the frame size.
     """
+    fast: _builtins.bool
+    """Run with the model's step cache (ModelInfo.step_cache): faster, slightly different
+    output, priced the same. Refused for a model that has none.
+    """
     def __init__(
         self,
         *,
@@ -471,10 +510,11 @@ class GenerateVideoRequest(_message.Message):
         request_id: _builtins.str = ...,
         preview_every: _builtins.int = ...,
         init_image: _builtins.bytes = ...,
+        fast: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "guidance_scale", b"guidance_scale", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "guidance_scale", b"guidance_scale", "init_image", b"init_image", "model", b"model", "negative_prompt", b"negative_prompt", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "resolution", b"resolution", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale", "_seed", b"_seed", "aspect_ratio", b"aspect_ratio", "duration_seconds", b"duration_seconds", "fast", b"fast", "guidance_scale", b"guidance_scale", "init_image", b"init_image", "model", b"model", "negative_prompt", b"negative_prompt", "preview_every", b"preview_every", "prompt", b"prompt", "request_id", b"request_id", "resolution", b"resolution", "seed", b"seed", "steps", b"steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__guidance_scale: _TypeAlias = _typing.Literal["guidance_scale"]  # noqa: Y015
     _WhichOneofArgType__guidance_scale: _TypeAlias = _typing.Literal["_guidance_scale", b"_guidance_scale"]  # noqa: Y015
@@ -907,6 +947,8 @@ class ModelInfo(_message.Message):
     IMAGE_MODES_FIELD_NUMBER: _builtins.int
     LORAS_FIELD_NUMBER: _builtins.int
     IMAGE_TO_VIDEO_FIELD_NUMBER: _builtins.int
+    STEP_CACHE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Public name, such as "nano-banana"."""
     kind: Global___ModelKind.ValueType
@@ -947,6 +989,12 @@ class ModelInfo(_message.Message):
     """Most pixels (width times height) of one output a request may ask for (images)."""
     image_to_video: _builtins.bool
     """Whether a request may give the first frame (videos)."""
+    step_cache: _builtins.str
+    """The step cache a request with fast = true runs with ("first_block", "taylorseer",
+    "magcache"); empty: the model has none, and fast is refused.
+    """
+    state: Global___ModelState.ValueType
+    """Where its weights are now: on its device, in CPU memory, or not loaded."""
     @_builtins.property
     def aspect_ratios(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Aspect ratios it accepts, as "W:H" (images and videos)."""
@@ -1012,10 +1060,12 @@ class ModelInfo(_message.Message):
         image_modes: _abc.Iterable[_builtins.str] | None = ...,
         loras: _abc.Iterable[Global___LoraInfo] | None = ...,
         image_to_video: _builtins.bool = ...,
+        step_cache: _builtins.str = ...,
+        state: Global___ModelState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "image_modes", b"image_modes", "image_to_video", b"image_to_video", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "loras", b"loras", "max_duration_seconds", b"max_duration_seconds", "max_guidance", b"max_guidance", "max_images", b"max_images", "max_pixels", b"max_pixels", "max_steps", b"max_steps", "min_duration_seconds", b"min_duration_seconds", "min_guidance", b"min_guidance", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "image_modes", b"image_modes", "image_to_video", b"image_to_video", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "loras", b"loras", "max_duration_seconds", b"max_duration_seconds", "max_guidance", b"max_guidance", "max_images", b"max_images", "max_pixels", b"max_pixels", "max_steps", b"max_steps", "min_duration_seconds", b"min_duration_seconds", "min_guidance", b"min_guidance", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "state", b"state", "step_cache", b"step_cache", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
