@@ -34,6 +34,8 @@ def _notices() -> dict[str, str]:
     - torchao's, at import (transformers imports it whenever it is installed, the
       ``cuda`` extra): no Triton, an Enum note from pytree, diffusers' fallback for
       old tensor types, and, on a CPU build of torch, its CUDA kernels not loading.
+    - diffusers' "modules in AutoencoderKL that should be kept in float32: []": said when
+      a pipeline is moved or made with ``from_pipe``, about an empty list of modules.
     """
     import torch
 
@@ -42,6 +44,8 @@ def _notices() -> dict[str, str]:
         "torchao.kernel.intmm": "Detected no triton",
         "torch.utils._pytree": "is an Enum subclass and is now natively supported",
         "diffusers.quantizers.torchao.torchao_quantizer": "Unable to import `torchao` Tensor",
+        # Said on every move of a VAE that has no such module (the list is empty).
+        "diffusers.models.modeling_utils": "should be kept in float32: []",
     }
     if torch.version.cuda is None:
         notices["torchao"] = "Failed to load"

@@ -160,6 +160,7 @@ def pipeline_for(pipe: Any, mode: str) -> Any:
 
         auto = AutoPipelineForInpainting if mode == "inpaint" else AutoPipelineForImage2Image
         variant = auto.from_pipe(pipe)
+        variant.set_progress_bar_config(disable=True)  # the logs are JSON lines: no bars
         for name in ("genserve_preview_decoder",):
             if hasattr(pipe, name):
                 setattr(variant, name, getattr(pipe, name))

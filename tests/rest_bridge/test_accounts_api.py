@@ -80,7 +80,8 @@ def test_models_show_their_prices(bridge: Bridge) -> None:
     with bridge.client(key) as c:
         models = c.get("/api/v1/models").json()["data"]["models"]
     by_kind = {m["kind"]: m["price"] for m in models if m["default"]}
-    assert by_kind["image"] == {"points_per_image": 4}
+    assert by_kind["image"]["points_per_image"] == 4
+    assert "steps" in by_kind["image"]["rule"]  # more steps or pixels cost more
     assert by_kind["video"]["points_for_4s_720p"] == 10
     assert by_kind["3d"] == {"points": 20}
 

@@ -13,7 +13,8 @@ cannot change:
   is accepted depends on what the inference servers listed (model names, their
   sizes and durations, learnt at run time with ``ListModels``), on the network
   (``image_url`` and ``webhook_url`` must resolve to a public address and serve an
-  image) and on the account (points, the ``Idempotency-Key``'s earlier body). Those
+  image), on the bytes of an uploaded file being a picture (OpenAI's edits and
+  variations) and on the account (points, the ``Idempotency-Key``'s earlier body). Those
   are 402/409/422 answers the schema lists, not bugs.
 - ``unsupported_method`` under ``/v1/``: the OpenAI-compatible routes answer a
   method they do not serve with 404 ``Invalid URL``, as OpenAI's API does, so
@@ -69,7 +70,7 @@ steps = 3
 """
 
 MAX_EXAMPLES = 15  # with the coverage and stateful phases: under a key's 1,000 requests an hour
-GENERATION_ROUTES = r"^/(api/v1/(images|videos|3d)|v1/images/generations)$"
+GENERATION_ROUTES = r"^/(api/v1/(images|videos|3d)|v1/images/(generations|edits|variations))$"
 BUDGET_S = 120
 
 
