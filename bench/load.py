@@ -47,13 +47,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from bench.stats import percentile
-from storage import points
+from storage import generations, points
 from storage.accounts import create_account, create_api_key
 from storage.db import make_engine, migrate
-from storage.models import Generation
 from tests.utils.procs import Proc, start_bridge, start_inference
 
 SECRET = "load-secret-" + "z" * 40
@@ -194,15 +193,11 @@ def database_check(db_url: str, account_id: int) -> tuple[Counter[str], int, int
     """Generations by status, the balance and the ledger's sum."""
     engine = make_engine(db_url)
     with Session(engine) as s:
-        rows = s.exec(
-            select(Generation.status, func.count())
-            .where(col(Generation.account_id) == account_id)
-            .group_by(col(Generation.status))
-        ).all()
+        counts = generations.status_counts(s, account_id)
         balance = points.balance(s, account_id)
         ledger = points.ledger_sum(s, account_id)
     engine.dispose()
-    return Counter({status: int(n) for status, n in rows}), balance, ledger
+    return Counter(counts), balance, ledger
 
 
 def run(args: argparse.Namespace) -> int:

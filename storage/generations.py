@@ -188,3 +188,13 @@ def lease_expired(session: Session, now: datetime) -> list[str]:
             )
         ).all()
     )
+
+
+def status_counts(session: Session, account_id: int) -> dict[str, int]:
+    """An account's generations by status (the load test's check that none stays live)."""
+    rows = session.exec(
+        select(Generation.status, func.count())
+        .where(col(Generation.account_id) == account_id)
+        .group_by(col(Generation.status))
+    ).all()
+    return {status: int(n) for status, n in rows}
