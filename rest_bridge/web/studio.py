@@ -61,7 +61,8 @@ def _page(
 ) -> HTMLResponse:
     """The page, its script given the session's CSRF token and ``settings`` as ``PAGE``."""
     nonce = _nonce()
-    values = {"csrf": signed.csrf, "csrfHeader": CSRF_HEADER, **settings}
+    plural = {kind: project_type for project_type, kind in PROJECT_TYPES.items()}
+    values = {"csrf": signed.csrf, "csrfHeader": CSRF_HEADER, "plural": plural, **settings}
     # json.dumps escapes no "</script>": "<" is written as \u003c so a value cannot close it.
     data = json.dumps(values).replace("<", "\\u003c")
     script = f'<script nonce="{nonce}">var PAGE = {data};{_API}{"".join(scripts)}</script>'
@@ -252,7 +253,7 @@ _GALLERY = r"""
     div.addEventListener("click", function () { openView(p, div); });
     return div;
   }
-  var PLURAL = {image: "images", video: "videos", "3d": "3d"};
+  var PLURAL = PAGE.plural;  // kind -> its route and project type (PROJECT_TYPES)
   function openView(p, div) {
     var first = (p.outputs || [])[0];
     $("view-media").innerHTML = "";
