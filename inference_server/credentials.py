@@ -3,8 +3,9 @@
 With ``GENSERVE_GRPC_TLS_CERT`` and ``GENSERVE_GRPC_TLS_KEY`` the port serves TLS;
 with ``GENSERVE_GRPC_TLS_CA`` as well, every client must show a certificate signed
 by that CA (mutual TLS). With ``GENSERVE_INFERENCE_TOKEN``, every call must carry
-``authorization: Bearer <token>`` except health checks, which stay open so load
-balancers and orchestrators can probe the server without a secret.
+``authorization: Bearer <token>`` except the health ``Check``, which stays open so load
+balancers and orchestrators can probe the server without a secret; the health ``Watch``
+stream wants the token like the rest (the bridge's channels send it there too).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from genserve._internal.pem import read_pem
 if TYPE_CHECKING:
     from inference_server.settings import ServerSettings
 
-HEALTH_PREFIX = "/grpc.health.v1.Health/"
+OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 """Methods served without a token."""
 
 
@@ -54,7 +55,7 @@ async def _refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> 
 
 
 class TokenInterceptor(grpc.aio.ServerInterceptor):
-    """Every call but health checks must carry ``authorization: Bearer <token>``."""
+    """Every call but the health ``Check`` must carry ``authorization: Bearer <token>``."""
 
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
@@ -73,7 +74,7 @@ class TokenInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         method: str = handler_call_details.method  # type: ignore[attr-defined]
         handler = await continuation(handler_call_details)
-        if handler is None or method.startswith(HEALTH_PREFIX):
+        if handler is None or method in OPEN_METHODS:
             return handler
         if self.allowed(handler_call_details.invocation_metadata):  # type: ignore[attr-defined]
             return handler

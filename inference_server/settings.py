@@ -72,9 +72,9 @@ class ServerSettings(BaseSettings):
     """PEM private key of `GENSERVE_GRPC_TLS_CERT`."""
     grpc_tls_ca: Path | None = Field(None, validation_alias="GENSERVE_GRPC_TLS_CA")
     """PEM CA: when set, the server requires client certificates it signed (mutual TLS)."""
-    # GENSERVE_INFERENCE_TOKEN: every call but health checks must carry it as a Bearer token.
+    # GENSERVE_INFERENCE_TOKEN: every call but the health Check must carry it as a Bearer token.
     token: SecretStr | None = None
-    """Service token: every call but health checks must carry `authorization: Bearer <token>`
+    """Service token: every call but the health `Check` must carry `authorization: Bearer <token>`
     (else `UNAUTHENTICATED`).
     """
     # GENSERVE_INFERENCE_REFLECTION: serve gRPC server reflection (off unless asked).

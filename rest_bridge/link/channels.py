@@ -90,12 +90,14 @@ def rest_error(err: grpc.aio.AioRpcError | grpc.RpcError, retry_after: int) -> A
     return ApiError(502, "inference_error", "The generation failed on the inference server.")
 
 
-def _service_config() -> str:
+def _service_config(health_watch: bool = True) -> str:
+    """``health_watch``: gRPC watches each address's health (needs the token where one is set)."""
+    health = {"healthCheckConfig": {"serviceName": SERVICE}} if health_watch else {}
     return json.dumps(
         {
             # A target that resolves to several addresses (dns:///name:port) is balanced over them.
             "loadBalancingConfig": [{"round_robin": {}}],
-            "healthCheckConfig": {"serviceName": SERVICE},
+            **health,
             "methodConfig": [
                 {
                     "name": [{"service": SERVICE, "method": "ListModels"}],
@@ -152,7 +154,7 @@ class TargetLink:
         self.channel = self.security.channel(
             target,
             options=[
-                ("grpc.service_config", _service_config()),
+                ("grpc.service_config", _service_config(security.health_watch(target))),
                 ("grpc.enable_retries", 1),
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),

@@ -3,8 +3,13 @@
 ``GENSERVE_GRPC_TLS_CA`` makes every channel to the inference servers TLS, verified
 against that CA; ``GENSERVE_GRPC_TLS_CERT`` and ``GENSERVE_GRPC_TLS_KEY`` add a client
 certificate (mutual TLS). ``GENSERVE_INFERENCE_TOKEN`` is sent as
-``authorization: Bearer <token>`` on every call, by interceptors given to the channel,
-so no call site has to remember it.
+``authorization: Bearer <token>`` on every call, so no call site has to remember it:
+as call credentials composed into the channel's credentials wherever gRPC allows them
+(TLS, and plaintext to a loopback target, as "local" credentials), because only those
+reach the health ``Watch`` that gRPC core itself calls for client-side health checking;
+interceptors do not. gRPC sends call credentials on no other plaintext channel, so a
+plaintext link off this machine (warned about at start-up) carries the token by
+interceptors and goes without client-side health checking (see :meth:`health_watch`).
 """
 
 from __future__ import annotations
@@ -71,6 +76,14 @@ class LinkSecurity:
         """Targets off this machine that the link would reach in plaintext."""
         return [] if self.tls else [t for t in targets if not is_loopback(target_host(t))]
 
+    def _token_by_credentials(self, target: str) -> bool:
+        return bool(self.token) and (self.tls or is_loopback(target_host(target)))
+
+    def health_watch(self, target: str) -> bool:
+        """Whether gRPC's own health ``Watch`` on a channel to ``target`` carries the token
+        (or needs none): without it the channel is not told to health-check."""
+        return not self.token or self._token_by_credentials(target)
+
     def interceptors(self) -> list[Any]:  # grpc-stubs leave ClientInterceptor untyped
         """One per call shape: grpc.aio files an interceptor under its first base class only."""
         if not self.token:
@@ -80,17 +93,33 @@ class LinkSecurity:
 
     def channel(self, target: str, options: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
         """A channel to ``target``: TLS when a CA is set, the token on every call when set."""
-        interceptors = self.interceptors() or None
-        if not self.tls:
+        if self.tls:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=self.root_certificates,
+                private_key=self.private_key,
+                certificate_chain=self.certificate_chain,
+            )
+        elif self._token_by_credentials(target):
+            credentials = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+        else:
+            interceptors = self.interceptors() or None
             return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=self.root_certificates,
-            private_key=self.private_key,
-            certificate_chain=self.certificate_chain,
-        )
-        return grpc.aio.secure_channel(
-            target, credentials, options=options, interceptors=interceptors
-        )
+        if self.token:
+            token = grpc.metadata_call_credentials(_TokenPlugin(self.token), name="service-token")
+            credentials = grpc.composite_channel_credentials(credentials, token)
+        return grpc.aio.secure_channel(target, credentials, options=options)
+
+
+class _TokenPlugin(grpc.AuthMetadataPlugin):
+    """``authorization: Bearer <token>`` on every call of the channel, gRPC's own included."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def __call__(
+        self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback
+    ) -> None:
+        callback(self._metadata, None)
 
 
 def _with_metadata(

@@ -164,6 +164,16 @@ def test_health_needs_no_token(servers: Servers) -> None:
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_health_watch_wants_the_token(servers: Servers) -> None:
+    request = health_pb2.HealthCheckRequest(service=SERVICE)
+    with _tls_channel(servers) as ch:
+        first = next(iter(health_pb2_grpc.HealthStub(ch).Watch(request, metadata=AUTH, timeout=10)))
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as err:
+            list(health_pb2_grpc.HealthStub(ch).Watch(request, timeout=10))
+    assert _code(err.value) == grpc.StatusCode.UNAUTHENTICATED
+
+
 def test_reflection_is_off_by_default(servers: Servers) -> None:
     with _tls_channel(servers) as ch, pytest.raises(grpc.RpcError) as err:
         _reflected(ch, AUTH)
