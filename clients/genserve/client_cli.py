@@ -119,10 +119,10 @@ def _as_json(value: Any) -> Any:
     return value
 
 
-def _print_json(value: Any) -> None:
-    import json
+def _print_json(value: Any, *, line: bool = False) -> None:
+    from genserve._internal.cmdline import print_json
 
-    print(json.dumps(_as_json(value), indent=2, ensure_ascii=False, default=str))
+    print_json(_as_json(value), line=line)
 
 
 def _save(result: GenerationResult, folder: Path) -> list[Path]:
