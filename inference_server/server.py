@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
 from genserve._internal import logs
-from genserve._internal.cmdline import Parser, listen_problem, one_line, port_number
+from genserve._internal.cmdline import Parser, listen_problem, one_line, port_number, print_json
 from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 from inference_server.credentials import TokenInterceptor, link_mode, server_credentials
@@ -163,7 +163,23 @@ class InferenceServer:
         await self.server.wait_for_termination()
 
 
-async def serve(settings: ServerSettings, table: ModelTable | None = None) -> None:
+def started(settings: ServerSettings, server: InferenceServer) -> dict[str, object]:
+    """What ``genserve inference --json`` prints once serving: where, and which models."""
+    return {
+        "host": settings.host,
+        "port": server.port,
+        "link": link_mode(settings),
+        "service_token": bool(settings.token),
+        "metrics_port": settings.metrics_port,
+        "models_file": str(settings.models_file) if settings.models_file else None,
+        "cache_dir": str(settings.cache_dir),
+        "models": [{"name": spec.name, "kind": spec.kind} for spec in server.registry.table.models],
+    }
+
+
+async def serve(
+    settings: ServerSettings, table: ModelTable | None = None, *, as_json: bool = False
+) -> None:
     server = InferenceServer(settings, table)
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
@@ -176,6 +192,8 @@ async def serve(settings: ServerSettings, table: ModelTable | None = None) -> No
         loop.add_signal_handler(sig, drain)
     await server.start()
     log.info("inference server ready on %s:%d", settings.host, server.port)
+    if as_json:
+        print_json(started(settings, server), line=True)
     await server.wait()
     for task in stopping:
         await task
@@ -225,11 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=partial(port_number, allow_zero=False),
         help="serve Prometheus metrics on this port (GENSERVE_INFERENCE_METRICS_PORT)",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="once serving, print where and which models as one JSON line on standard output",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    as_json = args.json
+    del args.json  # not a setting
     settings, table = load_settings(args)
     logs.configure("inference", fmt=settings.log_format, level=settings.log_level)
     quiet_libraries()
@@ -238,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         problem = None if port is None else listen_problem(settings.host, port)
         if problem is not None:
             raise SystemExit(f"genserve inference: {problem} (the {name} port)")
-    asyncio.run(serve(settings, table))
+    asyncio.run(serve(settings, table, as_json=as_json))
 
 
 if __name__ == "__main__":

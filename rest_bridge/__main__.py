@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 from functools import partial
+from typing import TYPE_CHECKING
 
 from genserve._internal.cmdline import Parser, listen_problem, one_line, port_number
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from rest_bridge.settings import BridgeSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,7 +20,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--port", type=partial(port_number, allow_zero=False), default=8000, help="HTTP port"
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="once listening, print the URLs, data folder and inference servers as one JSON "
+        "line on standard output",
+    )
     return parser
+
+
+def started(settings: BridgeSettings, host: str, port: int) -> dict[str, object]:
+    """What ``genserve bridge --json`` prints once listening."""
+    from sqlalchemy.engine import make_url
+
+    shown = "[" + host + "]" if ":" in host else host
+    return {
+        "base_url": settings.base_url,
+        "listening": f"http://{shown}:{port}",
+        "host": host,
+        "port": port,
+        "docs": f"{settings.base_url}/docs",
+        "data_dir": str(settings.data_dir),
+        "database": make_url(settings.db_url).render_as_string(hide_password=True),
+        "inference_targets": [t.strip() for t in settings.inference_targets.split(",") if t],
+    }
+
+
+def _announce_when_started(server: uvicorn.Server, answer: dict[str, object]) -> None:
+    """``--json``: the start-up line, printed from a thread once uvicorn listens."""
+    import threading
+    import time
+
+    from genserve._internal.cmdline import print_json
+
+    def watch() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            time.sleep(0.05)
+        print_json(answer, line=True)
+
+    threading.Thread(target=watch, name="announce", daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     # headers only from the configured proxies (uvicorn's default believes 127.0.0.1, so any
     # local client could claim any address).
     proxies = settings.forwarded_allow_ips
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=args.host,
         port=args.port,
@@ -55,6 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or None,
     )
+    server = uvicorn.Server(config)
+    if args.json:
+        _announce_when_started(server, started(settings, args.host, args.port))
+    server.run()
 
 
 if __name__ == "__main__":

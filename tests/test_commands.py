@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -345,3 +346,87 @@ def test_accounts_and_keys_refuse_unusable_values(
     done = genserve(*args, env={**db_env, **env})
     refused(done, says)
     assert "secret" not in done.stderr
+
+
+def test_operator_commands_print_one_json_document(db_env: dict[str, str]) -> None:
+    """``--json`` on accounts create, set-plan, grant and keys revoke: one JSON document on
+    standard output; a refusal stays one line on standard error."""
+    import json
+
+    def run(*args: str, stdin: str = "") -> Any:
+        done = genserve(*args, "--json", stdin=stdin, env=db_env)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    made = run("accounts", "create", "--email", "Json@Example.Test", "--points", "5")
+    assert made == {
+        "id": made["id"],
+        "email": "json@example.test",
+        "plan": "free",
+        "points": 5,
+        "password": False,
+    }
+    moved = run("accounts", "set-plan", "json@example.test", "pro")
+    assert moved["plan"] == "pro" and moved["requests_per_hour"] > 0
+    granted = run("accounts", "grant", "json@example.test", "3")
+    assert (granted["granted"], granted["points"]) == (3, 8)
+    key = run("keys", "create", "--email", "json@example.test", "--name", "ci")
+    revoked = run("keys", "revoke", str(key["id"]))
+    assert revoked["id"] == key["id"] and revoked["name"] == "ci"
+    again = genserve("keys", "revoke", str(key["id"]), "--json", env=db_env)
+    refused(again, "was already revoked")
+    assert again.stdout == ""
+
+
+def _first_stdout_line(args: list[str], env: dict[str, str], log: Path) -> tuple[Any, str]:
+    """Starts ``genserve ARGS --json``; its first line on standard output, parsed, and the
+    rest of standard output once it has stopped (SIGTERM), logs going to ``log``."""
+    import json
+
+    with log.open("wb") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "genserve.cli", *args, "--json"],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            cwd=ROOT,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert first, log.read_text()[-2000:]
+            return json.loads(first), first
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rest, _ = proc.communicate(timeout=60)
+            assert rest == "", rest  # nothing but the one JSON line
+
+
+@pytest.mark.server
+def test_inference_and_bridge_json_say_where_once_started(tmp_path: Path, logs: Path) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text(RELIEF_ONLY)
+    port = free_port()
+    started, _ = _first_stdout_line(
+        ["inference", "--port", str(port), "--models-file", str(models)],
+        {"GENSERVE_INFERENCE_CACHE_DIR": str(tmp_path / "cache")},
+        logs / f"inference-json-{port}.log",
+    )
+    assert started["port"] == port and started["host"]
+    assert started["models"] == [{"name": "flag-relief", "kind": "3d"}]
+    assert started["models_file"] == str(models)
+
+    bridge_port = free_port()
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'genserve.db'}",
+        "GENSERVE_DATA_DIR": str(tmp_path),
+        "GENSERVE_INFERENCE_TARGETS": f"127.0.0.1:{port}",
+        "GENSERVE_PUBLIC_BASE_URL": "https://gen.example.test",
+    }
+    said, _ = _first_stdout_line(
+        ["bridge", "--port", str(bridge_port)], env, logs / f"bridge-json-{bridge_port}.log"
+    )
+    assert said["listening"] == f"http://127.0.0.1:{bridge_port}" and said["port"] == bridge_port
+    assert said["base_url"] == "https://gen.example.test"
+    assert said["data_dir"] == str(tmp_path) and said["inference_targets"] == [f"127.0.0.1:{port}"]

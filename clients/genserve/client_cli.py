@@ -119,10 +119,10 @@ def _as_json(value: Any) -> Any:
     return value
 
 
-def _print_json(value: Any) -> None:
-    import json
+def _print_json(value: Any, *, line: bool = False) -> None:
+    from genserve._internal.cmdline import print_json
 
-    print(json.dumps(_as_json(value), indent=2, ensure_ascii=False, default=str))
+    print_json(_as_json(value), line=line)
 
 
 def _save(result: GenerationResult, folder: Path) -> list[Path]:
@@ -260,8 +260,10 @@ def read_batch(path: str) -> list[dict[str, Any]]:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    """Every line of ``--from FILE`` in turn, under one progress view (``[i/n]``)."""
+    """Every line of ``--from FILE`` in turn, under one progress view for the batch;
+    ``--json``: a JSON line per result on standard output, as each finishes."""
     from genserve.params import ImageParams
+    from genserve.progress import make_batch_display
 
     items = read_batch(args.from_file)
     known = set(ImageParams.__annotations__)
@@ -271,26 +273,41 @@ def _batch(args: argparse.Namespace) -> int:
         "num_images": args.num_images,
         "model": args.model,
     }
-    done: list[dict[str, Any]] = []
-    with _client(args) as client:
-        for number, item in enumerate(items, 1):
-            body = {k: v for k, v in options.items() if v is not None} | item
-            prompt = body.pop("prompt")
-            params = {k: v for k, v in body.items() if k in known}
-            extra = {k: v for k, v in body.items() if k not in known}
-            stream = client.images.generate(prompt, stream=True, extra_body=extra or None, **params)
-            label = f"image {number}/{len(items)}"
-            result = _follow(stream, label, args.progress)
-            paths = _save(result, Path(args.output).expanduser())
-            done.append({"prompt": prompt, **_as_json(result), "saved": paths})
-            if not args.json:
-                for path in paths:
-                    print(path, flush=True)
-    if args.json:
-        _print_json(done)
-    else:
-        left = done[-1]["remaining_points"] if done else "?"
-        print(f"genserve: {len(done)} prompts done; {left} points left", file=sys.stderr)
+    left: Any = "?"
+    display = make_batch_display(len(items), "image") if args.progress else None
+    try:
+        with _client(args) as client:
+            for number, item in enumerate(items, 1):
+                body = {k: v for k, v in options.items() if v is not None} | item
+                prompt = body.pop("prompt")
+                params = {k: v for k, v in body.items() if k in known}
+                extra = {k: v for k, v in body.items() if k not in known}
+                if display is not None:
+                    display.begin(number)
+                stream = client.images.generate(
+                    prompt, stream=True, extra_body=extra or None, **params
+                )
+                try:
+                    for event in stream:
+                        if display is not None:
+                            display.update(event)
+                finally:
+                    stream.close()
+                result = stream.until_done()
+                paths = _save(result, Path(args.output).expanduser())
+                left = result.remaining_points
+                if display is not None:
+                    display.done(number, [str(p) for p in paths])
+                if args.json:
+                    _print_json({"prompt": prompt, **_as_json(result), "saved": paths}, line=True)
+                else:
+                    for path in paths:
+                        print(path, flush=True)
+    finally:
+        if display is not None:
+            display.close()
+    if not args.json:
+        print(f"genserve: {len(items)} prompts done; {left} points left", file=sys.stderr)
     return 0
 
 

@@ -143,3 +143,110 @@ class RichDisplay:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+class BatchDisplay(Protocol):
+    """One view for a batch (``genserve image --from FILE``): items done of all, and the
+    current item's progress."""
+
+    def begin(self, number: int) -> None: ...
+
+    def update(self, event: Event) -> None: ...
+
+    def done(self, number: int, paths: list[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_batch_display(
+    total: int, noun: str, stream: TextIO | None = None, *, use_rich: bool | None = None
+) -> BatchDisplay:
+    """Rich's two bars (items done of ``total``; the current one's steps) when rich is
+    installed and ``stream`` is a terminal, else one plain line per finished item."""
+    out = stream if stream is not None else sys.stderr
+    if use_rich is None:
+        use_rich = rich_available() and out.isatty()
+    if use_rich:
+        return RichBatchDisplay(total, noun, out)
+    return PlainBatchDisplay(total, noun, out)
+
+
+class PlainBatchDisplay:
+    """``image 2/5: done (out/b.png)``: a line per finished item, nothing in between."""
+
+    def __init__(self, total: int, noun: str, stream: TextIO) -> None:
+        self.total, self.noun, self.stream = total, noun, stream
+
+    def begin(self, number: int) -> None:
+        pass
+
+    def update(self, event: Event) -> None:
+        pass
+
+    def done(self, number: int, paths: list[str]) -> None:
+        saved = f" ({', '.join(paths)})" if paths else ""
+        print(f"{self.noun} {number}/{self.total}: done{saved}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class RichBatchDisplay:
+    """Two bars under one live view: ``images`` done of the batch, and the current item's
+    stage and steps (reset for each item)."""
+
+    def __init__(self, total: int, noun: str, stream: TextIO) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.total, self.noun = total, noun
+        self.progress: Any = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(file=stream),
+            transient=False,
+        )
+        self.progress.start()
+        self.overall = self.progress.add_task(f"{noun}s done", total=total)
+        self.current = self.progress.add_task(f"{noun} 1/{total}: starting", total=None)
+        self._label = f"{noun} 1/{total}"
+        self._stage: str | None = None
+
+    def begin(self, number: int) -> None:
+        self._label, self._stage = f"{self.noun} {number}/{self.total}", None
+        self.progress.reset(self.current, total=None, description=f"{self._label}: starting")
+
+    def update(self, event: Event) -> None:
+        description = f"{self._label}: {_describe(event)}"
+        if event.type == "queued":
+            self.progress.update(self.current, description=description, total=None, completed=0)
+        elif event.type == "progress":
+            stage = _describe(event)
+            if stage != self._stage:
+                self._stage = stage
+                self.progress.reset(self.current, total=event.total or None)
+            self.progress.update(
+                self.current,
+                description=description,
+                total=event.total or None,
+                completed=event.step or 0,
+            )
+
+    def done(self, number: int, paths: list[str]) -> None:
+        self.progress.update(self.current, description=f"{self._label}: done", completed=0)
+        self.progress.update(self.overall, completed=number)
+
+    def close(self) -> None:
+        self.progress.stop()

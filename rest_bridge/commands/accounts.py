@@ -6,14 +6,13 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from genserve._internal.cmdline import fail
+from genserve._internal.cmdline import fail, print_json
 from rest_bridge.commands import login_link
 from rest_bridge.commands.database import (
     PLANS,
     account_or_none,
     email_address,
     open_database,
-    print_json,
     when,
 )
 
@@ -52,6 +51,17 @@ def cmd_create(args: argparse.Namespace) -> int:
             )
         except EmailTaken:
             return fail(f"an account with the email {args.email} already exists")
+    if args.json:
+        print_json(
+            {
+                "id": account.id,
+                "email": account.email,
+                "plan": account.plan,
+                "points": account.points,
+                "password": password_hash is not None,
+            }
+        )
+        return 0
     print(f"account {account.id} {account.email} plan={account.plan} points={account.points}")
     return 0
 
@@ -101,6 +111,16 @@ def cmd_set_plan(args: argparse.Namespace) -> int:
         if account is None or account.id is None:
             return fail(f"no account with the email {args.email}")
         set_plan(session, account_id=account.id, plan=args.plan)
+    if args.json:
+        print_json(
+            {
+                "id": account.id,
+                "email": account.email,
+                "plan": args.plan,
+                "requests_per_hour": REQUESTS_PER_HOUR[args.plan],
+            }
+        )
+        return 0
     print(
         f"account {account.id} is now on {args.plan} "
         f"({REQUESTS_PER_HOUR[args.plan]} requests/hour per key)"
@@ -119,6 +139,11 @@ def cmd_grant(args: argparse.Namespace) -> int:
         if account is None or account.id is None:
             return fail(f"no account with the email {args.email}")
         balance = points.grant(session, account.id, args.amount)
+    if args.json:
+        print_json(
+            {"id": account.id, "email": account.email, "granted": args.amount, "points": balance}
+        )
+        return 0
     print(f"granted {args.amount} points to account {account.id}; balance {balance}")
     return 0
 
@@ -151,6 +176,7 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help="read a password for the web pages from one line of standard input",
     )
+    create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(func=cmd_create)
     listing = commands.add_parser("list", help="list accounts")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -158,9 +184,11 @@ def register(subparsers: Subparsers) -> None:
     plan = commands.add_parser("set-plan", help="move an account to another plan")
     plan.add_argument("email")
     plan.add_argument("plan", choices=PLANS)
+    plan.add_argument("--json", action="store_true", help="print JSON")
     plan.set_defaults(func=cmd_set_plan)
     grant = commands.add_parser("grant", help="add points to an account (recorded in the ledger)")
     grant.add_argument("email")
     grant.add_argument("amount", type=_positive)
+    grant.add_argument("--json", action="store_true", help="print JSON")
     grant.set_defaults(func=cmd_grant)
     login_link.add_parser(commands)

@@ -69,10 +69,3 @@ def when(value: datetime | None) -> str:
     from storage.models import aware
 
     return aware(value).strftime("%Y-%m-%d %H:%M UTC") if value is not None else "never"
-
-
-def print_json(value: object) -> None:
-    """An operator command's ``--json`` answer on standard output."""
-    import json
-
-    print(json.dumps(value, indent=2, ensure_ascii=False))

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from genserve._internal.cmdline import fail
+from genserve._internal.cmdline import fail, print_json
 from rest_bridge.commands.database import (
     PLANS,
     account_or_none,
     email_address,
     open_database,
-    print_json,
     when,
 )
 
@@ -108,6 +107,9 @@ def cmd_revoke(args: argparse.Namespace) -> int:
             return fail("no such key")
         if not revoke_api_key(session, key_id=key.id):
             return fail(f"key {key.id} was already revoked")
+    if args.json:
+        print_json({"id": key.id, "name": key.name, "key": f"{key.prefix}…{key.last_four}"})
+        return 0
     print(f"revoked key {key.id} ({key.prefix}…{key.last_four})")
     return 0
 
@@ -129,4 +131,5 @@ def register(subparsers: Subparsers) -> None:
     listing.set_defaults(func=cmd_list)
     revoke = commands.add_parser("revoke", help="end a key at once")
     revoke.add_argument("key", help="the key's id, or the whole key")
+    revoke.add_argument("--json", action="store_true", help="print JSON")
     revoke.set_defaults(func=cmd_revoke)

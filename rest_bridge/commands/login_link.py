@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from datetime import timedelta
 
-from genserve._internal.cmdline import fail
+from genserve._internal.cmdline import fail, print_json
 from rest_bridge.commands.database import account_or_none, open_database
 
 
@@ -36,8 +36,6 @@ def cmd_login_link(args: argparse.Namespace) -> int:
             lifetime=timedelta(minutes=args.minutes),
         )
     if args.json:
-        from rest_bridge.commands.database import print_json
-
         print_json({"email": account.email, "url": link_url(settings.base_url, token)})
         return 0
     print(link_url(settings.base_url, token))

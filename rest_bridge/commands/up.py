@@ -52,8 +52,9 @@ def _wait_ready(
 class RequestLines:
     """The bridge's access lines, one short line each on this terminal, as they come."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, as_json: bool = False) -> None:
         self.log = log
+        self.as_json = as_json
         self.offset = log.stat().st_size if log.exists() else 0
 
     def new(self) -> list[str]:
@@ -74,6 +75,9 @@ class RequestLines:
             except ValueError:
                 continue
             if isinstance(line, dict) and line.get("logger") == "rest_bridge.access":
+                if self.as_json:
+                    shown.append(json.dumps(line, ensure_ascii=False, default=str))
+                    continue
                 when = str(line.get("time", ""))[11:19]
                 shown.append(f"  {when} {line.get('message', '')}".rstrip())
         return shown
@@ -101,7 +105,36 @@ def _prepare_preset(name: str, models_file: Path) -> None:
         raise SystemExit(done.returncode)
 
 
-def up(host: str, port: int, grpc_port: int, email: str, preset: str | None = None) -> int:
+def _models(local: str, key: str) -> list[dict[str, object]]:
+    """The models the bridge serves (``GET /api/v1/models``), for ``--json``: name and kind."""
+    import httpx
+
+    try:
+        answer = httpx.get(
+            f"{local}/api/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        ).json()
+    except (httpx.HTTPError, ValueError):
+        return []
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if isinstance(data, dict):
+        data = data.get("models")
+    if not isinstance(data, list):
+        return []
+    return [
+        {"name": m.get("name"), "kind": m.get("kind"), "default": m.get("default")}
+        for m in data
+        if isinstance(m, dict)
+    ]
+
+
+def up(
+    host: str,
+    port: int,
+    grpc_port: int,
+    email: str,
+    preset: str | None = None,
+    as_json: bool = False,
+) -> int:
     from genserve._internal.cmdline import listen_problem
     from genserve._internal.paths import data_dir
 
@@ -165,9 +198,13 @@ def up(host: str, port: int, grpc_port: int, email: str, preset: str | None = No
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    requests = RequestLines(logs / "bridge.log")
+    requests = RequestLines(logs / "bridge.log", as_json)
     try:
-        print(f"starting genserve (logs in {logs}) ...", flush=True)
+        print(
+            f"starting genserve (logs in {logs}) ...",
+            file=sys.stderr if as_json else sys.stdout,
+            flush=True,
+        )
         _wait_ready(local, servers, logs, timeout=600)
         from rest_bridge.commands.database import open_database
         from rest_bridge.commands.login_link import link_url
@@ -179,20 +216,27 @@ def up(host: str, port: int, grpc_port: int, email: str, preset: str | None = No
         key, link = way_in.key, link_url(base.rstrip("/"), way_in.login_token)
         kept = data / KEY_FILE
         said = "new, kept in" if way_in.new_key else "kept in"
-        print(
-            f"\ngenserve is up.\n  Base URL: {base}\n  API key:  {key}  ({said} {kept})\n"
-            f"  Web log-in for {email} (one use, 15 minutes): {link}\n"
-            f"  Models:   GET {base}/api/v1/models    API docs: {base}/docs\n",
-            flush=True,
-        )
-        print(
-            f'Try it:\n  curl -X POST "{base}/api/v1/images" \\\n'
-            f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\\n'
-            '    -d \'{"prompt": "A majestic eagle soaring over mountains at sunset", '
-            '"aspect_ratio": "16:9", "output_format": "webp"}\'\n\n'
-            f"Requests, a line each (full logs in {logs}):\nCtrl-C stops both servers.",
-            flush=True,
-        )
+        if as_json:
+            from genserve._internal.cmdline import print_json
+
+            started = {
+                "base_url": base,
+                "api_key": key,
+                "new_key": way_in.new_key,
+                "key_file": str(kept),
+                "email": email,
+                "login_url": link,
+                "login_minutes": 15,
+                "docs": f"{base}/docs",
+                "port": port,
+                "grpc_port": grpc_port,
+                "data_dir": str(data),
+                "logs": str(logs),
+                "models": _models(local, key),
+            }
+            print_json(started, line=True)
+        else:
+            _say_started(base, key, said, kept, email, link, logs)
         while all(p.poll() is None for p in procs):
             for line in requests.new():
                 print(line, flush=True)
@@ -204,8 +248,28 @@ def up(host: str, port: int, grpc_port: int, email: str, preset: str | None = No
         stop()
 
 
+def _say_started(
+    base: str, key: str, said: str, kept: Path, email: str, link: str, logs: Path
+) -> None:
+    """The human lines once up: where, the key, the log-in link, a request to try."""
+    print(
+        f"\ngenserve is up.\n  Base URL: {base}\n  API key:  {key}  ({said} {kept})\n"
+        f"  Web log-in for {email} (one use, 15 minutes): {link}\n"
+        f"  Models:   GET {base}/api/v1/models    API docs: {base}/docs\n",
+        flush=True,
+    )
+    print(
+        f'Try it:\n  curl -X POST "{base}/api/v1/images" \\\n'
+        f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\\n'
+        '    -d \'{"prompt": "A majestic eagle soaring over mountains at sunset", '
+        '"aspect_ratio": "16:9", "output_format": "webp"}\'\n\n'
+        f"Requests, a line each (full logs in {logs}):\nCtrl-C stops both servers.",
+        flush=True,
+    )
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    return up(args.host, args.port, args.grpc_port, args.email, args.preset)
+    return up(args.host, args.port, args.grpc_port, args.email, args.preset, args.json)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -232,5 +296,11 @@ def register(subparsers: Subparsers) -> None:
         metavar="NAME",
         help="serve a real-size model instead of the built-in one of its kind, downloading "
         "its weights on first start (genserve models presets lists them)",
+    )
+    command.add_argument(
+        "--json",
+        action="store_true",
+        help="JSON lines on standard output: the start-up information once ready, then one "
+        "per request",
     )
     command.set_defaults(func=cmd_up)

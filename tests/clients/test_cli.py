@@ -191,10 +191,19 @@ def test_batch_json_models_projects_and_completion(bridge: Bridge, tmp_path: Pat
     assert made.returncode == 0, made.stderr
     paths = [Path(line) for line in made.stdout.splitlines()]
     assert [p.suffix for p in paths] == [".png", ".jpeg"]
-    assert "image 1/2" in made.stderr and "image 2/2" in made.stderr
+    # one view for the batch: without a terminal, one line per finished item, no step lines
+    per_item = [line for line in made.stderr.splitlines() if line.startswith("image ")]
+    assert per_item == [f"image 1/2: done ({paths[0]})", f"image 2/2: done ({paths[1]})"]
     assert "2 prompts done; 92 points left" in made.stderr
     with Image.open(paths[1]) as boat:
         assert boat.width > boat.height  # its line's 16:9
+
+    lines = genserve(tmp_path, "image", "--from", str(batch), "--json", "-o", str(out), **env)
+    assert lines.returncode == 0, lines.stderr
+    results = [json.loads(line) for line in lines.stdout.splitlines()]  # JSON lines
+    assert [r["prompt"][:10] for r in results] == ["a red kite", "a blue boa"]
+    assert all(Path(r["saved"][0]).is_file() for r in results)
+    assert results[-1]["remaining_points"] == 84
 
     bad = tmp_path / "bad.txt"
     bad.write_text('{"prompt": 3}\n')
@@ -205,7 +214,7 @@ def test_batch_json_models_projects_and_completion(bridge: Bridge, tmp_path: Pat
     as_json = genserve(tmp_path, "image", "a cat", "--json", "-o", str(out), **env)
     assert as_json.returncode == 0, as_json.stderr
     answer = json.loads(as_json.stdout)
-    assert answer["kind"] == "image" and answer["remaining_points"] == 88
+    assert answer["kind"] == "image" and answer["remaining_points"] == 80
     assert len(answer["saved"]) == 1 and Path(answer["saved"][0]).is_file()
 
     models = genserve(tmp_path, "models", **env)
@@ -222,15 +231,28 @@ def test_batch_json_models_projects_and_completion(bridge: Bridge, tmp_path: Pat
     assert all(len(line) <= 100 for line in projects.stdout.splitlines()), projects.stdout
     assert "a red kite" in projects.stdout
     found = genserve(tmp_path, "projects", "-q", "BLUE BOAT", "--json", **env)
-    assert [p["prompt"] for p in json.loads(found.stdout)] == ["a blue boat"]
+    assert [p["prompt"] for p in json.loads(found.stdout)] == ["a blue boat"] * 2  # two batches
     account = json.loads(genserve(tmp_path, "account", "--json", **env).stdout)
-    assert account["points"] == 88
+    assert account["points"] == 80
 
     version = genserve(tmp_path, "--version")
     assert version.returncode == 0 and version.stdout.startswith("genserve ")
     for shell in ("bash", "zsh", "fish"):
         script = genserve(tmp_path, "completion", shell)
         assert script.returncode == 0 and "genserve" in script.stdout
+    import shutil
+
+    for shell, marker in (("zsh", "bashcompinit"), ("fish", "complete -c genserve")):
+        text = genserve(tmp_path, "completion", shell).stdout
+        assert marker in text
+        for command in ("image", "video", "3d", "projects", "models", "login", "completion"):
+            assert command in text, (shell, command)
+        binary = shutil.which(shell)
+        if binary is not None:  # this machine has neither; checked where one is installed
+            path = tmp_path / f"genserve.{shell}"
+            path.write_text(text)
+            checked = subprocess.run([binary, "-n", str(path)], capture_output=True, text=True)
+            assert checked.returncode == 0, checked.stderr
     bash = genserve(tmp_path, "completion", "bash").stdout
     probe = subprocess.run(
         [

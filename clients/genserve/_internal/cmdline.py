@@ -37,6 +37,16 @@ def fail(message: str) -> int:
     return 1
 
 
+def print_json(value: object, *, line: bool = False) -> None:
+    """A command's ``--json`` answer on standard output: one indented JSON document, or
+    (``line``) one compact line, an item of a JSON-lines stream. Errors are not printed
+    here: they stay the usual one line on standard error (``fail``)."""
+    import json
+
+    text = json.dumps(value, indent=None if line else 2, ensure_ascii=False, default=str)
+    print(text, flush=True)
+
+
 def one_line(exc: Exception) -> str:
     """An error as one line; a pydantic ``ValidationError`` as ``field: problem; ...``."""
     errors = getattr(exc, "errors", None)
