@@ -275,9 +275,13 @@ _GALLERY = r"""
       dt.textContent = k; dd.textContent = String(v);
       $("view-params").appendChild(dt); $("view-params").appendChild(dd);
     });
-    var reuse = new URLSearchParams(Object.assign({kind: PLURAL[p.type] || p.type,
-                                                   prompt: p.prompt || ""},
-                                                  p.parameters || {}, {model: p.model}));
+    var reuse = new URLSearchParams({kind: PLURAL[p.type] || p.type, prompt: p.prompt || ""});
+    var made = Object.assign({}, p.parameters || {}, {model: p.model});
+    Object.keys(made).forEach(function (k) {  // unset stays unset; lists travel as JSON
+      var v = made[k];
+      if (v === null || v === undefined) { return; }
+      reuse.set(k, typeof v === "object" ? JSON.stringify(v) : String(v));
+    });
     $("view-reuse").href = "/playground?" + reuse.toString();
     $("view-delete").onclick = function () {
       api("/api/v1/projects/" + encodeURIComponent(p.id), {method: "DELETE"}).then(function (r) {
@@ -418,8 +422,12 @@ _PLAYGROUND = r"""
   }
   function field(name, prop, model) {
     var wrap = document.createElement("p"), label = document.createElement("label");
-    var values = Array.isArray(advertised(model, name)) ? advertised(model, name) : prop["enum"];
-    var bounds = advertised(model, name), input;
+    var offered = advertised(model, name);
+    var scalars = Array.isArray(offered) && offered.every(function (v) {
+      return v === null || typeof v !== "object";
+    });
+    var values = scalars ? offered : prop["enum"];
+    var bounds = offered, input;
     label.htmlFor = "param-" + name; label.textContent = name.replace(/_/g, " ");
     if (prop.description) { label.title = prop.description; }
     if (values && values.length) {
@@ -444,6 +452,9 @@ _PLAYGROUND = r"""
     } else if (prop.type === "array") {
       input = document.createElement("input"); input.type = "text";
       input.placeholder = "JSON list"; input.dataset.json = "1";
+      if (Array.isArray(offered) && offered.length && offered[0] && offered[0].name) {
+        input.placeholder = JSON.stringify([{name: offered[0].name}]);  // e.g. an adapter
+      }
     } else {
       input = document.createElement("input"); input.type = "text";
       if (prop.maxLength) { input.maxLength = prop.maxLength; }

@@ -12,6 +12,7 @@ import base64
 import io
 import os
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,16 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.conftest import Bridge
 from tests.utils.web import new_email
+
+
+def _until(page: Page, expression: str, timeout: float = 30.0) -> None:
+    """Waits until ``expression`` is true in the page. Polled from here with ``evaluate``
+    (the DevTools protocol), not ``wait_for_function``, whose polling ``eval``s the
+    expression inside the page, which the pages' CSP (no ``unsafe-eval``) refuses."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"not true after {timeout} s: {expression}"
+        time.sleep(0.05)
 
 
 def _offline(context: BrowserContext, base: str) -> list[str]:
@@ -130,16 +141,14 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
         expect(page.locator("#count")).to_have_text("3 projects · page 1 of 1")
         expect(page.locator(".project[data-type=image] p").first).to_have_text("a red cube")
         expect(page.locator(".project[data-type=image] img")).to_have_count(1)
-        assert page.eval_on_selector(".project img", "i => i.naturalWidth") > 0
+        _until(page, "document.querySelector('.project img').naturalWidth > 0")
         video_el = page.locator(".project[data-type=video] video[controls]")
         expect(video_el).to_have_count(1)
-        page.wait_for_function("document.querySelector('video').readyState >= 1")
+        _until(page, "document.querySelector('video').readyState >= 1")
         canvas = page.locator(".project[data-type='3d'] canvas.glb")
         expect(canvas).to_have_attribute("data-loaded", "1")
         if page.evaluate("!!document.createElement('canvas').getContext('webgl')"):
-            page.wait_for_function(
-                "Number(document.querySelector('canvas.glb').dataset.frames || 0) > 2"
-            )
+            _until(page, "Number(document.querySelector('canvas.glb').dataset.frames || 0) > 2")
             # textured from the GLB's own picture, lit, and turned by a drag (mouse or touch)
             expect(canvas).to_have_attribute("data-textured", "1")
             box = canvas.bounding_box()
@@ -241,7 +250,7 @@ def test_menu_card_view_and_playground_parameters(
         expect(view).to_be_visible()
         shown = page.locator("#view-media img")
         expect(shown).to_have_count(1)
-        page.wait_for_function("document.querySelector('#view-media img').naturalWidth > 0")
+        _until(page, "document.querySelector('#view-media img').naturalWidth > 0")
         assert shown.evaluate("i => i.naturalWidth") == image["width"]  # the full output
         expect(page.locator("#view-params")).to_contain_text("aspect_ratio")
         expect(page.locator("#view-params")).to_contain_text("16:9")
@@ -257,7 +266,7 @@ def test_menu_card_view_and_playground_parameters(
         page.click("#view-reuse")
         expect(page).to_have_url(re.compile(r"/playground\?"))
         expect(page.locator("#prompt")).to_have_value("a green boat")
-        page.wait_for_function("document.body.dataset.params === '1'")
+        _until(page, "document.body.dataset.params === '1'")
         expect(page.locator("#param-aspect_ratio")).to_have_value("16:9")
         ratios = page.locator("#param-aspect_ratio option").all_inner_texts()
         assert "16:9" in ratios and "1:1" in ratios
@@ -271,7 +280,7 @@ def test_menu_card_view_and_playground_parameters(
         page.click("#go")
         expect(page.locator("#result img.output")).to_have_count(1, timeout=60_000)
         expect(page.locator("#result a.download")).to_have_count(1)
-        page.wait_for_function("document.querySelector('#result img.output').naturalWidth > 0")
+        _until(page, "document.querySelector('#result img.output').naturalWidth > 0")
         width = page.eval_on_selector("#result img.output", "i => i.naturalWidth")
         assert width > 128  # the full-size output, not a 128 px thumbnail
         expect(page.locator("#recent img")).to_have_count(2)
