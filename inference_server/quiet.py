@@ -36,6 +36,8 @@ def _notices() -> dict[str, str]:
       old tensor types, and, on a CPU build of torch, its CUDA kernels not loading.
     - diffusers' "modules in AutoencoderKL that should be kept in float32: []": said when
       a pipeline is moved or made with ``from_pipe``, about an empty list of modules.
+    - diffusers' "No LoRA keys associated to CLIPTextModel...": an adapter that adapts the
+      denoiser only (as most do, ``demo-style`` too) leaves the text encoders alone.
     """
     import torch
 
@@ -46,6 +48,8 @@ def _notices() -> dict[str, str]:
         "diffusers.quantizers.torchao.torchao_quantizer": "Unable to import `torchao` Tensor",
         # Said on every move of a VAE that has no such module (the list is empty).
         "diffusers.models.modeling_utils": "should be kept in float32: []",
+        # Said for each text encoder an adapter leaves alone (most adapt the denoiser only).
+        "diffusers.loaders.lora_base": "No LoRA keys associated to",
     }
     if torch.version.cuda is None:
         notices["torchao"] = "Failed to load"
