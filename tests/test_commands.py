@@ -31,6 +31,7 @@ from storage.db import make_engine
 from storage.models import ApiKey
 from storage.passwords import verify_password
 from tests.conftest import KEY_SECRET, InferenceProc
+from tests.utils.lanes import needs
 from tests.utils.procs import ROOT, Proc, free_port
 
 RELIEF_ONLY = '[models.flag-relief]\nkind = "3d"\nsource = "builtin:relief"\n'
@@ -221,6 +222,7 @@ def test_bridge_refuses_unusable_values(
     assert "hunter2" not in done.stderr
 
 
+@pytest.mark.server
 def test_up_honours_every_flag(tmp_path: Path, model_cache: Path) -> None:
     port, grpc_port = free_port(), free_port()
     email = "Ops-Flags@Example.Test"
@@ -381,6 +383,7 @@ def test_operator_commands_print_one_json_document(db_env: dict[str, str]) -> No
 def _first_stdout_line(args: list[str], env: dict[str, str], log: Path) -> tuple[Any, str]:
     """Starts ``genserve ARGS --json``; its first line on standard output, parsed, and the
     rest of standard output once it has stopped (SIGTERM), logs going to ``log``."""
+    needs("server", f"genserve {args[0]}")
     import json
 
     with log.open("wb") as errors:

@@ -23,6 +23,7 @@ from storage.accounts import create_account
 from storage.login_links import create_login_link
 from tests.conftest import KEY_SECRET, Bridge
 from tests.rest_bridge.test_accounts_cli import genserve
+from tests.utils.lanes import needs
 from tests.utils.procs import ROOT, free_port
 from tests.utils.web import new_email
 
@@ -88,6 +89,7 @@ def test_login_link_needs_a_known_account(tmp_path: Path) -> None:
     assert done.returncode == 1 and "no account with the email x@y" in done.stderr
 
 
+@pytest.mark.server
 def test_up_on_another_host_and_port_prints_working_urls(model_cache: Path, tmp_path: Path) -> None:
     """``genserve up --host 0.0.0.0 --port P``: links on 127.0.0.1:P, none on 0.0.0.0 or :8000."""
     port, grpc_port = free_port(), free_port()
@@ -192,6 +194,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 def _start_up(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], str, int]:
     """``genserve up`` on free ports from ``cwd``, read until its banner; (process, text, port)."""
+    needs("server", "genserve up")
     port, grpc_port = free_port(), free_port()
     command = [sys.executable, "-m", "genserve.cli", "up", "--port", str(port)]
     command += ["--grpc-port", str(grpc_port)]

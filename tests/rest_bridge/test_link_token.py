@@ -58,6 +58,9 @@ async def _serving(host: str, token: str | None) -> tuple[bool, list[tuple[str, 
         await server.stop(None)
 
 
+pytestmark = pytest.mark.server  # an in-process gRPC server
+
+
 def test_a_plaintext_loopback_link_sends_the_token_to_the_health_watch() -> None:
     serving, calls = asyncio.run(_serving("127.0.0.1", TOKEN))
     assert serving
