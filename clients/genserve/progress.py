@@ -121,21 +121,8 @@ class RichDisplay:
         self._stage: str | None = None
 
     def update(self, event: Event) -> None:
-        description = f"{self.label}: {_describe(event)}"
-        if event.type == "queued":
-            self.progress.update(self.task, description=description, total=None, completed=0)
-        elif event.type == "progress":
-            stage = _describe(event)
-            if stage != self._stage:
-                self._stage = stage
-                self.progress.reset(self.task, total=event.total or None, description=description)
-            self.progress.update(
-                self.task,
-                description=description,
-                total=event.total or None,
-                completed=event.step or 0,
-            )
-        elif event.type == "completed":
+        self._stage = _follow(self.progress, self.task, self.label, self._stage, event)
+        if event.type == "completed":
             total = self.progress.tasks[0].total or 1
             self.progress.update(
                 self.task, description=f"{self.label}: done", total=total, completed=total
@@ -143,6 +130,23 @@ class RichDisplay:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+def _follow(progress: Any, task: Any, label: str, stage: str | None, event: Event) -> str | None:
+    """Shows a queued or progress event on one rich task (a new stage starts the bar again);
+    the stage now shown."""
+    description = f"{label}: {_describe(event)}"
+    if event.type == "queued":
+        progress.update(task, description=description, total=None, completed=0)
+    elif event.type == "progress":
+        now = _describe(event)
+        if now != stage:
+            stage = now
+            progress.reset(task, total=event.total or None, description=description)
+        progress.update(
+            task, description=description, total=event.total or None, completed=event.step or 0
+        )
+    return stage
 
 
 class BatchDisplay(Protocol):
@@ -229,20 +233,7 @@ class RichBatchDisplay:
         self.progress.reset(self.current, total=None, description=f"{self._label}: starting")
 
     def update(self, event: Event) -> None:
-        description = f"{self._label}: {_describe(event)}"
-        if event.type == "queued":
-            self.progress.update(self.current, description=description, total=None, completed=0)
-        elif event.type == "progress":
-            stage = _describe(event)
-            if stage != self._stage:
-                self._stage = stage
-                self.progress.reset(self.current, total=event.total or None)
-            self.progress.update(
-                self.current,
-                description=description,
-                total=event.total or None,
-                completed=event.step or 0,
-            )
+        self._stage = _follow(self.progress, self.current, self._label, self._stage, event)
 
     def done(self, number: int, paths: list[str]) -> None:
         self.progress.update(self.current, description=f"{self._label}: done", completed=0)
