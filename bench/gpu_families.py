@@ -185,6 +185,8 @@ def request(
                 duration_seconds=args.duration or spec.default_duration,
                 steps=args.steps,
                 seed=0,
+                # an image-to-video checkpoint animates a first frame, and needs one
+                init_image=disc_png() if spec.first_frame_required else b"",
             )
         )
     return stub.GenerateMesh(

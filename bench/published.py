@@ -141,6 +141,19 @@ CLIP_VISION_L: Config = {
     "projection_dim": 768,
     "hidden_act": "quick_gelu",
 }
+# laion/CLIP-ViT-H-14-laion2B-s32B-b79K (vision tower): Wan 2.1 image-to-video's image
+# encoder (the transformer reads its penultimate hidden states, 1280 wide).
+CLIP_VISION_H: Config = {
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 32,
+    "image_size": 224,
+    "patch_size": 14,
+    "projection_dim": 1024,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-5,
+}
 # google/gemma-3-12b-it: LTX-2's text encoder (text and vision towers).
 GEMMA3_12B: Config = {
     "text_config": {
@@ -901,6 +914,66 @@ WAN_T2V_1_3B = Family(
 )
 
 
+# --- Wan 2.1 I2V 14B 480P ----------------------------------------------------------------------
+
+
+def _link_wan_i2v(c: Configs, s: Scale) -> Configs:
+    linked = _link_wan(c, s)
+    vision = _clip_text(c["image_encoder"], s)
+    transformer = linked["transformer"]
+    return {
+        **linked,
+        "image_encoder": vision,
+        "transformer": {
+            **transformer,
+            # the CLIP tower's hidden states, projected to keys and values as wide as attention
+            "image_dim": vision["hidden_size"],
+            "added_kv_proj_dim": transformer["num_attention_heads"]
+            * transformer["attention_head_dim"],
+        },
+    }
+
+
+# Wan-AI/Wan2.1-I2V-14B-480P-Diffusers: a 14B transformer (40 blocks of 40x128 channels) whose
+# input is the noise, a first-frame mask and the first frame's latents (16 + 4 + 16 channels),
+# and whose cross-attention also reads CLIP ViT-H/14's penultimate hidden states (1280 wide,
+# through added key/value projections); the T2V family's VAE, UMT5-XXL, and UniPC on flow
+# sigmas shifted by 3 (the 480p setting).
+WAN_I2V_14B_480P = Family(
+    repo="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+    pipeline="WanImageToVideoPipeline",
+    components={
+        "transformer": (
+            "WanTransformer3DModel",
+            {
+                "patch_size": [1, 2, 2],
+                "num_attention_heads": 40,
+                "attention_head_dim": 128,
+                "in_channels": 36,
+                "out_channels": 16,
+                "text_dim": 4096,
+                "freq_dim": 256,
+                "ffn_dim": 13824,
+                "num_layers": 40,
+                "cross_attn_norm": True,
+                "qk_norm": "rms_norm_across_heads",
+                "eps": 1e-6,
+                "image_dim": 1280,
+                "added_kv_proj_dim": 5120,
+                "rope_max_seq_len": 1024,
+            },
+        ),
+        "vae": WAN_T2V_1_3B.components["vae"],
+        "text_encoder": ("UMT5EncoderModel", UMT5_XXL),
+        "tokenizer": ("T5TokenizerFast", {}),
+        "image_encoder": ("CLIPVisionModelWithProjection", CLIP_VISION_H),
+        "image_processor": ("CLIPImageProcessor", {}),
+        "scheduler": WAN_T2V_1_3B.components["scheduler"],
+    },
+    link=_link_wan_i2v,
+)
+
+
 # --- Shap-E image to 3D ------------------------------------------------------------------------
 
 
@@ -1004,6 +1077,7 @@ FAMILIES: dict[str, Family] = {
     "ltx-video": LTX_VIDEO,
     "ltx-2": LTX2,
     "wan2.1-t2v-1.3b": WAN_T2V_1_3B,
+    "wan2.1-i2v-14b-480p": WAN_I2V_14B_480P,
     "shap-e": SHAP_E,
 }
 
@@ -1138,10 +1212,10 @@ def instantiate(
         elif cls.endswith("Scheduler"):
             parts[name] = _class(cls).from_config(config)
         elif cls == "CLIPImageProcessor":
-            from inference_server.tiny.shap_e import image_processor
+            from inference_server.tiny.parts import clip_image_processor
 
             # The published preprocessor_config.json (the family lists no values of its own).
-            parts[name] = image_processor(configs["image_encoder"][1]["image_size"])
+            parts[name] = clip_image_processor(configs["image_encoder"][1]["image_size"])
         else:
             with where:
                 model = _model(cls, _local_token_ids(cls, config, tokenizers))

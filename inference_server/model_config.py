@@ -116,6 +116,12 @@ class ModelSpec(BaseModel):
         description="videos: a request may give the first frame (LTX-Video and LTX-2 through "
         "their image-to-video pipelines, made with from_pipe on the loaded weights)",
     )
+    first_frame_required: bool = Field(
+        False,
+        description="videos: the model makes video only from a first frame (an image-to-video "
+        "checkpoint such as Wan 2.1 I2V); a request without one is refused before any work. "
+        "Needs image_to_video = true",
+    )
     loras: list[LoraSpec] = Field(
         default_factory=list,
         description="images: adapters (LoRA) a request may apply, up to three at once; loaded "
@@ -221,6 +227,17 @@ class ModelSpec(BaseModel):
         names = [lora.name for lora in self.loras]
         if len(set(names)) != len(names):
             raise ValueError("two loras have the same name")
+        return self
+
+    @model_validator(mode="after")
+    def _first_frame(self) -> ModelSpec:
+        if self.first_frame_required and not (self.kind == "video" and self.image_to_video):
+            raise ValueError("first_frame_required needs kind = 'video' and image_to_video = true")
+        if "ImageToVideo" in self.pipeline and not self.first_frame_required:
+            raise ValueError(
+                f"{self.pipeline} makes video only from a first frame: set "
+                "image_to_video = true and first_frame_required = true"
+            )
         return self
 
     @model_validator(mode="after")

@@ -51,6 +51,14 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset("ltx-video", "video", "vidu-q2", 14, 24, "LTX-Video 0.9, 2B"),
         Preset("wan2.1-t2v-1.3b", "video", "vidu-q2", 14, 24, "Wan 2.1 text to video, 1.3B"),
+        Preset(
+            "wan2.1-i2v-14b-480p",
+            "video",
+            "vidu-q2",
+            46,
+            80,
+            "Wan 2.1 image to video, 14B 480p: a first frame in every request",
+        ),
         Preset("ltx-2", "video", "ltx-2", 68, 80, "LTX-2 19B with sound (fp8 on 80 GB)"),
         Preset("shap-e", "3d", "shap-e", 2, 8, "Shap-E image to 3D"),
     )

@@ -215,6 +215,7 @@ def _video_info(spec: ModelSpec, info: pb.ModelInfo) -> None:
     info.max_duration_seconds = spec.max_duration
     info.default_duration_seconds = spec.default_duration
     info.image_to_video = spec.image_to_video
+    info.first_frame_required = spec.first_frame_required
 
 
 def _sized_info(spec: ModelSpec, info: pb.ModelInfo) -> None:

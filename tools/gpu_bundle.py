@@ -63,6 +63,8 @@ BUNDLE: dict[str, str] = {
     "grpcio-reflection": "the server's reflection service (inference_server.server)",
     "torchao": "quantize = 'fp8' (inference_server.speed), the FP8 row",
     "trimesh": "the servicer imports the 3D plans (inference_server.plans.mesh)",
+    "ftfy": "Wan's image-to-video pipeline cleans every prompt with it (diffusers 0.42)",
+    "wcwidth": "ftfy",
 }
 """Distributions the image lacks that the inference server or the GPU check imports."""
 

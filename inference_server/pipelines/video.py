@@ -4,6 +4,11 @@ The three pipelines share their call signature for the parts genserve uses;
 LTX-2 adds audio and its own guidance knobs, Wan has no frame rate argument and
 its own size rules (sides in multiples of 16, ``4k+1`` frames). Keeping the
 differences here lets the video plan treat every video model the same way.
+
+A first frame goes to the family's image-to-video pipeline: LTX-Video's and
+LTX-2's are made with ``from_pipe`` on the loaded text-to-video weights; Wan's
+image-to-video checkpoint is loaded as one (``WanImageToVideoPipeline``, its own
+weights) and makes nothing without a frame.
 """
 
 from __future__ import annotations
@@ -13,7 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline, LTX2Pipeline, LTXPipeline, WanPipeline
+from diffusers import (
+    DiffusionPipeline,
+    LTX2Pipeline,
+    LTXPipeline,
+    WanImageToVideoPipeline,
+    WanPipeline,
+)
 from PIL import Image
 
 from inference_server.errors import InvalidArgument
@@ -44,9 +55,14 @@ def video_family(pipe: DiffusionPipeline) -> str:
         return "ltx2"
     if isinstance(pipe, LTXPipeline):
         return "ltx"
-    if isinstance(pipe, WanPipeline):
+    if isinstance(pipe, WanPipeline | WanImageToVideoPipeline):
         return "wan"
-    raise InvalidArgument(f"{type(pipe).__name__} is not a supported text-to-video pipeline")
+    raise InvalidArgument(f"{type(pipe).__name__} is not a supported video pipeline")
+
+
+def needs_first_frame(pipe: DiffusionPipeline) -> bool:
+    """Whether the loaded pipeline makes video only from a first frame (Wan's image to video)."""
+    return isinstance(pipe, WanImageToVideoPipeline)
 
 
 def size_rules(pipe: DiffusionPipeline) -> tuple[int, int]:
@@ -100,7 +116,10 @@ def _ltx2_kwargs(pipe: LTX2Pipeline) -> dict[str, Any]:
 
 def image_to_video(pipe: DiffusionPipeline, family: str) -> DiffusionPipeline:
     """The family's image-to-video pipeline on the loaded weights (``from_pipe``), made once
-    and kept on the pipeline, never a second copy of the weights."""
+    and kept on the pipeline, never a second copy of the weights; a pipeline that is one
+    already (Wan's) is itself."""
+    if needs_first_frame(pipe):
+        return pipe
     variants: dict[str, Any] = pipe.__dict__.setdefault("_genserve_variants", {})
     if "image_to_video" not in variants:
         import diffusers
@@ -144,6 +163,8 @@ def run_video(
     """
     family = video_family(pipe)
     _check_shape(pipe, width, height, num_frames)
+    if first_frame is None and needs_first_frame(pipe):
+        raise InvalidArgument(f"{type(pipe).__name__} needs a first frame (init_image)")
     if steps < _min_steps(pipe):
         raise InvalidArgument(f"this model needs at least {_min_steps(pipe)} steps; got {steps}")
 

@@ -199,8 +199,13 @@ def first_frame(
     request: pb.GenerateVideoRequest, spec: ModelSpec, size: tuple[int, int]
 ) -> Image.Image | None:
     """The request's first frame, scaled and centre-cropped to the run's size; only for a
-    model that declares ``image_to_video``."""
+    model that declares ``image_to_video``, and always for one that declares
+    ``first_frame_required``."""
     if not request.init_image:
+        if spec.first_frame_required:
+            raise InvalidArgument(
+                f"{spec.name} makes video only from a first frame: give init_image"
+            )
         return None
     if not spec.image_to_video:
         raise InvalidArgument(f"{spec.name} does not serve image_to_video")

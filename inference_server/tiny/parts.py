@@ -14,6 +14,7 @@ from typing import Any
 
 from diffusers import AutoencoderKL
 from transformers import (
+    CLIPImageProcessor,
     CLIPTextConfig,
     CLIPTextModel,
     CLIPTextModelWithProjection,
@@ -104,4 +105,18 @@ def kl_vae(
         shift_factor=shift_factor,
         use_quant_conv=quant_convs,
         use_post_quant_conv=quant_convs,
+    )
+
+
+def clip_image_processor(size: int) -> CLIPImageProcessor:
+    """CLIP's image processor (Shap-E's, Wan image-to-video's), for a tower of ``size`` pixels."""
+    return CLIPImageProcessor(
+        crop_size={"height": size, "width": size},
+        size={"shortest_edge": size},
+        do_center_crop=True,
+        do_normalize=True,
+        do_resize=True,
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+        resample=3,
     )

@@ -26,7 +26,9 @@ from diffusers import HeunDiscreteScheduler, PriorTransformer, ShapEImg2ImgPipel
 from diffusers.pipelines.shap_e import ShapERenderer
 from diffusers.pipelines.shap_e.renderer import volume_query_points
 from PIL import Image
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+from transformers import CLIPVisionConfig, CLIPVisionModel
+
+from inference_server.tiny import parts
 
 SEED = 0
 """Seed of the random weights, so every build of the tiny model is the same."""
@@ -179,20 +181,6 @@ def marching_cubes_table() -> tuple[torch.Tensor, torch.Tensor]:
     return cases, masks
 
 
-def image_processor(size: int) -> CLIPImageProcessor:
-    """``openai/shap-e-img2img``'s image processor (CLIP's), for an encoder of ``size`` pixels."""
-    return CLIPImageProcessor(
-        crop_size={"height": size, "width": size},
-        size={"shortest_edge": size},
-        do_center_crop=True,
-        do_normalize=True,
-        do_resize=True,
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-        resample=3,
-    )
-
-
 def make_pipeline() -> ShapEImg2ImgPipeline:
     """Assemble the tiny pipeline in memory, its weights drawn from ``SEED``."""
     hidden = 32
@@ -250,7 +238,7 @@ def make_pipeline() -> ShapEImg2ImgPipeline:
     pipe: Any = ShapEImg2ImgPipeline(
         prior=prior,
         image_encoder=image_encoder,
-        image_processor=image_processor(IMAGE_SIZE),
+        image_processor=parts.clip_image_processor(IMAGE_SIZE),
         scheduler=scheduler,
         shap_e_renderer=renderer,
     )

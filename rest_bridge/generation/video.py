@@ -64,8 +64,8 @@ class VideoRequest(GenerationBody):
     image_url: StrictStr | None = Field(
         None,
         description="The first frame (image to video), fetched like /api/v1/3d's image; for "
-        "models whose image_to_video is true (GET /api/v1/models). Scaled and centre-cropped "
-        "to the video's frame.",
+        "models whose image_to_video is true (GET /api/v1/models), required where "
+        "first_frame_required is. Scaled and centre-cropped to the video's frame.",
         examples=["https://example.com/still.png"],
     )
     image_base64: StrictStr | None = Field(
@@ -157,6 +157,11 @@ class VideoKind(GenerationKind[VideoRequest]):
         if body.from_image and not model.image_to_video:
             field = "image_url" if body.image_url is not None else "image_base64"
             raise validation_error(field, f"{model.name} does not serve image_to_video")
+        if not body.from_image and model.first_frame_required:
+            raise validation_error(
+                "image_url",
+                f"{model.name} makes video only from a first frame: give image_url or image_base64",
+            )
         update: dict[str, Any] = {"duration": duration}
         if body.seed is None:
             update["seed"] = random.randint(0, vocab.MAX_SEED)
@@ -265,6 +270,7 @@ class VideoKind(GenerationKind[VideoRequest]):
             "frame_rate": model.frame_rate,
             "seed": {"min": 0, "max": vocab.MAX_SEED},
             "image_to_video": model.image_to_video,
+            "first_frame_required": model.first_frame_required,
         }
 
     def metadata(self, gen: Generation) -> dict[str, Any]:

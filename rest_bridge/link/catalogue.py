@@ -40,8 +40,10 @@ class ModelEntry:
     max_pixels: int = 0
     image_modes: tuple[str, ...] = ()
     loras: tuple[tuple[str, float], ...] = ()
-    image_to_video: bool = False
     """Adapters a request may apply: name and default scale."""
+    image_to_video: bool = False
+    first_frame_required: bool = False
+    """Videos: the model makes video only from a first frame (image_url / image_base64)."""
     native_width: int = 0
     native_height: int = 0
     size_factor: int = 0
@@ -79,6 +81,7 @@ class ModelEntry:
             max_pixels=info.max_pixels,
             image_modes=tuple(info.image_modes),
             image_to_video=info.image_to_video,
+            first_frame_required=info.first_frame_required,
             loras=tuple((x.name, round(x.default_scale, 4)) for x in info.loras),
             native_width=info.native_width,
             native_height=info.native_height,

@@ -40,7 +40,7 @@ from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 from inference_server.encoders.video import probe_mp4
 from inference_server.model_config import ModelSpec, load_model_table
 from inference_server.tiny import flux, ltx2, ltx_video, sd3, sdxl, shap_e, wan
-from tests.utils.mp4 import decoded_frame_sizes
+from tests.utils.mp4 import decoded_frame_sizes, decoded_rgb, same_frames
 from tests.utils.procs import ROOT, start_inference
 
 EXAMPLES = ROOT / "examples" / "models"
@@ -62,6 +62,7 @@ SMALL: dict[str, Callable[[Path], None]] = {
     "ltx-video": ltx_video.build,
     "ltx-2": ltx2.build,
     "wan2.1-t2v-1.3b": wan.build,
+    "wan2.1-i2v-14b-480p": wan.build_i2v,
     "shap-e": shap_e.build,
 }
 
@@ -259,9 +260,11 @@ def test_one_generation_per_family(
         assert pixels.std() > 0, "a picture, not a flat colour"
         assert all(preview.size[0] > 0 for preview in _previews(events["progress"], steps))
     elif spec.kind == "video":
+        # An image-to-video checkpoint makes nothing without its first frame.
+        frame = {"init_image": disc_png(96, 30)} if spec.first_frame_required else {}
         events = _events(
             stub.GenerateVideo(
-                pb.GenerateVideoRequest(**prompted, resolution="360p", duration_seconds=1)
+                pb.GenerateVideoRequest(**prompted, resolution="360p", duration_seconds=1, **frame)
             )
         )
         data = _primary(events["chunk"])
@@ -312,16 +315,21 @@ def test_the_edit_family_edits_an_image_by_the_prompt(
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.server
-def test_the_image_to_video_family_starts_from_a_frame(
-    stub: pb_grpc.InferenceServiceStub, families: dict[str, Served]
-) -> None:
-    """LTX-Video: the first frame through LTXImageToVideoPipeline (from_pipe)."""
-    spec = families["ltx-video"].spec
-    assert spec.image_to_video
-    listed = {m.name: m for m in stub.ListModels(pb.ListModelsRequest()).models}
-    assert listed[spec.name].image_to_video
-    assert not listed[families["wan2.1-t2v-1.3b"].spec.name].image_to_video
+def _first_frame() -> bytes:
+    """A still with a plain left half and a red disc on the right: a first frame to follow."""
+    rgb = np.zeros((90, 120, 3), np.uint8)
+    rgb[:, :60] = (30, 60, 200)
+    yy, xx = np.mgrid[0:90, 0:120]
+    rgb[(xx - 90) ** 2 + (yy - 45) ** 2 < 20**2] = (220, 40, 40)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _from_a_frame(
+    stub: pb_grpc.InferenceServiceStub, spec: ModelSpec, frame: bytes | None, seed: int = 7
+) -> bytes:
+    """A one-second 360p square clip of ``spec`` over gRPC; ``frame`` the first frame."""
     request = pb.GenerateVideoRequest(
         model=spec.name,
         prompt="the ball rolls away",
@@ -329,12 +337,61 @@ def test_the_image_to_video_family_starts_from_a_frame(
         resolution="360p",
         duration_seconds=1,
         steps=2,
-        seed=7,
-        init_image=disc_png(96, 30),
+        seed=seed,
+        **({"init_image": frame} if frame is not None else {}),
     )
-    data = _primary(_events(stub.GenerateVideo(request))["chunk"])
+    return _primary(_events(stub.GenerateVideo(request))["chunk"])
+
+
+def _decoded(data: bytes) -> list[np.ndarray]:
+    """The MP4's pictures, after checking its size, frame count and rate."""
     facts = probe_mp4(data)
     assert (facts.width, facts.height, facts.frame_count) == (360, 360, int(FRAME_RATE))
+    assert facts.frame_rate == FRAME_RATE
+    frames = decoded_rgb(data)
+    assert [f.shape for f in frames] == [(360, 360, 3)] * facts.frame_count
+    return frames
+
+
+@pytest.mark.parametrize("stem", ["ltx-video", "ltx-2"])
+@pytest.mark.server
+def test_a_text_to_video_family_also_starts_from_a_frame(
+    stub: pb_grpc.InferenceServiceStub, families: dict[str, Served], stem: str
+) -> None:
+    """LTX-Video and LTX-2: the first frame through their image-to-video pipelines
+    (LTXImageToVideoPipeline, LTX2ImageToVideoPipeline) made with from_pipe on the loaded
+    text-to-video weights; the frame changes the clip, and the same frame and seed repeat it."""
+    spec = families[stem].spec
+    assert spec.image_to_video and not spec.first_frame_required
+    listed = {m.name: m for m in stub.ListModels(pb.ListModelsRequest()).models}
+    assert listed[spec.name].image_to_video and not listed[spec.name].first_frame_required
+    assert not listed[families["wan2.1-t2v-1.3b"].spec.name].image_to_video
+    animated = _from_a_frame(stub, spec, _first_frame())
+    frames = _decoded(animated)
+    assert same_frames(_decoded(_from_a_frame(stub, spec, _first_frame())), frames)
+    assert not same_frames(_decoded(_from_a_frame(stub, spec, None)), frames)
+    if stem == "ltx-2":
+        assert probe_mp4(animated).audio_codecs == ("aac",)
+
+
+@pytest.mark.server
+def test_the_image_to_video_family_needs_its_first_frame(
+    stub: pb_grpc.InferenceServiceStub, families: dict[str, Served]
+) -> None:
+    """Wan 2.1 I2V: WanImageToVideoPipeline animates the frame (its transformer reads the
+    frame's latents and its CLIP features); without a frame the request is INVALID_ARGUMENT
+    before any work, and ListModels says so."""
+    spec = families["wan2.1-i2v-14b-480p"].spec
+    assert spec.image_to_video and spec.first_frame_required
+    listed = {m.name: m for m in stub.ListModels(pb.ListModelsRequest()).models}
+    assert listed[spec.name].image_to_video and listed[spec.name].first_frame_required
+    frames = _decoded(_from_a_frame(stub, spec, _first_frame()))
+    assert all(f.std() > 0 for f in frames), "pictures, not a flat colour"
+    assert not same_frames(_decoded(_from_a_frame(stub, spec, disc_png(96, 30))), frames)
+    with pytest.raises(grpc.RpcError) as refused:
+        _from_a_frame(stub, spec, None)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "first frame" in (refused.value.details() or "")
 
 
 def test_flux_tokens_unpack_to_the_latent_grid() -> None:

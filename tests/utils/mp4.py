@@ -6,6 +6,7 @@ import io
 import struct
 
 import av
+import numpy as np
 
 
 def mp4_box_order(data: bytes) -> list[str]:
@@ -35,3 +36,16 @@ def decoded_frame_sizes(data: bytes) -> list[tuple[int, int]]:
     """
     with av.open(io.BytesIO(data), mode="r") as container:
         return [(frame.width, frame.height) for frame in container.decode(video=0)]
+
+
+def decoded_rgb(data: bytes) -> list[np.ndarray]:
+    """Every video frame as a player shows it: uint8 ``[height, width, 3]`` RGB arrays."""
+    with av.open(io.BytesIO(data), mode="r") as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def same_frames(first: list[np.ndarray], second: list[np.ndarray]) -> bool:
+    """Whether two clips decode to the same pictures, frame for frame."""
+    return len(first) == len(second) and all(
+        np.array_equal(a, b) for a, b in zip(first, second, strict=True)
+    )

@@ -489,7 +489,8 @@ class GenerateVideoRequest(_message.Message):
     """Send a preview with the progress every this many denoising steps; 0 sends none."""
     init_image: _builtins.bytes
     """The first frame (PNG, JPEG or WebP bytes), for a model whose ModelInfo.image_to_video
-    is true; empty means text to video. Scaled and centre-cropped to the frame size.
+    is true; empty means text to video (INVALID_ARGUMENT where first_frame_required).
+    Scaled and centre-cropped to the frame size.
     """
     fast: _builtins.bool
     """Run with the model's step cache (ModelInfo.step_cache): faster, slightly different
@@ -947,6 +948,7 @@ class ModelInfo(_message.Message):
     IMAGE_MODES_FIELD_NUMBER: _builtins.int
     LORAS_FIELD_NUMBER: _builtins.int
     IMAGE_TO_VIDEO_FIELD_NUMBER: _builtins.int
+    FIRST_FRAME_REQUIRED_FIELD_NUMBER: _builtins.int
     STEP_CACHE_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
@@ -989,6 +991,10 @@ class ModelInfo(_message.Message):
     """Most pixels (width times height) of one output a request may ask for (images)."""
     image_to_video: _builtins.bool
     """Whether a request may give the first frame (videos)."""
+    first_frame_required: _builtins.bool
+    """Whether every request must give the first frame: the model makes no video from text
+    alone (videos: an image-to-video checkpoint).
+    """
     step_cache: _builtins.str
     """The step cache a request with fast = true runs with ("first_block", "taylorseer",
     "magcache"); empty: the model has none, and fast is refused.
@@ -1060,12 +1066,13 @@ class ModelInfo(_message.Message):
         image_modes: _abc.Iterable[_builtins.str] | None = ...,
         loras: _abc.Iterable[Global___LoraInfo] | None = ...,
         image_to_video: _builtins.bool = ...,
+        first_frame_required: _builtins.bool = ...,
         step_cache: _builtins.str = ...,
         state: Global___ModelState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "frame_rate", b"frame_rate", "image_modes", b"image_modes", "image_to_video", b"image_to_video", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "loras", b"loras", "max_duration_seconds", b"max_duration_seconds", "max_guidance", b"max_guidance", "max_images", b"max_images", "max_pixels", b"max_pixels", "max_steps", b"max_steps", "min_duration_seconds", b"min_duration_seconds", "min_guidance", b"min_guidance", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "state", b"state", "step_cache", b"step_cache", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aspect_ratios", b"aspect_ratios", "default_duration_seconds", b"default_duration_seconds", "default_guidance", b"default_guidance", "default_steps", b"default_steps", "first_frame_required", b"first_frame_required", "frame_rate", b"frame_rate", "image_modes", b"image_modes", "image_to_video", b"image_to_video", "is_default", b"is_default", "kind", b"kind", "loaded", b"loaded", "loras", b"loras", "max_duration_seconds", b"max_duration_seconds", "max_guidance", b"max_guidance", "max_images", b"max_images", "max_pixels", b"max_pixels", "max_steps", b"max_steps", "min_duration_seconds", b"min_duration_seconds", "min_guidance", b"min_guidance", "name", b"name", "native_height", b"native_height", "native_width", b"native_width", "orientations", b"orientations", "output_formats", b"output_formats", "resolutions", b"resolutions", "size_factor", b"size_factor", "source", b"source", "state", b"state", "step_cache", b"step_cache", "texture_alignments", b"texture_alignments", "texture_qualities", b"texture_qualities"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
