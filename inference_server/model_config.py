@@ -384,7 +384,12 @@ EMBEDDED_MODELS: dict[str, dict[str, object]] = {
         "default": True,
         "image_to_video": True,
     },
-    "ltx-2": {**_TINY_VIDEO, "source": "builtin:tiny-ltx2", "pipeline": "LTX2Pipeline"},
+    "ltx-2": {
+        **_TINY_VIDEO,
+        "source": "builtin:tiny-ltx2",
+        "pipeline": "LTX2Pipeline",
+        "image_to_video": True,
+    },
 }
 
 

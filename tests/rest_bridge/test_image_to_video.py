@@ -61,7 +61,9 @@ def test_a_video_from_a_first_frame_is_a_valid_mp4(bridge: Bridge) -> None:
         models = {m["name"]: m for m in c.get("/api/v1/models").json()["data"]["models"]}
         projects = c.get("/api/v1/projects", params={"type": "videos"}).json()["data"]
     assert models["vidu-q2"]["image_to_video"] is True
-    assert models["ltx-2"]["image_to_video"] is False
+    assert models["ltx-2"]["image_to_video"] is True  # LTX2ImageToVideoPipeline, from_pipe
+    assert not models["vidu-q2"]["first_frame_required"]
+    assert not models["ltx-2"]["first_frame_required"]
     meta = {p["id"]: p["metadata"] for p in projects["projects"]}
     kept = meta[animated.json()["data"]["video"]["generation_id"]]
     assert kept["mode"] == "image_to_video" and kept["seed"] == 3
@@ -70,15 +72,28 @@ def test_a_video_from_a_first_frame_is_a_valid_mp4(bridge: Bridge) -> None:
 
 
 @SQLITE
-def test_a_model_without_image_to_video_is_422_before_the_debit(
+def test_ltx2_starts_from_a_frame_too(bridge: Bridge) -> None:
+    """The built-in ltx-2 (a tiny LTX2Pipeline) animates a frame through
+    LTX2ImageToVideoPipeline made with from_pipe: an MP4 with its sound."""
+    key = bridge.new_key(points=100)
+    frame = base64.b64encode(_frame()).decode()
+    animated = _post(bridge, key, model="ltx-2", seed=4, image_base64=frame)
+    plain = _post(bridge, key, model="ltx-2", seed=4)
+    info = probe(_mp4(animated))
+    assert (info["width"], info["height"]) == (360, 360) and info["frames"] >= 1
+    assert info["audio"] == ["aac"]
+    assert _frames(_mp4(animated)) != _frames(_mp4(plain))
+
+
+@SQLITE
+def test_a_frame_that_is_not_a_picture_is_422_before_the_debit(
     bridge: Bridge, inference: InferenceProc
 ) -> None:
+    """A model that serves no image to video refusing a frame is tested with the example
+    families (tests/rest_bridge/test_example_families.py): every built-in video model
+    serves it."""
     key = bridge.new_key(points=100)
     rpcs = inference.rpc_count()
-    frame = base64.b64encode(_frame()).decode()
-    refused = _post(bridge, key, model="ltx-2", image_base64=frame)
-    assert refused.status_code == 422, refused.text
-    assert refused.json()["details"][0]["field"] == "image_base64"
     bad = _post(bridge, key, image_base64="bm90IGFuIGltYWdl")
     assert bad.status_code == 422, bad.text
     with bridge.client(key) as c:
@@ -98,7 +113,7 @@ def test_sdk_and_cli_make_a_video_from_a_frame(bridge: Bridge, tmp_path: Path) -
         )
         assert result.seed == 8
         with pytest.raises(ValidationError):
-            client.videos.generate("x", image=frame, model="ltx-2", **small)
+            client.videos.generate("x", image=b"not a picture", **small)
     (saved,) = result.save(tmp_path / "sdk")
     env = {"GENSERVE_BASE_URL": bridge.base, "GENSERVE_API_KEY": key}
     done = genserve(
@@ -124,7 +139,9 @@ def test_sdk_and_cli_make_a_video_from_a_frame(bridge: Bridge, tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     made = Path(done.stdout.strip()).read_bytes()
     assert probe(made)["width"] == probe(saved.read_bytes())["width"] == 360
-    assert len(_frames(made)) == len(_frames(saved.read_bytes()))
+    # The SDK and the CLI send the same body (the file's bytes as base64, the same seed,
+    # negative prompt and defaults): the same pictures, frame for frame.
+    assert _frames(made) == _frames(saved.read_bytes())
     with Client(api_key=key, base_url=bridge.base) as client:
         kept = [p.metadata for p in client.projects.list(type="videos")]
     assert all(m["mode"] == "image_to_video" and m["seed"] == 8 for m in kept)
