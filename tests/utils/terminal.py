@@ -30,23 +30,32 @@ class Drawn:
 
 
 def run_on_terminal(
-    args: list[str], env: dict[str, str], cwd: Path, timeout: float, columns: int = 100
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    timeout: float,
+    columns: int = 100,
+    stdout: Path | None = None,
 ) -> Drawn:
-    """Runs ``args`` with standard input, output and error on a new pseudo-terminal."""
+    """Runs ``args`` with standard input, output and error on a new pseudo-terminal;
+    ``stdout``: standard output to that file instead (``command > FILE`` in a shell)."""
     leader, follower = pty.openpty()
     # A new terminal is 0x0; programs that fit their drawing to it would draw nothing.
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     os.set_blocking(leader, False)
+    out = stdout.open("wb") if stdout is not None else None
     proc = subprocess.Popen(
         args,
         stdin=follower,
-        stdout=follower,
+        stdout=out if out is not None else follower,
         stderr=follower,
         env={**env, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"},
         cwd=cwd,
         close_fds=True,
     )
     os.close(follower)
+    if out is not None:
+        out.close()
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
     try:
