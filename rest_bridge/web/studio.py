@@ -242,7 +242,7 @@ _GALLERY = r"""
     div.className = "card project"; div.dataset.type = p.type;
     var first = (p.outputs || [])[0];
     if (first) {
-      var el = media(first, {poster: p.thumbnail, alt: p.prompt || "", viewer: true});
+      var el = media(first, {poster: p.poster || p.thumbnail, alt: p.prompt || "", viewer: true});
       div.appendChild(el);
       if (el.tagName === "CANVAS") { window.loadGlb(el); }
     }
@@ -258,7 +258,7 @@ _GALLERY = r"""
     var first = (p.outputs || [])[0];
     $("view-media").innerHTML = "";
     if (first) {
-      var el = media(first, {poster: p.thumbnail, alt: p.prompt || "", viewer: true});
+      var el = media(first, {poster: p.poster || p.thumbnail, alt: p.prompt || "", viewer: true});
       if (el.tagName === "CANVAS") { el.width = 640; el.height = 480; }
       $("view-media").appendChild(el);
       if (el.tagName === "CANVAS") { window.loadGlb(el); }
@@ -363,7 +363,8 @@ _PLAYGROUND = r"""
           $("result").appendChild(media({url: f.preview_image, content_type: "image/png"},
                                         {className: "output"}));
         }
-        var shown = media(f, {className: "output", alt: $("prompt").value, viewer: true});
+        var shown = media(f, {className: "output", alt: $("prompt").value, viewer: true,
+                              poster: f.thumbnail});
         if (shown.tagName === "CANVAS") { shown.width = 640; shown.height = 480; }
         $("result").appendChild(shown);
         if (shown.tagName === "CANVAS" && window.loadGlb) { window.loadGlb(shown); }
