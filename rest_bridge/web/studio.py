@@ -515,12 +515,17 @@ _PLAYGROUND = r"""
       return [(e.clientX - r.left) * canvas.width / r.width,
               (e.clientY - r.top) * canvas.height / r.height];
     }
-    canvas.addEventListener("pointerdown", function (e) { down = true; paint(e); });
+    var last = null;
+    canvas.addEventListener("pointerdown", function (e) { down = true; last = null; paint(e); });
     canvas.addEventListener("pointermove", function (e) { if (down) { paint(e); } });
-    window.addEventListener("pointerup", function () { down = false; });
-    function paint(e) {
-      var p = at(e); ctx.fillStyle = "#fff"; ctx.beginPath();
-      ctx.arc(p[0], p[1], 12, 0, 2 * Math.PI); ctx.fill(); canvas.dataset.painted = "1";
+    window.addEventListener("pointerup", function () { down = false; last = null; });
+    function paint(e) {  // a round line from the last point: a quick stroke has no gaps
+      var p = at(e);
+      ctx.fillStyle = ctx.strokeStyle = "#fff"; ctx.lineWidth = 24; ctx.lineCap = "round";
+      ctx.beginPath();
+      if (last) { ctx.moveTo(last[0], last[1]); ctx.lineTo(p[0], p[1]); ctx.stroke(); }
+      else { ctx.arc(p[0], p[1], 12, 0, 2 * Math.PI); ctx.fill(); }
+      last = p; canvas.dataset.painted = "1";
     }
   })();
   function readMask() {
@@ -579,7 +584,7 @@ _PLAYGROUND = r"""
     var mask = $("mask-field").hidden ? Promise.resolve(null) : readMask();
     Promise.all([image, models, mask]).then(function (got) {
       if (got[0]) { body.image_base64 = got[0]; }
-      if (got[2]) { body.mask = got[2]; }
+      if (got[2]) { body.mask_base64 = got[2]; }
       if (kind.prompt) { body.prompt = $("prompt").value; }
       if (kind.preview) { body.preview = 1; }
       if ($("model").value) { body.model = $("model").value; }
