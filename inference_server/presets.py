@@ -133,14 +133,13 @@ def repositories(preset: Preset) -> list[str]:
 
 
 def _what_to_do(preset: Preset, repo: str, exc: BaseException) -> str:
+    from huggingface_hub import constants
     from huggingface_hub.errors import (
         GatedRepoError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
     )
-
-    from huggingface_hub import constants
 
     where = f"preset {preset.name}: cannot fetch {repo} from the Hugging Face Hub"
     if constants.ENDPOINT != "https://huggingface.co":  # a mirror (HF_ENDPOINT)
