@@ -141,6 +141,7 @@ def repositories(preset: Preset) -> list[str]:
 
 
 def _what_to_do(preset: Preset, repo: str, exc: BaseException) -> str:
+    from huggingface_hub import constants
     from huggingface_hub.errors import (
         GatedRepoError,
         LocalEntryNotFoundError,
@@ -149,10 +150,12 @@ def _what_to_do(preset: Preset, repo: str, exc: BaseException) -> str:
     )
 
     where = f"preset {preset.name}: cannot fetch {repo} from the Hugging Face Hub"
+    if constants.ENDPOINT != "https://huggingface.co":  # a mirror (HF_ENDPOINT)
+        where += f" at {constants.ENDPOINT} (HF_ENDPOINT)"
     if isinstance(exc, GatedRepoError):
         return (
             f"{where}: the repository is gated; accept its terms at "
-            f"https://huggingface.co/{repo} and set HF_TOKEN to a token of that account"
+            f"{constants.ENDPOINT}/{repo} and set HF_TOKEN to a token of that account"
         )
     if isinstance(exc, RepositoryNotFoundError):
         return f"{where}: no such repository, or it is private (set HF_TOKEN)"
@@ -185,10 +188,23 @@ def cache_home() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
+def _reachable(repo: str) -> None:
+    """Raises what the Hub says when ``repo`` cannot be downloaded, before any download.
+
+    A gated repository's information is public; only its files answer that they are
+    gated (``GatedRepoError``), so one file's metadata is asked for too.
+    """
+    from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
+
+    info = HfApi().model_info(repo, timeout=15)
+    if info.gated and info.siblings:
+        get_hf_file_metadata(hf_hub_url(repo, info.siblings[0].rfilename), timeout=15)
+
+
 def _fetch(preset: Preset, repo: str, main: bool) -> None:
     """The files ``from_pretrained`` reads for ``repo``: the cache's copy when complete,
     else a download with progress bars."""
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import snapshot_download
 
     try:  # nothing of it in the cache: straight to the Hub, without loading diffusers first
         snapshot_download(repo, local_files_only=True, allow_patterns=["*.json"])
@@ -197,7 +213,7 @@ def _fetch(preset: Preset, repo: str, main: bool) -> None:
         cached = False
     if not cached:
         try:
-            HfApi().model_info(repo, timeout=15)  # offline, gated, unknown: said in seconds
+            _reachable(repo)  # offline, gated, unknown: said in seconds
         except Exception as exc:
             raise PresetProblem(_what_to_do(preset, repo, exc)) from None
     from huggingface_hub.utils import enable_progress_bars
@@ -228,7 +244,7 @@ def _fetch(preset: Preset, repo: str, main: bool) -> None:
         except Exception:  # not all in the cache: from the Hub
             pass
     try:
-        HfApi().model_info(repo, timeout=15)
+        _reachable(repo)
         print(f"genserve: downloading {repo} into {cache_home()} ...", file=sys.stderr, flush=True)
         fetch(False)
     except Exception as exc:

@@ -105,7 +105,7 @@ class RichDisplay:
         )
 
         self.label = label
-        self.console = Console(file=stream)
+        self.console = Console(file=stream, soft_wrap=True)
         self.progress: Any = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -115,6 +115,7 @@ class RichDisplay:
             TimeRemainingColumn(),
             console=self.console,
             transient=False,
+            redirect_stdout=_same_terminal(stream),
         )
         self.progress.start()
         self.task = self.progress.add_task(f"{label}: starting", total=None)
@@ -130,6 +131,16 @@ class RichDisplay:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+def _same_terminal(stream: TextIO) -> bool:
+    """Whether standard output is a terminal too: then what is printed there while the view
+    is live goes above it (rich's redirect, unwrapped so that a printed path stays whole);
+    else standard output (a file, a pipe) gets its lines untouched, not the view's stream."""
+    try:
+        return sys.stdout.isatty() and stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _follow(progress: Any, task: Any, label: str, stage: str | None, event: Event) -> str | None:
@@ -219,8 +230,9 @@ class RichBatchDisplay:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=Console(file=stream),
+            console=Console(file=stream, soft_wrap=True),
             transient=False,
+            redirect_stdout=_same_terminal(stream),
         )
         self.progress.start()
         self.overall = self.progress.add_task(f"{noun}s done", total=total)

@@ -623,6 +623,8 @@ class Project:
     created_at: str = ""
     url: str | None = None
     thumbnail: str | None = None
+    poster: str | None = None
+    """A video's poster frame (full size); ``None`` for other kinds."""
     metadata: dict[str, Any] = field(default_factory=dict)
     model: str | None = None
     outputs: list[OutputFile] = field(default_factory=list)
@@ -637,6 +639,7 @@ class Project:
             created_at=_str(data.get("created_at")),
             url=_opt_str(data.get("url")),
             thumbnail=_opt_str(data.get("thumbnail")),
+            poster=_opt_str(data.get("poster")),
             metadata=_dict(data.get("metadata")),
             model=_opt_str(data.get("model")),
             outputs=[

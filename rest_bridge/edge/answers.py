@@ -77,6 +77,9 @@ class ProjectAnswer(Answer):
     outputs: list[FileAnswer]
     parameters: dict[str, Any] = {}
     """The request's parameters, recorded so the project can be made again."""
+    poster: str | None = None
+    """A video's poster: a full-size frame of the clip (its middle), an image kept with the
+    project and deleted with it; ``null`` for other kinds."""
 
 
 class Pagination(Answer):

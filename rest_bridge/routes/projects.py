@@ -35,6 +35,8 @@ def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> di
     previews = {a.index: a for a in assets if a.role == "preview"}
     first = primaries[0] if primaries else None
     thumb = previews.get(0) or first
+    # A video's preview is its poster: a full-size frame of the clip, kept as an image.
+    poster = previews.get(0) if gen.kind == "video" else None
     metadata: dict[str, Any] = {
         "aspect_ratio": gen.params.get("aspect_ratio"),
         "file_size": first.file_size if first else 0,
@@ -53,6 +55,7 @@ def project_view(state: BridgeState, gen: Generation, assets: list[Asset]) -> di
         "created_at": iso(gen.created_at),
         "url": state.file_url(first.token, first.file_name) if first else None,
         "thumbnail": state.file_url(thumb.token, thumb.file_name) if thumb else None,
+        "poster": state.file_url(poster.token, poster.file_name) if poster else None,
         "metadata": metadata,
         "model": gen.model,
         "outputs": [file_view(state, a) for a in primaries],

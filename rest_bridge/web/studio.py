@@ -242,7 +242,7 @@ _GALLERY = r"""
     div.className = "card project"; div.dataset.type = p.type;
     var first = (p.outputs || [])[0];
     if (first) {
-      var el = media(first, {poster: p.thumbnail, alt: p.prompt || "", viewer: true});
+      var el = media(first, {poster: p.poster || p.thumbnail, alt: p.prompt || "", viewer: true});
       div.appendChild(el);
       if (el.tagName === "CANVAS") { window.loadGlb(el); }
     }
@@ -258,7 +258,7 @@ _GALLERY = r"""
     var first = (p.outputs || [])[0];
     $("view-media").innerHTML = "";
     if (first) {
-      var el = media(first, {poster: p.thumbnail, alt: p.prompt || "", viewer: true});
+      var el = media(first, {poster: p.poster || p.thumbnail, alt: p.prompt || "", viewer: true});
       if (el.tagName === "CANVAS") { el.width = 640; el.height = 480; }
       $("view-media").appendChild(el);
       if (el.tagName === "CANVAS") { window.loadGlb(el); }
@@ -363,7 +363,8 @@ _PLAYGROUND = r"""
           $("result").appendChild(media({url: f.preview_image, content_type: "image/png"},
                                         {className: "output"}));
         }
-        var shown = media(f, {className: "output", alt: $("prompt").value, viewer: true});
+        var shown = media(f, {className: "output", alt: $("prompt").value, viewer: true,
+                              poster: f.thumbnail});
         if (shown.tagName === "CANVAS") { shown.width = 640; shown.height = 480; }
         $("result").appendChild(shown);
         if (shown.tagName === "CANVAS" && window.loadGlb) { window.loadGlb(shown); }
@@ -514,12 +515,17 @@ _PLAYGROUND = r"""
       return [(e.clientX - r.left) * canvas.width / r.width,
               (e.clientY - r.top) * canvas.height / r.height];
     }
-    canvas.addEventListener("pointerdown", function (e) { down = true; paint(e); });
+    var last = null;
+    canvas.addEventListener("pointerdown", function (e) { down = true; last = null; paint(e); });
     canvas.addEventListener("pointermove", function (e) { if (down) { paint(e); } });
-    window.addEventListener("pointerup", function () { down = false; });
-    function paint(e) {
-      var p = at(e); ctx.fillStyle = "#fff"; ctx.beginPath();
-      ctx.arc(p[0], p[1], 12, 0, 2 * Math.PI); ctx.fill(); canvas.dataset.painted = "1";
+    window.addEventListener("pointerup", function () { down = false; last = null; });
+    function paint(e) {  // a round line from the last point: a quick stroke has no gaps
+      var p = at(e);
+      ctx.fillStyle = ctx.strokeStyle = "#fff"; ctx.lineWidth = 24; ctx.lineCap = "round";
+      ctx.beginPath();
+      if (last) { ctx.moveTo(last[0], last[1]); ctx.lineTo(p[0], p[1]); ctx.stroke(); }
+      else { ctx.arc(p[0], p[1], 12, 0, 2 * Math.PI); ctx.fill(); }
+      last = p; canvas.dataset.painted = "1";
     }
   })();
   function readMask() {
@@ -578,7 +584,7 @@ _PLAYGROUND = r"""
     var mask = $("mask-field").hidden ? Promise.resolve(null) : readMask();
     Promise.all([image, models, mask]).then(function (got) {
       if (got[0]) { body.image_base64 = got[0]; }
-      if (got[2]) { body.mask = got[2]; }
+      if (got[2]) { body.mask_base64 = got[2]; }
       if (kind.prompt) { body.prompt = $("prompt").value; }
       if (kind.preview) { body.preview = 1; }
       if ($("model").value) { body.model = $("model").value; }

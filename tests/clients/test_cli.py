@@ -266,3 +266,60 @@ def test_batch_json_models_projects_and_completion(bridge: Bridge, tmp_path: Pat
         timeout=30,
     )
     assert probe.stdout.split() == ["--from"]
+
+
+@SQLITE
+def test_batch_on_a_terminal_draws_one_rich_view(bridge: Bridge, tmp_path: Path) -> None:
+    """``--from FILE`` on a terminal (a pseudo-terminal): rich's live view, one bar for the
+    batch and one for the current image, redrawn in place; every file saved."""
+    from tests.utils.terminal import run_on_terminal
+
+    key = bridge.new_key(points=100)
+    batch = tmp_path / "prompts.txt"
+    batch.write_text(
+        'a lighthouse\n{"prompt": "a green field", "aspect_ratio": "16:9", "steps": 3}\na kite\n'
+    )
+    out = tmp_path / "batch"
+    base_env = {
+        k: v for k, v in os.environ.items() if not k.startswith("GENSERVE_") and k != "HOME"
+    }
+    env = {
+        **base_env,
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "GENSERVE_BASE_URL": bridge.base,
+        "GENSERVE_API_KEY": key,
+    }
+    command = [sys.executable, "-m", "genserve.cli", "image", "--from", str(batch)]
+    drawn = run_on_terminal([*command, "-o", str(out)], env, ROOT, timeout=120, columns=100)
+    text = drawn.text
+    assert drawn.returncode == 0, text
+    assert "Traceback" not in text
+    saved = sorted(out.iterdir(), key=lambda p: text.find(p.name))
+    assert len(saved) == 3
+    for path in saved:  # each path printed whole above the view, though wider than the terminal
+        assert len(str(path)) > 100 and str(path) in text.splitlines(), text
+    sizes = []
+    for path in saved:
+        with Image.open(path) as image:
+            sizes.append(image.size)
+    assert sizes[0] == sizes[2] and sizes[1][0] > sizes[1][1]  # the JSON line's 16:9
+    assert "\x1b[" in drawn.raw  # drawn in place (cursor movements), not line after line
+    assert "images done" in text and "3/3" in text  # the batch's bar, finished
+    assert "image 3/3: done" in text  # the current image's bar, at the last item
+    assert not any(line.startswith("image 1/3: done (") for line in text.splitlines())
+    assert "3 prompts done; 88 points left" in text
+
+    # `> FILE`: the view stays on the terminal, the JSON lines go to the file, whole.
+    listed = tmp_path / "results.jsonl"
+    again = run_on_terminal(
+        [*command, "--json", "-o", str(tmp_path / "again")],
+        env,
+        ROOT,
+        timeout=120,
+        stdout=listed,
+    )
+    assert again.returncode == 0, again.text
+    results = [json.loads(line) for line in listed.read_text().splitlines()]
+    assert [r["prompt"] for r in results] == ["a lighthouse", "a green field", "a kite"]
+    assert "images done" in again.text and '"prompt"' not in again.text

@@ -142,3 +142,46 @@ def test_delete_removes_a_project_and_its_files(bridge: Bridge) -> None:
         assert c.delete("/api/v1/projects/not-an-id").status_code == 404
     left = sorted(p for p in (bridge.data_dir / "blobs").rglob("*") if p.is_file())
     assert len(on_disk) - len(left) == 4  # two images and their two previews
+
+
+def test_a_video_project_has_a_full_size_poster_deleted_with_it(bridge: Bridge) -> None:
+    """The poster is a frame of the clip itself at the clip's size (its middle frame, the
+    one the inference server picked), decodable, and goes with the project."""
+    import io
+
+    import av
+    import numpy as np
+    from PIL import Image
+
+    key = bridge.new_key(points=100)
+    with bridge.client(key) as c:
+        made = c.post(
+            "/api/v1/videos",
+            json={"prompt": "a tide coming in", "duration": 2, "resolution": "360p"},
+        )
+        assert made.status_code == 200, made.text
+        gid = made.json()["data"]["video"]["generation_id"]
+        project = c.get("/api/v1/projects", params={"type": "videos"}).json()["data"]["projects"][0]
+        assert project["id"] == gid and project["poster"]
+        video = project["outputs"][0]
+        clip = c.get(video["url"])
+        poster = c.get(project["poster"])
+        assert poster.status_code == 200 and poster.headers["content-type"] == "image/jpeg"
+        with Image.open(io.BytesIO(poster.content)) as image:
+            image.load()
+            assert image.size == (video["width"], video["height"]) == (640, 360)
+            shown = np.asarray(image.convert("RGB"), dtype=np.float32)
+        with av.open(io.BytesIO(clip.content)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        differences = [float(np.abs(shown - frame).mean()) for frame in frames]
+        # Both copies are lossy (JPEG, H.264): the poster is nearest the middle frame.
+        assert min(range(len(frames)), key=differences.__getitem__) == len(frames) // 2
+        assert differences[len(frames) // 2] < 12, differences
+
+        images = c.get("/api/v1/projects", params={"type": "images"}).json()["data"]["projects"]
+        assert all(p["poster"] is None for p in images)
+        on_disk = sum(1 for p in (bridge.data_dir / "blobs").rglob("*") if p.is_file())
+        assert c.delete(f"/api/v1/projects/{gid}").status_code == 200
+        assert c.get(project["poster"]).status_code == 404
+    left = sum(1 for p in (bridge.data_dir / "blobs").rglob("*") if p.is_file())
+    assert on_disk - left == 2  # the clip and its poster
