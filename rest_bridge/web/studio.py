@@ -357,6 +357,7 @@ _PLAYGROUND = r"""
     } else if (name === "completed") {
       $("status").textContent = "Done";
       $("bar").value = $("bar").max;
+      $("preview").hidden = true;  // the full-size result replaces the live preview
       $("result").innerHTML = "";
       files(data).forEach(function (f) {
         if (f.preview_image) {

@@ -97,6 +97,7 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
         page.click("#go")
         expect(page.locator("#result img.output")).to_have_count(1, timeout=60_000)
         expect(page.locator("#status")).to_have_text("Done")
+        expect(page.locator("#preview")).to_be_hidden()  # the result replaces it
         assert page.eval_on_selector("#bar", "b => [b.value, b.max]") == [4, 4]
         shown = [src for src in previews if src]  # the first change is the image unhidden
         assert shown and all(src.startswith("data:image/jpeg;base64,") for src in shown)
