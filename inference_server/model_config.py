@@ -285,7 +285,8 @@ class DeviceSpec(BaseModel):
         None,
         gt=0,
         description="MB of model weights (parameters and buffers: estimated from the weight files "
-        "before a first load, measured once loaded) the device holds at once; unset: 90% of the GPU's memory, or of the host's for cpu",
+        "before a first load, measured once loaded) the device holds at once; unset: 90% of the "
+        "GPU's memory, or of the host's for cpu",
     )
     max_resident_models: int | None = Field(
         None, ge=1, description="at most this many models on the device at once; unset: no cap"
