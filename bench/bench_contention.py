@@ -3,9 +3,10 @@
 One inference server on loopback serves the small built-in image model
 (tiny-sdxl, 128x128, 4 steps) with its own CPU thread policy (``inference_server.threads``:
 as many threads as it chooses, OpenMP threads that wait passively). The same image is
-asked for over gRPC at concurrency 1 and 8, first with the machine to itself, then
-beside a CPU hog: as many busy-looping processes as there are cores, started and
-stopped by this benchmark (and bounded in time should it die). Printed: the median
+asked for over gRPC at concurrency 1 and 8, with the machine to itself, then beside
+a CPU hog: as many busy-looping processes as there are cores, started and stopped by
+this benchmark (and bounded in time should it die); two rounds of both, so that
+both see the same background load. Printed: the median
 and p90 latency of each, and the slowdowns (hog / alone). Sharing the cores with as
 many busy processes as cores explains about 2x; an OpenMP team that spins at its
 barriers while a member is descheduled made it 15x (0.22 s to 3.3 s at the median).
@@ -58,6 +59,7 @@ class Plan:
     steps: int
     requests: int
     per_client: int
+    rounds: int
     cores: int
     cache: Path
 
@@ -108,7 +110,7 @@ def cpu_hog(processes: int) -> Iterator[None]:
 
 
 def series(send: Send, plan: Plan) -> tuple[list[float], list[float]]:
-    """Latencies at c=1 (``requests`` one after another), then at c=8."""
+    """Latencies at c=1 (``requests`` one after another), then at c=8 (``per_client`` each)."""
     one, eight = Tally(), Tally()
     burst(send, 1, plan.requests, one)
     burst(send, 8, plan.per_client, eight)
@@ -129,7 +131,7 @@ def policy_line(inference: Inference) -> str:
 
 
 def measure(plan: Plan, policies: dict[str, dict[str, str]]) -> list[Latencies]:
-    model = {
+    model: dict[str, str | int | float | bool] = {
         "kind": "image", "source": "builtin:tiny-sdxl", "width": plan.size,
         "height": plan.size, "steps": plan.steps, "max_batch_size": 8,
     }  # fmt: skip
@@ -142,15 +144,21 @@ def measure(plan: Plan, policies: dict[str, dict[str, str]]) -> list[Latencies]:
                 send = sender(inference)
                 for i in range(3):  # warm: the first calls pay for allocation
                     send(i)
-                say(f"{name}: alone")
-                alone_1, alone_8 = series(send, plan)
-                say(f"{name}: beside {plan.cores} busy processes")
-                with cpu_hog(plan.cores):
-                    hog_1, hog_8 = series(send, plan)
-                chosen = policy_line(inference)
+                m = Latencies(name, [], [], [], [])
+                for r in range(plan.rounds):  # in turns, so both see the same background load
+                    say(f"{name}, round {r + 1} of {plan.rounds}: alone")
+                    one, eight = series(send, plan)
+                    m.alone_1 += one
+                    m.alone_8 += eight
+                    say(f"{name}, round {r + 1}: beside {plan.cores} busy processes")
+                    with cpu_hog(plan.cores):
+                        one, eight = series(send, plan)
+                    m.hog_1 += one
+                    m.hog_8 += eight
+                m.policy = f"{name}: {policy_line(inference)}"
             finally:
                 inference.proc.stop()
-            found.append(Latencies(f"{name}: {chosen}", alone_1, alone_8, hog_1, hog_8))
+            found.append(m)
     return found
 
 
@@ -190,8 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--size", type=int, help="image side (128; 64 with --quick)")
     p.add_argument("--steps", type=int, help="denoising steps (4; 2 with --quick)")
-    p.add_argument("--requests", type=int, help="requests at c=1 (16; 3 with --quick)")
-    p.add_argument("--per-client", type=int, help="requests per client at c=8 (3; 1 with --quick)")
+    p.add_argument("--requests", type=int, help="requests at c=1 a round (8; 3 with --quick)")
+    p.add_argument("--per-client", type=int, help="per client at c=8 a round (2; 1 with --quick)")
+    p.add_argument("--rounds", type=int, help="rounds of alone, then beside the hog (2; 1 quick)")
     p.add_argument("--compare", action="store_true", help="torch's own thread policy too")
     p.add_argument("--quick", action="store_true", help="a smoke run: every row, tiny figures")
     p.add_argument("--rows", action="store_true", help="rows as JSON lines (for bench.run_all)")
@@ -202,12 +211,13 @@ def main(argv: list[str] | None = None) -> None:
     plan = Plan(
         size=args.size or (64 if quick else 128),
         steps=args.steps or (2 if quick else 4),
-        requests=args.requests or (3 if quick else 16),
-        per_client=args.per_client or (1 if quick else 3),
+        requests=args.requests or (3 if quick else 8),
+        per_client=args.per_client or (1 if quick else 2),
+        rounds=args.rounds or (1 if quick else 2),
         cores=cores,
         cache=args.cache,
     )
-    policies = {"server": {}}
+    policies: dict[str, dict[str, str]] = {"server": {}}
     if args.compare:
         policies["torch"] = {**TORCH_POLICY, "GENSERVE_INFERENCE_CPU_THREADS": str(cores)}
     report(rows(plan, measure(plan, policies)), args.rows, "contention")
