@@ -24,9 +24,20 @@ Weights, outputs and figures of a random model: speed and memory are the real
 architecture's, the pictures are noise. Each family's folder is deleted after
 its run unless ``--keep`` (LTX-2 alone is over 40 GB).
 
+``--together`` serves every family's file from one server instead, under one
+memory budget on the device (``--budget-gb``; ``--max-resident`` caps the count),
+and asks each family in turn, for ``--rounds`` rounds: the families take turns
+on the device (``inference_server.residency``). Printed per request: where the
+model came back from (disk, CPU memory, or already on the device), the seconds
+that took (the server's ``genserve_inference_model_load_seconds``), the
+request's seconds, the models that left for it, and the loads and evictions the
+server's metrics count so far; after each round, where each model is
+(``ListModels``).
+
 Run on a GPU::
 
     python -m bench.gpu_families [--families sdxl flux-schnell ...] [--device cuda]
+    python -m bench.gpu_families --together --budget-gb 60
 
 and as a dry run on a CPU (a twentieth of each architecture, small outputs)::
 
@@ -297,6 +308,176 @@ def measure(spec: ModelSpec, table: ModelTable, args: argparse.Namespace) -> Res
     return Result(spec.name, 0, 0.0, load_s, seconds, resident, peak, outputs, what)
 
 
+@dataclass
+class Turn:
+    """One request of ``--together``: a family's turn on the shared device."""
+
+    round: int
+    family: str
+    source: str
+    back_s: float | None
+    seconds: float
+    left: list[str]
+    loads: int
+    evictions: int
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+WATCHED = (
+    "genserve_inference_model_loads_total",
+    "genserve_inference_model_evictions_total",
+    "genserve_inference_model_load_seconds_sum",
+)
+STATES = {
+    pb.MODEL_STATE_ON_DEVICE: "on the device",
+    pb.MODEL_STATE_IN_CPU_MEMORY: "in CPU memory",
+    pb.MODEL_STATE_NOT_LOADED: "not loaded",
+}
+
+
+def samples(server: InferenceServer) -> Samples:
+    """The server's load and eviction counts and load seconds, by their labels."""
+    found: Samples = {}
+    for family in server.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name in WATCHED:
+                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def grown(before: Samples, after: Samples, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """What rose between two readings of the series ``name``, by labels."""
+    return {
+        labels: value - before.get((n, labels), 0.0)
+        for (n, labels), value in after.items()
+        if n == name and value > before.get((n, labels), 0.0)
+    }
+
+
+def together_table(args: argparse.Namespace, folders: dict[str, Path]) -> ModelTable:
+    """Every family's example in one table, loaded on first use, under one device budget."""
+    models: list[ModelSpec] = []
+    for family, folder in folders.items():
+        path = models_file(family, folder, args)
+        path.write_text(with_values(path.read_text(), {"preload": False}))
+        models += load_model_table(path).models
+    room: dict[str, object] = {}
+    if args.budget_gb:
+        room["memory_budget_mb"] = args.budget_gb * 1024
+    if args.max_resident:
+        room["max_resident_models"] = args.max_resident
+    return ModelTable.model_validate({"models": models, "devices": {args.device: room}})
+
+
+def bench_together(args: argparse.Namespace) -> tuple[list[Turn], list[str]]:
+    """Builds every family, serves them from one server, and asks each in turn per round."""
+    folders = {family: args.cache / f"{family}-x{args.scale:g}" for family in args.families}
+    try:
+        for family, folder in folders.items():
+            build_once(family, folder, args)
+        table = together_table(args, folders)
+        return serve_in_turns(table, args)
+    finally:
+        if not args.keep:
+            for folder in folders.values():
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def serve_in_turns(table: ModelTable, args: argparse.Namespace) -> tuple[list[Turn], list[str]]:
+    settings = ServerSettings.with_overrides(
+        host="127.0.0.1", port=0, cache_dir=args.cache, metrics_port=None, grace_seconds=5.0
+    )
+    server = ServerThread(settings, table)
+    turns: list[Turn] = []
+    states: list[str] = []
+    try:
+        port = server.start()
+        with grpc.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 * 2**20)]
+        ) as channel:
+            stub = pb_grpc.InferenceServiceStub(channel)
+            for round_ in range(1, args.rounds + 1):
+                for spec in table.models:
+                    turns.append(take_turn(server.server, stub, spec, args, round_))
+                    print_turns(turns[-1:])
+                listed = stub.ListModels(pb.ListModelsRequest())
+                where = ", ".join(f"{m.name} {STATES.get(m.state, '?')}" for m in listed.models)
+                states.append(f"after round {round_}: {where}")
+                print(states[-1], flush=True)
+    finally:
+        server.stop()
+        del server
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return turns, states
+
+
+def take_turn(
+    server: InferenceServer,
+    stub: pb_grpc.InferenceServiceStub,
+    spec: ModelSpec,
+    args: argparse.Namespace,
+    round_: int,
+) -> Turn:
+    """One request for ``spec``, with what the server's metrics counted for it."""
+    before = samples(server)
+    seconds = run_once(stub, spec, args)
+    after = samples(server)
+    loads = grown(before, after, WATCHED[0])
+    sources = sorted({dict(labels)["source"] for labels in loads})
+    back = grown(before, after, WATCHED[2])
+    left = [
+        f"{dict(labels)['model']} ({dict(labels)['to']})"
+        for labels in grown(before, after, WATCHED[1])
+    ]
+    totals = [sum(v for (n, _), v in after.items() if n == name) for name in WATCHED[:2]]
+    return Turn(
+        round_,
+        spec.name,
+        "+".join(sources) or "on the device",
+        sum(back.values()) if back else None,
+        seconds,
+        left,
+        int(totals[0]),
+        int(totals[1]),
+    )
+
+
+def budget_words(args: argparse.Namespace) -> str:
+    """The device and its budget, as the header of ``--together``'s table says them."""
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    budget = f"{args.budget_gb:g} GB" if args.budget_gb else "the default budget"
+    cap = f", at most {args.max_resident} at once" if args.max_resident else ""
+    return f"{device} ({args.device}), {budget}{cap}"
+
+
+def print_turns(turns: list[Turn], header: str = "") -> None:
+    columns = ("round", "family", "back from", "back s", "request s", "left for it", "loads",
+               "evictions")  # fmt: skip
+    rows = [
+        (
+            str(t.round),
+            t.family,
+            t.source,
+            "-" if t.back_s is None else f"{t.back_s:.2f}",
+            f"{t.seconds:.2f}",
+            ", ".join(t.left) or "-",
+            str(t.loads),
+            str(t.evictions),
+        )
+        for t in turns
+    ]
+    if header:
+        print(f"\nfamilies taking turns from one server on {header}")
+        widths = [max(len(x) for x in column) for column in zip(columns, *rows, strict=True)]
+        for line in (columns, *rows):
+            print("  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
+    else:
+        for line in rows:
+            print("turn  " + "  ".join(line), flush=True)
+
+
 def print_table(results: list[Result], device: str) -> None:
     device_name = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(f"\npublished families on {device_name} ({device})")
@@ -348,6 +529,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resolution", default="", help="video; empty: the largest offered")
     parser.add_argument("--duration", type=int, default=0, help="video seconds; 0: the default")
     parser.add_argument("--keep", action="store_true", help="keep each family's built folder")
+    parser.add_argument(
+        "--together", action="store_true", help="every family from one server, one budget"
+    )
+    parser.add_argument(
+        "--budget-gb", type=float, default=0, help="--together: the device's budget; 0: default"
+    )
+    parser.add_argument(
+        "--max-resident", type=int, default=0, help="--together: models at once; 0: no cap"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="--together: turns of every family")
     args = parser.parse_args(argv)
     args.build_dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
     return args
@@ -358,6 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     quiet_libraries()  # the libraries' notices through this logging, their progress bars off
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.together:
+        turns, states = bench_together(args)
+        print_turns(turns, budget_words(args))
+        for line in states:
+            print(line)
+        return 0
     results = []
     failed = []
     for family in args.families:

@@ -38,6 +38,7 @@ BENCHES = (
     Bench("video", "bench.bench_video", per_device=True),
     Bench("step cache", "bench.bench_step_cache", per_device=True),
     Bench("turns", "bench.bench_turns", per_device=False),
+    Bench("contention", "bench.bench_contention", per_device=False),
 )
 
 
@@ -47,9 +48,9 @@ def command(bench: Bench, device: str | None, args: argparse.Namespace) -> list[
         cmd += ["--device", device]
     if args.quick:
         cmd.append("--quick")
+    if bench.name in ("serving", "contention") and args.cache is not None:
+        cmd += ["--cache", str(args.cache)]
     if bench.name == "serving":
-        if args.cache is not None:
-            cmd += ["--cache", str(args.cache)]
         if device is not None and device.startswith("cuda"):
             cmd += ["--fp8"] * args.fp8 + ["--compile"] * args.compile
     return cmd
@@ -75,7 +76,9 @@ def main() -> int:
     parser.add_argument("--fp8", action="store_true", help="serving on cuda: the FP8 grid too")
     parser.add_argument("--compile", action="store_true", help="serving on cuda: compile = true")
     parser.add_argument("--quick", action="store_true", help="smoke runs: every row, no figures")
-    parser.add_argument("--cache", type=Path, help="the serving benchmark's model cache")
+    parser.add_argument(
+        "--cache", type=Path, help="the serving and contention benchmarks' model cache"
+    )
     args = parser.parse_args()
     devices = args.device or ["cpu"]
     rows: list[Row] = []

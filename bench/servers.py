@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -68,11 +68,13 @@ class Inference:
 
 @dataclass(frozen=True)
 class InferenceSpec:
-    """What to start: a name for its files, its models, and its threads (None: torch's own)."""
+    """What to start: a name for its files, its models, its threads (None: the server's own
+    choice) and any other environment variables."""
 
     name: str
     models: ModelTable
     threads: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def start_inferences(cache: Path, folder: Path, specs: list[InferenceSpec]) -> list[Inference]:
@@ -86,6 +88,7 @@ def start_inferences(cache: Path, folder: Path, specs: list[InferenceSpec]) -> l
     def one(spec: InferenceSpec) -> Inference:
         models = write_models(folder / f"{spec.name}.toml", spec.models)
         env = {"OMP_NUM_THREADS": str(spec.threads)} if spec.threads else {}
+        env.update(spec.env)
         proc, port, _ = start_inference(cache, folder, models_file=models, extra_env=env)
         return Inference(proc, port, spec.threads)
 

@@ -301,8 +301,9 @@ class DeviceSpec(BaseModel):
     memory_budget_mb: float | None = Field(
         None,
         gt=0,
-        description="MB of model weights (parameters and buffers, measured at load) the device "
-        "holds at once; unset: 90% of the GPU's memory, or of the host's for cpu",
+        description="MB of model weights (parameters and buffers: estimated from the weight files "
+        "before a first load, measured once loaded) the device holds at once; unset: 90% of the "
+        "GPU's memory, or of the host's for cpu",
     )
     max_resident_models: int | None = Field(
         None, ge=1, description="at most this many models on the device at once; unset: no cap"

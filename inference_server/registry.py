@@ -11,6 +11,7 @@ from typing import Any
 
 from genserve.vocabulary import Kind
 from inference_server.errors import ModelNotFound
+from inference_server.footprint import estimate_bytes
 from inference_server.loader import load_pipeline
 from inference_server.model_config import ModelSpec, ModelTable
 from inference_server.progress import StepCallback
@@ -143,7 +144,11 @@ class ModelRegistry:
             if on_step is not None:
                 on_step(0, 1, "loading")
 
-        return self.budgets[device].acquire(spec.name, load, loading)
+        def estimate() -> int | None:
+            with _LOADING:  # a built-in model is built here the first time
+                return estimate_bytes(replica, self.cache_dir)
+
+        return self.budgets[device].acquire(spec.name, load, loading, estimate)
 
     def start(self) -> None:
         for queue in self.queues.values():

@@ -3,7 +3,8 @@
 Each device has a budget (``[devices."cuda:0"]`` in the models file:
 ``memory_budget_mb`` and, as a simple cap, ``max_resident_models``; by default
 90% of a GPU's memory, or of the host's for ``cpu``). A model's footprint is
-measured when it loads: the bytes of every parameter and buffer of its
+estimated before it first loads, from its weight files (``footprint``), and
+measured once loaded: the bytes of every parameter and buffer of its
 components. When a model must come onto the device and does not fit, the least
 recently used other models leave: to CPU memory where the model lives on a GPU
 and the host has room (so coming back is a copy, not a load), otherwise
@@ -120,11 +121,19 @@ class DeviceBudget:
             if r.state == "device" and r.name != but and r.pipe is not None
         ]
 
-    def acquire(self, name: str, load: Callable[[], Any], notify: Callable[[], None]) -> Any:
+    def acquire(
+        self,
+        name: str,
+        load: Callable[[], Any],
+        notify: Callable[[], None],
+        estimate: Callable[[], int | None] | None = None,
+    ) -> Any:
         """The model's pipeline on the device: loaded or brought back, others making room.
 
         ``load`` reads it from disk onto the device; ``notify`` is called first
-        whenever the model is not already there (the ``loading`` stage).
+        whenever the model is not already there (the ``loading`` stage);
+        ``estimate`` tells the bytes a first load will take (from the weight
+        files), so the room is made before it, not after.
         """
         model = self.resident(name)
         model.last_used = time.monotonic()
@@ -138,8 +147,24 @@ class DeviceBudget:
             model.state = "device"
             self._loaded(model, "cpu", started)
             return model.pipe
-        if model.bytes:  # known from an earlier load: room first, so the load cannot run out
-            self._make_room(model, model.bytes)
+        # Room first, so the load cannot overshoot the budget: for the footprint measured at
+        # an earlier load, else for the estimate from the weight files.
+        need = model.bytes or (estimate() if estimate is not None else None) or 0
+        if need and not model.bytes:
+            if need > self.budget_bytes:
+                raise ModelTooLarge(
+                    f"{name} needs {need / MB:.1f} MB on {self.device}, more than the device's "
+                    f"memory budget of {self.budget_bytes / MB:.1f} MB (estimated from its "
+                    "weight files, before loading)"
+                )
+            log.info(
+                "%s needs about %.1f MB on %s (its weight files): making room before loading",
+                name,
+                need / MB,
+                self.device,
+            )
+        if need:
+            self._make_room(model, need)
         try:
             pipe = load()
         except Exception as exc:

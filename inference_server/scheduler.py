@@ -423,6 +423,12 @@ def current_device() -> str | None:
 def _start_device_thread(device: str, threads: int) -> None:
     _this_thread.device = device
     _set_torch_threads(threads)
+    log.info(
+        "device thread for %s: %d intra-op threads",
+        device,
+        _torch_threads(),
+        extra={"device": device, "device_threads": _torch_threads()},
+    )
 
 
 def _set_torch_threads(threads: int) -> None:

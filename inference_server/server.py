@@ -34,6 +34,7 @@ from inference_server.model_config import ModelSpec, ModelTable, load_model_tabl
 from inference_server.progress import StepCallback
 from inference_server.quiet import quiet_libraries
 from inference_server.settings import ServerSettings
+from inference_server.threads import set_wait_policy
 
 if TYPE_CHECKING:
     from inference_server.registry import ModelRegistry
@@ -54,11 +55,17 @@ class InferenceServer:
     """Owns the grpc.aio server and the registry; ``serve`` runs until stopped."""
 
     def __init__(self, settings: ServerSettings, table: ModelTable | None = None) -> None:
-        from inference_server.registry import ModelRegistry  # torch: imported once logging is set
+        from inference_server import threads
+        from inference_server.registry import ModelRegistry, replica_devices  # torch
 
         self.settings = settings
+        table = table or load_model_table(settings.models_file)
+        # Before the device queues start their threads, which take the count set here.
+        self.threads = threads.apply(
+            settings.cpu_threads, [d for spec in table.models for d in replica_devices(spec)]
+        )
         self.registry = ModelRegistry(
-            table or load_model_table(settings.models_file),
+            table,
             settings.cache_dir,
             settings.queue_size,
             compile_cache_dir=settings.compile_cache_dir,
@@ -257,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     del args.json  # not a setting
     settings, table = load_settings(args)
     logs.configure("inference", fmt=settings.log_format, level=settings.log_level)
+    set_wait_policy()  # before torch loads OpenMP, which reads it once (quiet_libraries: torch)
     quiet_libraries()
     ports = [("gRPC", settings.port), ("metrics", settings.metrics_port)]
     for name, port in ports:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +56,13 @@ class ServerSettings(BaseSettings):
     """The plan of a request that names none, or one not in `plan_priorities` (an internal gRPC
     caller).
     """
+    cpu_threads: int | Literal["auto"] = "auto"
+    """Torch's CPU threads (intra-op) in the server; `auto`: `OMP_NUM_THREADS` where set, else
+    one per core on a CPU server and at most 4 (a quarter of the cores) on a GPU server, so
+    they do not compete with the encoders. OpenMP's threads wait passively
+    (`OMP_WAIT_POLICY=PASSIVE`, `GOMP_SPINCOUNT=0`, `KMP_BLOCKTIME=0`) unless the environment
+    sets any of those: spinning teams slow by an order of magnitude beside other busy processes.
+    """
     encode_workers: int = Field(2, ge=1)
     """Threads encoding outputs (PNG, WebP, MP4, GLB) beside the device thread."""
     grace_seconds: float = Field(30.0, ge=0)
@@ -98,6 +105,13 @@ class ServerSettings(BaseSettings):
                 f"priorities ({known})"
             )
         return self
+
+    @field_validator("cpu_threads")
+    @classmethod
+    def _cpu_threads(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("GENSERVE_INFERENCE_CPU_THREADS must be at least 1, or auto")
+        return value
 
     @field_validator("log_format", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ the metrics count loads and evictions.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -82,6 +83,31 @@ def test_the_least_recently_used_model_leaves_and_comes_back(
     assert budget.used_bytes() <= budget.budget_bytes
 
 
+def test_room_is_made_before_a_first_load_not_after(
+    model_cache: Path, model_mb: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The third model's footprint is estimated from its weight files, so the least recently
+    used model leaves before ``from_pretrained`` runs: the device never holds three."""
+    specs = [_spec(name) for name in NAMES]
+    registry = _registry(model_cache, 2.5 * model_mb, *specs)
+    budget = registry.budgets["cpu"]
+    seen: list[str] = []
+    budget.on_evict = lambda model, to: seen.append(f"{model} left ({to})")
+    budget.on_load = lambda model, source, seconds: seen.append(f"{model} loaded")
+    a, b, c = specs
+    registry.pipeline(a)
+    registry.pipeline(b)
+    with caplog.at_level(logging.INFO):
+        registry.pipeline(c)
+    said = [r.getMessage() for r in caplog.records]
+    left = next(i for i, m in enumerate(said) if m.startswith("nano-a left cpu"))
+    loading = next(i for i, m in enumerate(said) if m.startswith("loading nano-c"))
+    assert left < loading, said
+    assert any(m.startswith("nano-c needs about") for m in said[:left]), said
+    assert seen == ["nano-a loaded", "nano-b loaded", "nano-a left (unloaded)", "nano-c loaded"]
+    assert budget.used_bytes() <= budget.budget_bytes
+
+
 def test_a_pinned_model_never_leaves(model_cache: Path, model_mb: float) -> None:
     a, b, c = _spec("nano-a", pin=True), _spec("nano-b"), _spec("nano-c")
     registry = _registry(model_cache, 2.5 * model_mb, a, b, c)
@@ -113,12 +139,18 @@ def test_an_idle_model_is_let_go(model_cache: Path, model_mb: float) -> None:
 
 
 def test_a_model_bigger_than_the_budget_is_refused_clearly(
-    model_cache: Path, model_mb: float
+    model_cache: Path, model_mb: float, caplog: pytest.LogCaptureFixture
 ) -> None:
     a, big = _spec("nano-a"), _spec("nano-big")
     registry = _registry(model_cache, 0.5 * model_mb, a, big)
-    with pytest.raises(ModelTooLarge, match=r"nano-big needs [\d.]+ MB on cpu, more than"):
-        registry.pipeline(big)
+    loads: list[str] = []
+    registry.budgets["cpu"].on_load = lambda model, source, seconds: loads.append(model)
+    with (
+        caplog.at_level(logging.INFO),
+        pytest.raises(ModelTooLarge, match=r"nano-big needs [\d.]+ MB on cpu, more than.*before"),
+    ):
+        registry.pipeline(big)  # refused on the estimate from its weight files: never loaded
+    assert "loading nano-big" not in caplog.text and loads == []
     assert registry.state(big) == "unloaded"
     pinned = _registry(model_cache, 1.5 * model_mb, _spec("nano-a", pin=True), big)
     pinned.pipeline(pinned.table.models[0])
@@ -178,6 +210,18 @@ def test_a_server_with_three_models_and_room_for_two_answers_every_request(
             "nano-b": pb.MODEL_STATE_NOT_LOADED,
             "nano-c": pb.MODEL_STATE_ON_DEVICE,
         }
+        # Room made before each first load: the model that left, left before the load began.
+        event = re.compile(r"loading nano-\w|nano-\w left cpu")
+        said = [
+            m.group()
+            for line in proc.log_path.read_text().splitlines()
+            for m in [event.search(line)]
+            if m
+        ]
+        assert said == [
+            "loading nano-a", "loading nano-b", "nano-a left cpu", "loading nano-c",
+            "nano-b left cpu", "loading nano-a",
+        ]  # fmt: skip
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
         assert _sample(metrics, "genserve_inference_model_loads_total") == 4
         assert _sample(metrics, "genserve_inference_model_evictions_total") == 2
