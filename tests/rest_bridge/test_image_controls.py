@@ -10,6 +10,7 @@ import io
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -48,9 +49,21 @@ def test_same_seed_same_pixels_and_the_seed_comes_back(bridge: Bridge) -> None:
     assert _pixels(first["images"][0]) == _pixels(again["images"][0])
     assert _pixels(first["images"][1]) == _pixels(again["images"][1])
     assert _pixels(first["images"][0]) != _pixels(first["images"][1])
-    # image i is seed + i: the second image alone, from its own seed, is the same picture
+    # image i is seed + i: the second image alone, from its own seed, is the same picture.
+    # Within rounding: a batch of two and a batch of one run matrices of other shapes, whose
+    # float sums the CPU's kernels (chosen by shape and thread count) may round apart in the
+    # last bit, a unit of a pixel here and there; another seed differs everywhere.
     alone = _make(bridge, key, seed=1235)
-    assert _pixels(alone["images"][0]) == _pixels(first["images"][1])
+    same = _difference(_pixels(alone["images"][0]), _pixels(first["images"][1]))
+    other = _difference(_pixels(alone["images"][0]), _pixels(first["images"][0]))
+    assert same.max() <= 2 and same.mean() < 0.05
+    assert other.mean() > 10 * max(same.mean(), 0.01)
+
+
+def _difference(a: bytes, b: bytes) -> np.ndarray:
+    """Each channel's absolute difference between two pictures of the same size."""
+    assert len(a) == len(b)
+    return np.abs(np.frombuffer(a, np.uint8).astype(np.int16) - np.frombuffer(b, np.uint8))
 
 
 def test_an_omitted_seed_is_chosen_returned_and_reproduces(bridge: Bridge) -> None:
