@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from genserve.inference.v1 import inference_pb2 as pb
 from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 
 WAYS = ("ceiling", "grpc", "rest")
+BASELINE = "rest, baseline bridge"
 TOP = 8
 
 
@@ -149,14 +149,19 @@ def measure(
     bridge: Bridge,
     rounds: int,
     per_client: int,
+    baseline: Bridge | None = None,
 ) -> dict[str, Way]:
     on = plan.name("base", "on")
-    ways = {w: Way() for w in WAYS}
+    names = WAYS + ((BASELINE,) if baseline is not None else ())
+    ways = {w: Way() for w in names}
     senders: dict[str, Send] = {
         "grpc": grpc_sender(main, on, ways["grpc"].phases),
         "rest": rest_sender(bridge, on, ways["rest"].phases),
     }
     processes = {"bridge": bridge.proc.popen.pid, "inference": main.proc.popen.pid}
+    if baseline is not None:
+        senders[BASELINE] = rest_sender(baseline, on, ways[BASELINE].phases)
+        processes["baseline bridge"] = baseline.proc.popen.pid
 
     def cpu_now() -> dict[str, float]:
         """Each process's CPU seconds, and apart the event loops' (their main threads)."""
@@ -192,7 +197,7 @@ def measure(
     for way in ways.values():
         way.phases.seconds.clear()
     for r in range(rounds):
-        order = WAYS[r % len(WAYS) :] + WAYS[: r % len(WAYS)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         say(f"round {r + 1} of {rounds}: {', '.join(order)}")
         for way in order:
             run_way(way)
@@ -214,17 +219,17 @@ def summary(ways: dict[str, Way]) -> list[str]:
     for name, way in ways.items():
         ratios = [r / c for r, c in zip(way.rates, ceiling, strict=True)]
         gap_ms = [1000 / r - 1000 / c for r, c in zip(way.rates, ceiling, strict=True)]
-        line = f"{name:8} img/s {spread(way.rates)}"
+        line = f"{name} img/s {spread(way.rates)}"
         if name != "ceiling":
             line += f"  of ceiling {spread(ratios, '{:.3f}')}  +ms/img {spread(gap_ms, '{:.1f}')}"
             line += f"  rows/call {spread(way.rows)}"
             line += f"  p50 {percentile(way.latencies, 0.5) * 1000:.0f} ms"
         cpu = ", ".join(f"{k} {statistics.median(v):.1f}" for k, v in way.cpu_ms.items())
         lines.append(line)
-        lines.append(f"{'':8} CPU ms/img: {cpu}")
+        lines.append(f"    CPU ms/img: {cpu}")
         if way.phases.seconds:
             shown = ", ".join(f"{k} {v:.1f}" for k, v in way.phases.medians_ms().items())
-            lines.append(f"{'':8} per request (median ms): {shown}")
+            lines.append(f"    per request (median ms): {shown}")
     return lines
 
 
@@ -265,6 +270,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", type=Path, help="run both servers under cProfile, files here")
     p.add_argument("--top", type=int, default=25, help="profile entries to print")
     p.add_argument("--cache", type=Path, default=Path("data/test-models"))
+    p.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="another checkout of genserve (an earlier commit, say): a second bridge runs its "
+        "code against the same inference server, measured in the same rounds",
+    )
     args = p.parse_args(argv)
     serving_args = ["--cache", str(args.cache)]
     if args.batch_wait_ms is not None:
@@ -285,8 +296,16 @@ def main(argv: list[str] | None = None) -> None:
             Path(tmp), [[main_server]], keys=TOP, launcher=launcher(args.profile, "bridge")
         )
         stack.callback(bridge.proc.stop)
+        baseline = None
+        if args.baseline_tree is not None:
+            tree = args.baseline_tree.resolve()
+            home = Path(tmp) / "baseline"
+            home.mkdir()
+            env = {"PYTHONPATH": f"{tree}{os.pathsep}{tree / 'clients'}"}
+            (baseline,) = start_bridges(home, [[main_server]], keys=TOP, extra_env=env)
+            stack.callback(baseline.proc.stop)
         plain = serving.Plain(folder, plan)
-        ways = measure(plan, plain, main_server, bridge, args.rounds, args.per_client)
+        ways = measure(plan, plain, main_server, bridge, args.rounds, args.per_client, baseline)
         if args.profile is not None:
             profiled_round(main_server, bridge, plan.name("base", "on"), args.per_client)
     print(plan.section())

@@ -111,7 +111,11 @@ class Bridge:
 
 
 def start_bridges(
-    folder: Path, fleets: list[list[Inference]], keys: int = 1, launcher: Sequence[str] = ()
+    folder: Path,
+    fleets: list[list[Inference]],
+    keys: int = 1,
+    launcher: Sequence[str] = (),
+    extra_env: dict[str, str] | None = None,
 ) -> list[Bridge]:
     """One bridge per list of inference servers, started at once; each has ``keys`` keys.
 
@@ -129,6 +133,7 @@ def start_bridges(
             "DATABASE_URL": db_url,
             "GENSERVE_INFERENCE_TARGETS": ",".join(t.target for t in targets),
             "GENSERVE_KEY_SECRET": SECRET,
+            **(extra_env or {}),
         }
         prepared.append((env, home, plaintexts))
 
