@@ -267,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--per-client", type=int, default=4, help="requests per client and round")
     p.add_argument("--batch-wait-ms", type=float, help="the model's batch_wait_ms (its default)")
+    p.add_argument("--batch", type=int, default=TOP, help="the model's max_batch_size (8)")
     p.add_argument("--profile", type=Path, help="run both servers under cProfile, files here")
     p.add_argument("--top", type=int, default=25, help="profile entries to print")
     p.add_argument("--cache", type=Path, default=Path("data/test-models"))
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         "code against the same inference server, measured in the same rounds",
     )
     args = p.parse_args(argv)
-    serving_args = ["--cache", str(args.cache)]
+    serving_args = ["--cache", str(args.cache), "--batch", str(args.batch)]
     if args.batch_wait_ms is not None:
         serving_args += ["--batch-wait-ms", str(args.batch_wait_ms)]
     plan = serving.resolve(serving.parser().parse_args(serving_args))
@@ -309,7 +310,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.profile is not None:
             profiled_round(main_server, bridge, plan.name("base", "on"), args.per_client)
     print(plan.section())
-    print(f"{args.rounds} rounds, {TOP} clients x {args.per_client} requests (median, min-max)")
+    print(
+        f"{args.rounds} rounds, {TOP} clients x {args.per_client} requests, max_batch_size"
+        f" {args.batch} (median, min-max)"
+    )
     for line in summary(ways):
         print(line)
     if args.profile is not None:
