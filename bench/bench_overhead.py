@@ -194,13 +194,13 @@ def measure(
     plain.call(0, TOP)
     for send in senders.values():
         burst(send, TOP, 1, Tally())
-    for way in ways.values():
-        way.phases.seconds.clear()
+    for record in ways.values():
+        record.phases.seconds.clear()
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         say(f"round {r + 1} of {rounds}: {', '.join(order)}")
-        for way in order:
-            run_way(way)
+        for name in order:
+            run_way(name)
     return ways
 
 
