@@ -8,6 +8,8 @@ Round by round, so that every column sees the same machine load, it measures:
   a call (the reference) and ``--batch`` prompts in one call (the most batching
   can give);
 - images per second at concurrency 1, 4 and 8, batching on and off, over gRPC;
+- images per second over REST through a bridge at concurrency 8, batching on, between
+  two of those batched calls: the goal row holds it to 90% of them, round by round;
 
 then one image at a time, four ways, round after round in a rotating order: plain
 diffusers, gRPC with batching on and off, and REST through a bridge (batching off).
@@ -250,6 +252,11 @@ class Figures:
     plain_batch: Tally = field(default_factory=Tally)
     grid: dict[tuple[str, str, int], Tally] = field(default_factory=dict)
     solo: dict[str, Tally] = field(default_factory=lambda: {w: Tally() for w in SOLO})
+    rest_top: Tally = field(default_factory=Tally)
+    """REST at the top concurrency, batching on, in the grid's rounds."""
+    rest_rounds: list[float] = field(default_factory=list)
+    ceiling_rounds: list[float] = field(default_factory=list)
+    """Per round: REST images per second, and plain diffusers' batched call's."""
     one_server: Tally = field(default_factory=Tally)
     two_servers: Tally = field(default_factory=Tally)
     fleet_note: str = ""
@@ -261,19 +268,32 @@ class Figures:
         return percentile([how(x, y) for x, y in pairs], 0.5)
 
 
-def measure_grid(plan: Plan, plain: Plain, main: Inference, figures: Figures) -> None:
+def measure_grid(
+    plan: Plan, plain: Plain, main: Inference, bridge: Bridge, figures: Figures
+) -> None:
     senders = {(v, m): grpc_sender(main, plan.name(v, m)) for v in plan.variants for m in MODES}
+    rest = rest_sender(bridge, plan.name("base", "on"), TOP)
     say("warming up")
     for send in senders.values():
         burst(send, TOP, 1, Tally())
         burst(send, 1, 1, Tally())
+    burst(rest, TOP, 1, Tally())
     plain.call(0, 1)
     plain.call(0, plan.batch)
     for r in range(plan.rounds):
-        say(f"round {r + 1} of {plan.rounds}: plain diffusers, then gRPC at {CONCURRENCY}")
+        say(f"round {r + 1} of {plan.rounds}: plain diffusers, then gRPC at {CONCURRENCY}, REST")
         for k in range(plan.per_client):
             timed(figures.plain_one, 1, partial(plain.call, k, 1))
-        timed(figures.plain_batch, plan.batch, partial(plain.call, 0, plan.batch))
+        # REST between two batched calls it is held to, so that it and its ceiling see
+        # the same load on a shared machine.
+        ceiling, one_round = Tally(), Tally()
+        timed(ceiling, plan.batch, partial(plain.call, 0, plan.batch))
+        burst(rest, TOP, plan.per_client, one_round)
+        timed(ceiling, plan.batch, partial(plain.call, 0, plan.batch))
+        figures.plain_batch.add(ceiling.images, ceiling.wall, ceiling.latencies)
+        figures.rest_top.add(one_round.images, one_round.wall, one_round.latencies)
+        figures.rest_rounds.append(one_round.per_second)
+        figures.ceiling_rounds.append(ceiling.per_second)
         modes = MODES if r % 2 == 0 else MODES[::-1]  # neither side always goes first
         for c in CONCURRENCY:
             for variant in plan.variants:
@@ -342,7 +362,7 @@ def run(plan: Plan) -> list[Row]:
             stack.callback(bridge.proc.stop)
         say("loading plain diffusers")
         plain = Plain(folder, plan)
-        measure_grid(plan, plain, main, figures)
+        measure_grid(plan, plain, main, bridges[0], figures)
         measure_solo(plan, plain, main, bridges[0], figures)
         del plain  # its memory, before the fleet's servers work
         measure_fleet(plan, bridges[0], bridges[1], figures)
@@ -379,6 +399,12 @@ def rows(plan: Plan, f: Figures) -> list[Row]:
                     Row(section, f"gRPC {label}c={c}, batching {mode} (max_batch_size {size})",
                         tally.per_second, "img/s", note)
                 )  # fmt: skip
+    rest = f.rest_top
+    out.append(
+        Row(section, f"REST c={TOP}, batching on (max_batch_size {plan.batch})",
+            rest.per_second, "img/s",
+            f"p50 {rest.p50_ms:.1f} ms a request; each round between two batched calls")
+    )  # fmt: skip
     solo = f.solo
     out.append(
         Row(section, "batch-1 latency, plain diffusers", solo["plain"].p50_ms, "ms",
@@ -410,11 +436,13 @@ def rows(plan: Plan, f: Figures) -> list[Row]:
 def goals(plan: Plan, f: Figures) -> list[Row]:
     section = f"goals · {plan.device}"
     top = TOP
+    rest = f.rest_top
     on, off = f.grid["base", "on", top].per_second, f.grid["base", "off", top].per_second
     small_cpu = plan.on_cpu and plan.model == "tiny-sdxl"
     fp8 = f.grid.get(("fp8", "on", top))
     hopper = any(name in f.device_name for name in ("H100", "H200"))
     latency = f.paired("on", "plain", ratio)
+    rest_ratios = [ratio(a, b) for a, b in zip(f.rest_rounds, f.ceiling_rounds, strict=True)]
     return [
         goal_row(section, f"c={top}, batching on / off (small model, CPU)", ratio(on, off), "x",
                  at_least=1.3, applies=small_cpu,
@@ -424,6 +452,11 @@ def goals(plan: Plan, f: Figures) -> list[Row]:
                  note="a goal for SDXL at 1024x1024 on a GPU" if plan.on_cpu else ""),
         goal_row(section, "batch-1 latency / plain diffusers (batching on)", latency, "x",
                  at_most=1.05, note="one image at a time; median over rounds of the ratio"),
+        goal_row(section, f"REST c={top}, batching on / in-process batched ceiling",
+                 percentile(rest_ratios, 0.5), "x", at_least=0.9,
+                 note=f"median over {len(rest_ratios)} rounds of REST img/s over plain diffusers'"
+                 f" {plan.batch} prompts in one call, same round; {rest.per_second:.2f} against"
+                 f" {f.plain_batch.per_second:.2f} img/s"),
         goal_row(section, f"FP8 SDXL 1024x1024, 20 steps, c={top}, batching on",
                  fp8.per_second if fp8 else None, "img/s", at_least=2.5, applies=hopper,
                  note=f.device_name if hopper else "needs --device cuda --fp8 on an H100 or H200"),

@@ -46,11 +46,12 @@ def write_models(path: Path, models: ModelTable) -> Path:
 
 @dataclass
 class Inference:
-    """A running inference server and the OpenMP threads it was given."""
+    """A running inference server, the OpenMP threads it was given, its metrics port."""
 
     proc: Proc
     port: int
     threads: int | None
+    metrics_port: int | None = None
 
     @property
     def target(self) -> str:
@@ -77,7 +78,9 @@ class InferenceSpec:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def start_inferences(cache: Path, folder: Path, specs: list[InferenceSpec]) -> list[Inference]:
+def start_inferences(
+    cache: Path, folder: Path, specs: list[InferenceSpec], launcher: Sequence[str] = ()
+) -> list[Inference]:
     """Starts every server at once (their start-ups overlap) and waits until all serve.
 
     ``threads`` sets ``OMP_NUM_THREADS``: servers sharing a CPU's cores each get
@@ -89,8 +92,10 @@ def start_inferences(cache: Path, folder: Path, specs: list[InferenceSpec]) -> l
         models = write_models(folder / f"{spec.name}.toml", spec.models)
         env = {"OMP_NUM_THREADS": str(spec.threads)} if spec.threads else {}
         env.update(spec.env)
-        proc, port, _ = start_inference(cache, folder, models_file=models, extra_env=env)
-        return Inference(proc, port, spec.threads)
+        proc, port, metrics_port = start_inference(
+            cache, folder, models_file=models, extra_env=env, launcher=launcher
+        )
+        return Inference(proc, port, spec.threads, metrics_port)
 
     return start_all(specs, one, lambda inference: inference.proc.stop())
 
@@ -108,7 +113,13 @@ class Bridge:
         return httpx.Client(base_url=self.base, limits=limits)
 
 
-def start_bridges(folder: Path, fleets: list[list[Inference]], keys: int = 1) -> list[Bridge]:
+def start_bridges(
+    folder: Path,
+    fleets: list[list[Inference]],
+    keys: int = 1,
+    launcher: Sequence[str] = (),
+    extra_env: dict[str, str] | None = None,
+) -> list[Bridge]:
     """One bridge per list of inference servers, started at once; each has ``keys`` keys.
 
     The databases are made one after the other: migrations in two threads of one
@@ -125,12 +136,13 @@ def start_bridges(folder: Path, fleets: list[list[Inference]], keys: int = 1) ->
             "DATABASE_URL": db_url,
             "GENSERVE_INFERENCE_TARGETS": ",".join(t.target for t in targets),
             "GENSERVE_KEY_SECRET": SECRET,
+            **(extra_env or {}),
         }
         prepared.append((env, home, plaintexts))
 
     def one(spec: tuple[dict[str, str], Path, list[str]]) -> Bridge:
         env, home, plaintexts = spec
-        proc, base = start_bridge(env, home)
+        proc, base = start_bridge(env, home, launcher=launcher)
         return Bridge(proc, base, plaintexts)
 
     return start_all(prepared, one, lambda bridge: bridge.proc.stop())

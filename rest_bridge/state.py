@@ -52,6 +52,8 @@ def new_instance_id() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def get_state(request: Request) -> BridgeState:
+async def get_state(request: Request) -> BridgeState:
+    """The bridge's state, as a dependency; ``async`` so that FastAPI calls it on the event
+    loop, not in a worker thread (see ``edge.access_log.note_route``)."""
     state: BridgeState = request.app.state.bridge
     return state

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlmodel import Session, col, func, select
 
-from storage.models import Asset, Generation, GenerationResult, utcnow
+from storage.models import UNSYNCHRONISED, Asset, Generation, GenerationResult, utcnow
 
 
 def complete(
@@ -32,6 +32,7 @@ def complete(
             col(Generation.status).in_(("pending", "running")),
         )
         .values(status="completed", completed_at=utcnow(), generation_time_ms=generation_time_ms)
+        .execution_options(**UNSYNCHRONISED)
     )
     if not updated.rowcount:  # type: ignore[attr-defined]
         session.rollback()
@@ -48,6 +49,7 @@ def mark_running(session: Session, generation_id: str) -> None:
         update(Generation)
         .where(col(Generation.id) == generation_id, col(Generation.status) == "pending")
         .values(status="running")
+        .execution_options(**UNSYNCHRONISED)
     )
     session.commit()
 

@@ -10,6 +10,12 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+UNSYNCHRONISED = {"synchronize_session": False}
+"""Execution options for a bulk UPDATE on the request path whose session holds no copy of
+the rows it changes (a fresh session, or one whose objects are of another table): the
+ORM's default would compile the statement's criteria into a Python evaluator and run
+it over the session's objects, a large share of each statement's CPU for nothing."""
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

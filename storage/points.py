@@ -8,7 +8,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, func, select
 
 from storage import idempotency
-from storage.models import Account, Generation, PointsLedger, utcnow
+from storage.models import UNSYNCHRONISED, Account, Generation, PointsLedger, utcnow
 
 
 class InsufficientPoints(Exception):
@@ -40,6 +40,7 @@ def start_generation(
         .where(col(Account.id) == generation.account_id, col(Account.points) >= cost)
         .values(points=Account.points - cost)
         .returning(col(Account.points))
+        .execution_options(**UNSYNCHRONISED)
     ).scalar_one_or_none()
     if after is None:
         session.rollback()

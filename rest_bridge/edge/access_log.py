@@ -37,8 +37,11 @@ def configure_logging(fmt: str, level: str) -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
-def note_route(request: Request) -> None:
+async def note_route(request: Request) -> None:
     """An app-wide dependency: leaves the route's template where ``AccessLog`` reads it.
+
+    ``async`` although it awaits nothing: FastAPI runs a plain ``def`` dependency in
+    a worker thread, a hand-off (and a wait for a free thread) on every request.
 
     The router sets ``scope["route"]`` on the scope it is given, which may be a copy
     made by a middleware on the way (``envelope.JsonByDefault`` makes one);

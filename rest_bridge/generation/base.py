@@ -188,6 +188,11 @@ class GenerationKind(ABC, Generic[BodyT]):
         """
         return body
 
+    def fetches(self, body: BodyT) -> bool:
+        """Whether ``prepare`` has work to do for this body (an input image to fetch or decode):
+        then the balance is read first, so a caller who cannot pay costs nothing."""
+        return False
+
     async def prepare(self, state: BridgeState, body: BodyT) -> Any:
         """Inputs that take work to get (a fetched image), after every cheap check."""
         return None

@@ -283,6 +283,9 @@ class ImageKind(GenerationKind[ImageRequest]):
         settled._edit = body._edit
         return settled
 
+    def fetches(self, body: ImageRequest) -> bool:
+        return body.mode != "text_to_image"
+
     async def prepare(self, state: BridgeState, body: ImageRequest) -> ImageInputs:
         if body.mode == "text_to_image":
             return ImageInputs()

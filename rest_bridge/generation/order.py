@@ -102,16 +102,19 @@ async def order_for(
 ) -> GenerationOrder:
     """Every check of the request, cheap ones first; nothing is debited or sent yet.
 
-    The balance is read before ``prepare`` (which may fetch and decode an input
-    image), so a caller who cannot pay costs nothing: 402 at once. The debit
-    itself stays in ``run.begin``, conditional on the balance at that moment.
+    When ``prepare`` has work to do (an input image to fetch and decode), the
+    balance is read before it, so a caller who cannot pay costs nothing: 402 at
+    once. Without, that read would only repeat the debit's own check: the debit
+    stays in ``run.begin``, conditional on the balance at that moment, and
+    answers the same 402 before any RPC (one database round trip fewer a request).
     """
     model = await find_model(state, unit, unit.model_name(body))
     body = unit.settle(body, model)
     cost = unit.price(state.settings, body, model)
-    balance = await state.db(points.balance, account_id)
-    if balance < cost:
-        raise insufficient_points(cost, balance)
+    if unit.fetches(body):
+        balance = await state.db(points.balance, account_id)
+        if balance < cost:
+            raise insufficient_points(cost, balance)
     prepared = await unit.prepare(state, body)
     return GenerationOrder(
         unit=unit,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import grpc
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from genserve.inference.v1 import inference_pb2 as pb
@@ -23,7 +24,7 @@ from rest_bridge.callers.keys import Caller
 from rest_bridge.edge.errors import ApiError
 from rest_bridge.edge.metrics import METRICS
 from rest_bridge.generation.base import GenerationOutcome
-from rest_bridge.generation.order import GenerationOrder
+from rest_bridge.generation.order import GenerationOrder, insufficient_points
 from rest_bridge.link.channels import CollectedFile, ProgressHook, rest_error
 from rest_bridge.state import BridgeState
 from storage import generations, points
@@ -73,11 +74,7 @@ async def begin(
     try:
         remaining = await state.db(points.start_generation, gen, claim_id=claim_id)
     except points.InsufficientPoints as exc:
-        raise ApiError(
-            402,
-            "insufficient_points",
-            f"This needs {exc.needed} points and the balance is {exc.balance}.",
-        ) from exc
+        raise insufficient_points(exc.needed, exc.balance) from exc
     return Started(
         generation=gen,
         remaining_points=remaining,
@@ -274,12 +271,18 @@ async def _store(
 async def _save(
     state: BridgeState, outcome: GenerationOutcome, stored: list[tuple[Asset, bytes]]
 ) -> None:
-    """Files first, then one transaction: assets, answer, completed; undone if it cannot."""
+    """Files first, then one transaction: assets, answer, completed; undone if it cannot.
+
+    Both in one worker-thread call: one hand-off from the event loop a request, not two.
+    """
     gen, assets = outcome.generation, outcome.assets
 
-    def write_all() -> None:
+    def write_and_complete(session: Session) -> bool:
         for asset, data in stored:
             state.blobs.put(asset.blob_key, data)
+        return generations.complete(
+            session, gen.id, assets, outcome.generation_time_ms, outcome.data or None
+        )
 
     def remove_all() -> None:
         """Best effort: a store that is away keeps what it has (never a second error)."""
@@ -290,10 +293,7 @@ async def _save(
                 log.warning("generation %s: a file stays behind: %s", gen.id, exc)
 
     try:
-        await run_in_threadpool(write_all)
-        completed = await state.db(
-            generations.complete, gen.id, assets, outcome.generation_time_ms, outcome.data or None
-        )
+        completed = await state.db(write_and_complete)
     except StoreUnavailable as exc:
         log.warning("generation %s: the output could not be stored: %s", gen.id, exc)
         await run_in_threadpool(remove_all)

@@ -97,6 +97,9 @@ class ThreeDKind(GenerationKind[MeshRequest]):
         one_of("orientation", body.orientation, model.orientations, model)
         return body
 
+    def fetches(self, body: MeshRequest) -> bool:
+        return True  # its image, always
+
     async def prepare(self, state: BridgeState, body: MeshRequest) -> DecodedImage:
         image = await load_image_input(
             body.image_url,

@@ -167,6 +167,9 @@ class VideoKind(GenerationKind[VideoRequest]):
             update["seed"] = random.randint(0, vocab.MAX_SEED)
         return body.model_copy(update=update)
 
+    def fetches(self, body: VideoRequest) -> bool:
+        return bool(body.from_image)
+
     async def prepare(self, state: BridgeState, body: VideoRequest) -> DecodedImage | None:
         if not body.from_image:
             return None

@@ -21,6 +21,7 @@ SERVING = [
         for c in (1, 4, 8)
         for mode in ("on", "off")
     ),
+    "REST c=8, batching on (max_batch_size 8)",
     "batch-1 latency, plain diffusers",
     "batch-1 latency, batching on",
     "batch-1 latency, batching off",
@@ -39,6 +40,7 @@ GOALS = {
     "c=8, batching on / plain sequential diffusers (GPU)": {"n/a"},
     "batch-1 latency / plain diffusers (batching on)": {"pass", "short"},
     "FP8 SDXL 1024x1024, 20 steps, c=8, batching on": {"n/a"},
+    "REST c=8, batching on / in-process batched ceiling": {"pass", "short"},
 }
 
 

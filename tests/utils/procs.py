@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,11 +69,13 @@ def start_inference(
     models_file: Path | None = None,
     extra_env: dict[str, str] | None = None,
     credentials: grpc.ChannelCredentials | None = None,
+    launcher: Sequence[str] = (),
 ) -> tuple[Proc, int, int]:
     """Starts the inference server; returns once it reports SERVING.
 
     ``credentials``: for a server that serves TLS, how the readiness check connects
-    (health checks need no service token).
+    (health checks need no service token). ``launcher``: interpreter arguments before
+    the module (a benchmark's ``-m cProfile -o FILE``).
     """
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -89,7 +91,9 @@ def start_inference(
     if models_file is not None:
         env["GENSERVE_MODELS_FILE"] = str(models_file)
     proc = Proc(
-        [sys.executable, "-m", "inference_server.server"], env, log_dir / f"inference-{port}.log"
+        [sys.executable, *launcher, "-m", "inference_server.server"],
+        env,
+        log_dir / f"inference-{port}.log",
     )
 
     def serving() -> bool:
@@ -113,16 +117,20 @@ def start_inference(
 
 
 def start_bridge(
-    env: dict[str, str], log_dir: Path, wait_healthy: bool = True, host: str = "127.0.0.1"
+    env: dict[str, str],
+    log_dir: Path,
+    wait_healthy: bool = True,
+    host: str = "127.0.0.1",
+    launcher: Sequence[str] = (),
 ) -> tuple[Proc, str]:
     """Starts a bridge listening on ``host``; returns once ``/readyz`` answers 200 (an inference
     server is serving), or, with ``wait_healthy=False``, once ``/healthz`` does (the process
-    serves)."""
+    serves). ``launcher``: interpreter arguments before the module, as for the server."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     full_env = {"GENSERVE_PUBLIC_BASE_URL": base, **env}
     proc = Proc(
-        [sys.executable, "-m", "rest_bridge", "--host", host, "--port", str(port)],
+        [sys.executable, *launcher, "-m", "rest_bridge", "--host", host, "--port", str(port)],
         full_env,
         log_dir / f"bridge-{port}.log",
     )
