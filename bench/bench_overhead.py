@@ -46,6 +46,8 @@ from genserve.inference.v1 import inference_pb2_grpc as pb_grpc
 
 WAYS = ("ceiling", "grpc", "rest")
 BASELINE = "rest, baseline bridge"
+NO_FILL = ("grpc, fill off", "rest, fill off")
+"""With ``--compare-fill``: the same model with ``batch_fill_ms = 0``, in the same rounds."""
 TOP = 8
 
 
@@ -150,14 +152,20 @@ def measure(
     rounds: int,
     per_client: int,
     baseline: Bridge | None = None,
+    compare_fill: bool = False,
 ) -> dict[str, Way]:
     on = plan.name("base", "on")
     names = WAYS + ((BASELINE,) if baseline is not None else ())
+    names += NO_FILL if compare_fill else ()
     ways = {w: Way() for w in names}
     senders: dict[str, Send] = {
         "grpc": grpc_sender(main, on, ways["grpc"].phases),
         "rest": rest_sender(bridge, on, ways["rest"].phases),
     }
+    if compare_fill:
+        grpc_way, rest_way = NO_FILL
+        senders[grpc_way] = grpc_sender(main, no_fill(on), ways[grpc_way].phases)
+        senders[rest_way] = rest_sender(bridge, no_fill(on), ways[rest_way].phases)
     processes = {"bridge": bridge.proc.popen.pid, "inference": main.proc.popen.pid}
     if baseline is not None:
         senders[BASELINE] = rest_sender(baseline, on, ways[BASELINE].phases)
@@ -202,6 +210,11 @@ def measure(
         for name in order:
             run_way(name)
     return ways
+
+
+def no_fill(model: str) -> str:
+    """The name of ``model``'s twin with ``batch_fill_ms = 0`` (``--compare-fill``)."""
+    return f"{model}-no-fill"
 
 
 def say(message: str) -> None:
@@ -277,6 +290,11 @@ def main(argv: list[str] | None = None) -> None:
         help="another checkout of genserve (an earlier commit, say): a second bridge runs its "
         "code against the same inference server, measured in the same rounds",
     )
+    p.add_argument(
+        "--compare-fill",
+        action="store_true",
+        help="add gRPC and REST columns on a twin of the model with batch_fill_ms = 0",
+    )
     args = p.parse_args(argv)
     serving_args = ["--cache", str(args.cache), "--batch", str(args.batch)]
     if args.batch_wait_ms is not None:
@@ -288,7 +306,11 @@ def main(argv: list[str] | None = None) -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="genserve-o-") as tmp, contextlib.ExitStack() as stack:
         say("starting an inference server and a bridge")
-        spec = InferenceSpec("main", serving.model_table(plan, folder, ("base",)), plan.threads)
+        table = serving.model_table(plan, folder, ("base",))
+        if args.compare_fill:
+            on = plan.name("base", "on")
+            table[no_fill(on)] = {**table[on], "batch_fill_ms": 0}
+        spec = InferenceSpec("main", table, plan.threads)
         (main_server,) = start_inferences(
             plan.cache, Path(tmp), [spec], launcher(args.profile, "inference")
         )
@@ -306,7 +328,10 @@ def main(argv: list[str] | None = None) -> None:
             (baseline,) = start_bridges(home, [[main_server]], keys=TOP, extra_env=env)
             stack.callback(baseline.proc.stop)
         plain = serving.Plain(folder, plan)
-        ways = measure(plan, plain, main_server, bridge, args.rounds, args.per_client, baseline)
+        ways = measure(
+            plan, plain, main_server, bridge, args.rounds, args.per_client, baseline,
+            args.compare_fill,
+        )  # fmt: skip
         if args.profile is not None:
             profiled_round(main_server, bridge, plan.name("base", "on"), args.per_client)
     print(plan.section())

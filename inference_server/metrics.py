@@ -53,6 +53,14 @@ class Metrics:
             registry=self.registry,
             buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
         )
+        self.batch_fills = Counter(
+            "genserve_inference_batch_fills",
+            "Batched calls that waited (batch_fill_ms) for as many rows as the model's last "
+            "call had, by device and how the wait ended: filled, timed_out, or yielded (other "
+            "work was waiting).",
+            ["device", "outcome"],
+            registry=self.registry,
+        )
 
         self.model_loads = Counter(
             "genserve_inference_model_loads",
@@ -78,6 +86,9 @@ class Metrics:
     def loaded(self, model: str, source: str, seconds: float) -> None:
         self.model_loads.labels(model, source).inc()
         self.model_load_seconds.labels(source).observe(seconds)
+
+    def filled(self, device: str, outcome: str) -> None:
+        self.batch_fills.labels(device, outcome).inc()
 
     def evicted(self, model: str, to: str) -> None:
         self.model_evictions.labels(model, to).inc()

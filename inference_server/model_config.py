@@ -184,6 +184,15 @@ class ModelSpec(BaseModel):
         le=10_000,
         description="the longest a request waits for company before its batch starts",
     )
+    batch_fill_ms: float = Field(
+        50.0,
+        ge=0,
+        le=10_000,
+        description="the longest a batch that would start smaller than the model's last one "
+        "(ended within the last second) waits for that many images, so closed-loop clients "
+        "keep sharing calls; about a call's fixed cost; 0 turns it off (a lone client's last "
+        "call had one image: it never waits)",
+    )
     cache: Literal["none", "first_block", "taylorseer", "magcache"] = Field(
         "none",
         description="a step cache of diffusers for diffusion transformers (FLUX, SD3, Wan, LTX), "

@@ -14,6 +14,15 @@ are retried, so only work that would not fit alone fails.
 A batch waits for company (at most its ``wait_s``) only when its first member
 arrived while the device was busy: a lone client's requests never wait, and
 under load the queue fills while the device works, so batches form by themselves.
+
+Closed-loop clients split that rhythm: when a call ends, its clients send their
+next requests at once, the first finds the device free and would run alone while
+the rest queue behind it. So the queue remembers each key's recent demand (the
+rows of its last call and those waiting when it ended, for ``DEMAND_MEMORY_S``):
+a call that would start with fewer rows waits up to its ``fill_s`` more for
+them, and starts as soon as they are there, or when other work is waiting. A
+lone client's last call had one row and none waiting: its requests never wait
+for company that is not coming.
 """
 
 from __future__ import annotations
@@ -38,6 +47,17 @@ ProgressSink = Callable[[str, int, int, int], None]  # stage, step, total, queue
 Work = Callable[[StepCallback], Any]
 DepthSink = Callable[[int], None]
 BatchSink = Callable[[int], None]
+FillSink = Callable[[str], None]
+
+DEMAND_MEMORY_S = 1.0
+"""How long a call's rows count as its key's recent demand after the call ends."""
+
+FILLED = "filled"
+"""A fill wait that ended with the rows of recent demand."""
+TIMED_OUT = "timed_out"
+"""A fill wait that ran its ``fill_s`` out without them (the call starts with fewer)."""
+YIELDED = "yielded"
+"""A fill wait cut short: other work was waiting for the device, or every member left."""
 
 
 class Seat:
@@ -94,6 +114,8 @@ class Batching:
     wait_s: float
     """The longest a call waits for company before it starts."""
     run: BatchRun
+    fill_s: float = 0.0
+    """The longest a call waits, besides ``wait_s``, for the rows its key's last call had."""
 
 
 @dataclass(eq=False)
@@ -125,6 +147,10 @@ class QueuedWork:
         """Tells the submitter its place in the queue (0: nothing ahead)."""
         self.position = position
         self.on_progress("queued", 0, 0, position)
+
+
+def _all_left(members: Sequence[QueuedWork]) -> bool:
+    return all(queued.cancelled.is_set() for queued in members)
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
@@ -168,6 +194,10 @@ class DeviceQueue:
         """Told the number waiting whenever it changes (the queue-depth gauge)."""
         self.on_batch: BatchSink | None = None
         """Told the rows of every batched call as it starts (the batch-size histogram)."""
+        self.on_fill: FillSink | None = None
+        """Told how each wait for recent demand ended (``FILLED``, ``TIMED_OUT``, ``YIELDED``)."""
+        self._demand: dict[Hashable, tuple[int, float]] = {}
+        # batch key -> (rows of its last call, when that call ended, loop time)
 
     def _depth_changed(self) -> None:
         if self.on_depth is not None:
@@ -291,7 +321,9 @@ class DeviceQueue:
 
         Later work of the key goes ahead of earlier work of other keys: one call
         for all of it is the point. When ``first`` came to a busy device, the
-        call waits up to ``wait_s`` for more of its kind to arrive.
+        call waits up to ``wait_s`` for more of its kind to arrive; with fewer
+        rows than its key's recent demand, up to ``fill_s`` for them, while no
+        other work waits.
         """
         batching = first.batching
         assert batching is not None
@@ -313,26 +345,72 @@ class DeviceQueue:
             self._depth_changed()
 
         take()
-        if first.arrived_busy and batching.wait_s > 0:
-            deadline = loop.time() + batching.wait_s
-            try:
-                while rows < batching.limit and (remaining := deadline - loop.time()) > 0:
-                    self._wakeup.clear()
-                    try:
-                        await asyncio.wait_for(self._wakeup.wait(), remaining)
-                    except TimeoutError:
-                        break
-                    take()
-            except asyncio.CancelledError:  # the queue stops: out of the queue, so answer here
-                for queued in members:
-                    _settle(queued.future, GenerationCancelled("the server is stopping"))
-                raise
+        now = loop.time()
+        wait_until = now + batching.wait_s if first.arrived_busy else now
+        target = min(self.recent_rows(batching.key, now), batching.limit)
+        filling = rows < target and batching.fill_s > 0
+        fill_until = now + batching.fill_s if filling else now
+
+        def deadline() -> float:
+            nonlocal filling
+            if filling and (self._others_waiting(batching.key) or _all_left(members)):
+                self._filled(YIELDED)
+                filling = False
+            return max(wait_until, fill_until) if filling else wait_until
+
+        try:
+            while rows < batching.limit and (remaining := deadline() - loop.time()) > 0:
+                self._wakeup.clear()
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+                except TimeoutError:
+                    break
+                take()
+                if filling and rows >= target:
+                    self._filled(FILLED)
+                    filling = False
+        except asyncio.CancelledError:  # the queue stops: out of the queue, so answer here
+            for queued in members:
+                _settle(queued.future, GenerationCancelled("the server is stopping"))
+            raise
+        if filling:
+            self._filled(TIMED_OUT)
+        if wait_until > now or fill_until > now:
             self._announce_positions()
         return members
 
+    def recent_rows(self, key: Hashable, now: float) -> int:
+        """``key``'s demand when its last call ended, within ``DEMAND_MEMORY_S``; else 1."""
+        rows, ended = self._demand.get(key, (1, now))
+        return rows if now - ended <= DEMAND_MEMORY_S else 1
+
+    def _remember(self, key: Hashable, rows: int, now: float) -> None:
+        """A call of ``key`` with ``rows`` ended: its demand is those and the rows waiting now.
+
+        The waiting rows count because a call split in two (a lone first member, the
+        rest queued behind it) would otherwise teach the queue the split's sizes.
+        """
+        for old in [k for k, (_, ended) in self._demand.items() if now - ended > DEMAND_MEMORY_S]:
+            del self._demand[old]
+        waiting = sum(
+            q.batching.size
+            for q in self._pending
+            if q.batching is not None and q.batching.key == key
+        )
+        self._demand[key] = (rows + waiting, now)
+
+    def _others_waiting(self, key: Hashable) -> bool:
+        """Whether work that cannot join a call of ``key`` waits for the device."""
+        return any(q.batching is None or q.batching.key != key for q in self._pending)
+
+    def _filled(self, outcome: str) -> None:
+        if self.on_fill is not None:
+            self.on_fill(outcome)
+
     async def _run_batch(self, members: list[QueuedWork], loop: asyncio.AbstractEventLoop) -> None:
+        rows = sum(m.batching.size for m in members if m.batching is not None)
         if self.on_batch is not None:
-            self.on_batch(sum(m.batching.size for m in members if m.batching is not None))
+            self.on_batch(rows)
         try:
             outcomes = await loop.run_in_executor(
                 self._executor, members[0].context.run, self._execute_batch, members, loop
@@ -345,6 +423,9 @@ class DeviceQueue:
         else:
             for queued, outcome in zip(members, outcomes, strict=True):
                 _settle(queued.future, outcome)
+        finally:
+            assert members[0].batching is not None
+            self._remember(members[0].batching.key, rows, loop.time())
 
     def _execute_batch(
         self, members: list[QueuedWork], loop: asyncio.AbstractEventLoop

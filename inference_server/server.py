@@ -90,6 +90,7 @@ class InferenceServer:
             queue.on_depth = self.metrics.queue_depth.labels(queue.device).set
             queue.on_depth(0)
             queue.on_batch = self.metrics.batch_rows.labels(queue.device).observe
+            queue.on_fill = partial(self.metrics.filled, queue.device)
         for budget in self.registry.budgets.values():
             budget.on_load = self.metrics.loaded
             budget.on_evict = self.metrics.evicted

@@ -74,6 +74,7 @@ class ImagePlan:
             limit=self.spec.max_batch_size,
             wait_s=self.spec.batch_wait_ms / 1000,
             run=run_together,
+            fill_s=self.spec.batch_fill_ms / 1000,
         )
 
     def request(self) -> ImageRequest:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,15 @@ from inference_server.pipelines.image import ImageRun, _drop_rows, run_image
 from inference_server.plans.image import ImagePlan
 from inference_server.progress import StepCallback
 from inference_server.registry import ModelRegistry
-from inference_server.scheduler import Batching, DeviceQueue, QueuedWork, Seat
+from inference_server.scheduler import (
+    FILLED,
+    TIMED_OUT,
+    YIELDED,
+    Batching,
+    DeviceQueue,
+    QueuedWork,
+    Seat,
+)
 from tests.utils.procs import start_inference
 
 SPEC = ModelSpec(
@@ -237,6 +246,123 @@ async def test_out_of_memory_splits_the_batch_and_only_what_cannot_fit_alone_fai
     assert calls == [[1, 2, 3, 4], [1, 2], [3, 4], [3], [4]]
 
 
+def _counting_batching(fill_s: float, key: str = "k", work_s: float = 0.0) -> Batching:
+    """A device call of ``work_s`` seconds that answers each payload times ten."""
+
+    def run(seats: Sequence[Seat]) -> list[Any]:
+        time.sleep(work_s)  # the device at work, on the device thread
+        return [seat.payload * 10 for seat in seats]
+
+    return Batching(key=key, size=1, limit=8, wait_s=0.0, run=run, fill_s=fill_s)
+
+
+async def _closed_loop(
+    queue: DeviceQueue, batching: Batching, clients: int, rounds: int, pause: float
+) -> None:
+    """``clients`` that each send a request as soon as their last one is answered: all at
+    once the first time, then client ``i`` after ``i * pause`` seconds (as answers and new
+    requests cross a network one by one)."""
+
+    async def client(i: int) -> None:
+        for r in range(rounds):
+            if r:
+                await asyncio.sleep(i * pause)
+            handle = queue.submit(_unused, _ignore, batching, payload=i * 100 + r)
+            assert await handle.future == (i * 100 + r) * 10
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+
+
+async def _fills(queue: DeviceQueue) -> tuple[list[int], list[str]]:
+    """Starts ``queue`` telling two lists the rows of its calls and how its fill waits ended."""
+    rows: list[int] = []
+    fills: list[str] = []
+    queue.on_batch = rows.append
+    queue.on_fill = fills.append
+    queue.start()
+    return rows, fills
+
+
+async def test_closed_loop_clients_arriving_apart_keep_filling_one_call() -> None:
+    """Four clients whose next requests reach the free device 20 ms apart (a call takes
+    100 ms): without the fill the first would run alone each round; with it each round
+    is one call of four, started when the fourth came."""
+    queue = DeviceQueue("cpu", maxsize=16)
+    rows, fills = await _fills(queue)
+    batching = _counting_batching(fill_s=30.0, work_s=0.1)
+    try:
+        await _closed_loop(queue, batching, 4, rounds=4, pause=0.02)
+    finally:
+        await queue.stop()
+    assert rows == [4, 4, 4, 4], rows
+    assert fills == [FILLED] * 3, fills
+
+
+async def test_with_fill_off_the_same_clients_split_their_calls() -> None:
+    """The control of the test above: ``batch_fill_ms = 0`` is today's policy, and the
+    clients' 20 ms apart never share a call (each finds the device free)."""
+    queue = DeviceQueue("cpu", maxsize=16)
+    rows, fills = await _fills(queue)
+    try:
+        await _closed_loop(queue, _counting_batching(fill_s=0.0, work_s=0.1), 4, 3, pause=0.02)
+    finally:
+        await queue.stop()
+    assert rows[0] == 4 and max(rows[1:]) < 4 and sum(rows) == 12, rows
+    assert fills == []
+
+
+async def test_a_lone_client_is_never_held_for_company() -> None:
+    """A lone client's last call had one row and nobody waiting: it never fill-waits, however
+    long its fill (30 s here would show as a test that hangs)."""
+    queue = DeviceQueue("cpu", maxsize=16)
+    rows, fills = await _fills(queue)
+    try:
+        await _closed_loop(queue, _counting_batching(fill_s=30.0), 1, rounds=5, pause=0.0)
+    finally:
+        await queue.stop()
+    assert rows == [1] * 5
+    assert fills == []
+    assert queue.recent_rows("k", asyncio.get_running_loop().time()) == 1
+
+
+async def test_demand_that_went_away_costs_one_bounded_wait_then_none() -> None:
+    """After four clients, one request alone waits its fill out once (it ran alone: the wait
+    timed out, nobody joined), and the next one, its demand now one, does not wait."""
+    queue = DeviceQueue("cpu", maxsize=16)
+    rows, fills = await _fills(queue)
+    batching = _counting_batching(fill_s=0.05)
+    try:
+        await _closed_loop(queue, batching, 4, rounds=1, pause=0.0)
+        assert rows == [4] and fills == []
+        for payload in (1, 2):
+            handle = queue.submit(_unused, _ignore, batching, payload=payload)
+            assert await handle.future == payload * 10
+    finally:
+        await queue.stop()
+    assert rows == [4, 1, 1]
+    assert fills == [TIMED_OUT]
+
+
+async def test_a_fill_wait_yields_to_other_work_and_keeps_the_fair_order() -> None:
+    """A call waiting for its key's demand starts at once when work of another key comes:
+    the device never idles for company while someone else waits."""
+    queue = DeviceQueue("cpu", maxsize=16)
+    rows, fills = await _fills(queue)
+    mine = _counting_batching(fill_s=30.0)
+    other = _counting_batching(fill_s=30.0, key="other")
+    try:
+        await _closed_loop(queue, mine, 3, rounds=1, pause=0.0)
+        handle = queue.submit(_unused, _ignore, mine, payload=7)
+        while not fills and queue.running is None:
+            await asyncio.sleep(0.01)
+        stranger = queue.submit(_unused, _ignore, other, payload=8)
+        assert await handle.future == 70 and await stranger.future == 80
+    finally:
+        await queue.stop()
+    assert rows == [3, 1, 1]
+    assert fills == [YIELDED]
+
+
 def _unused(on_step: StepCallback) -> None:
     raise AssertionError("batched work runs through its Batching")
 
@@ -301,6 +427,80 @@ def test_the_server_merges_concurrent_rpcs_and_streams_each_its_own_progress(
         assert (count, total) == (2.0, 4.0), (count, total)  # the long one alone, then 3 together
     finally:
         proc.stop()
+
+
+@pytest.mark.server
+def test_closed_loop_rpcs_keep_sharing_calls_and_a_lone_one_is_not_held(
+    model_cache: Path, logs: Path, tmp_path: Path
+) -> None:
+    """Over gRPC: four clients, each sending its next request when its answer comes, run
+    every round as one call of four; later, a lone request runs alone without a fill wait."""
+    models = tmp_path / "models.toml"
+    models.write_text(
+        '[models.nano-banana]\nkind = "image"\nsource = "builtin:tiny-sdxl"\n'
+        "width = 64\nheight = 64\nsteps = 4\nmax_batch_size = 4\nbatch_wait_ms = 50\n"
+        "batch_fill_ms = 2000\n"
+    )
+    proc, port, metrics_port = start_inference(model_cache, logs, models_file=models)
+    try:
+        stub = pb_grpc.InferenceServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+
+        def generate(prompt: str, seed: int, steps: int = 4) -> None:
+            request = pb.GenerateImageRequest(prompt=prompt, steps=steps, seed=seed, num_images=1)
+            events = list(stub.GenerateImage(request))
+            assert events[-1].WhichOneof("event") == "completion"
+
+        hold = pb.GenerateImageRequest(prompt="hold", steps=40, seed=1, num_images=1)
+        long_one = iter(stub.GenerateImage(hold))
+        next(long_one)  # queued: the clients' first requests meet behind it
+
+        def client(i: int) -> None:
+            for r in range(5):
+                generate(f"client {i} round {r}", seed=10 * i + r)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        assert list(long_one)[-1].WhichOneof("event") == "completion"
+        for thread in threads:
+            thread.join(120)
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        calls = _sample(metrics, "genserve_inference_batch_rows_count")
+        rows = _sample(metrics, "genserve_inference_batch_rows_sum")
+        small = _bucket(metrics, "genserve_inference_batch_rows_bucket", "3.0")
+        # The long one alone, then five calls of four: no round split in two.
+        assert (calls, rows, small) == (6.0, 21.0, 1.0), (calls, rows, small)
+        assert _fill_count(metrics, "timed_out") == _fill_count(metrics, "yielded") == 0.0
+        filled = _fill_count(metrics, "filled")
+
+        time.sleep(1.5)  # longer than the queue remembers demand (DEMAND_MEMORY_S)
+        generate("alone", seed=1)
+        generate("alone again", seed=2)
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert _sample(metrics, "genserve_inference_batch_rows_count") == 8.0
+        assert _sample(metrics, "genserve_inference_batch_rows_sum") == 23.0  # each alone
+        # ... and neither waited for company: no fill wait began, of any outcome.
+        assert _fill_count(metrics, "filled") == filled
+        assert _fill_count(metrics, "timed_out") == _fill_count(metrics, "yielded") == 0.0
+    finally:
+        proc.stop()
+
+
+def _bucket(metrics: str, name: str, le: str) -> float:
+    line = next(
+        line for line in metrics.splitlines() if line.startswith(name) and f'le="{le}"' in line
+    )
+    return float(line.rsplit(" ", 1)[1])
+
+
+def _fill_count(metrics: str, outcome: str) -> float:
+    """The fill waits that ended with ``outcome`` (0 before the first: no series yet)."""
+    for line in metrics.splitlines():
+        if line.startswith("genserve_inference_batch_fills_total{") and (
+            f'outcome="{outcome}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _sample(metrics: str, name: str) -> float:
