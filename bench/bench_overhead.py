@@ -281,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-client", type=int, default=4, help="requests per client and round")
     p.add_argument("--batch-wait-ms", type=float, help="the model's batch_wait_ms (its default)")
     p.add_argument("--batch", type=int, default=TOP, help="the model's max_batch_size (8)")
+    p.add_argument("--batch-fill-ms", type=float, help="the model's batch_fill_ms (its default)")
     p.add_argument("--profile", type=Path, help="run both servers under cProfile, files here")
     p.add_argument("--top", type=int, default=25, help="profile entries to print")
     p.add_argument("--cache", type=Path, default=Path("data/test-models"))
@@ -307,8 +308,10 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="genserve-o-") as tmp, contextlib.ExitStack() as stack:
         say("starting an inference server and a bridge")
         table = serving.model_table(plan, folder, ("base",))
+        on = plan.name("base", "on")
+        if args.batch_fill_ms is not None:
+            table[on]["batch_fill_ms"] = args.batch_fill_ms
         if args.compare_fill:
-            on = plan.name("base", "on")
             table[no_fill(on)] = {**table[on], "batch_fill_ms": 0}
         spec = InferenceSpec("main", table, plan.threads)
         (main_server,) = start_inferences(
