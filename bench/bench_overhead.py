@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     serving_args = ["--cache", str(args.cache), "--batch", str(args.batch)]
     if args.batch_wait_ms is not None:
         serving_args += ["--batch-wait-ms", str(args.batch_wait_ms)]
+    if args.batch_fill_ms is not None:
+        serving_args += ["--batch-fill-ms", str(args.batch_fill_ms)]
     plan = serving.resolve(serving.parser().parse_args(serving_args))
     folder = serving.model_folder(plan)
     if args.profile is not None:
@@ -308,10 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="genserve-o-") as tmp, contextlib.ExitStack() as stack:
         say("starting an inference server and a bridge")
         table = serving.model_table(plan, folder, ("base",))
-        on = plan.name("base", "on")
-        if args.batch_fill_ms is not None:
-            table[on]["batch_fill_ms"] = args.batch_fill_ms
         if args.compare_fill:
+            on = plan.name("base", "on")
             table[no_fill(on)] = {**table[on], "batch_fill_ms": 0}
         spec = InferenceSpec("main", table, plan.threads)
         (main_server,) = start_inferences(

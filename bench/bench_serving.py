@@ -89,6 +89,7 @@ class Plan:
     solo_rounds: int
     batch: int
     batch_wait_ms: float | None
+    batch_fill_ms: float | None
     variants: tuple[str, ...]
     compile: bool
     scale: float
@@ -212,6 +213,8 @@ def model_table(plan: Plan, folder: Path, variants: tuple[str, ...]) -> ModelTab
         base["compile"] = True
     if plan.batch_wait_ms is not None:
         base["batch_wait_ms"] = plan.batch_wait_ms
+    if plan.batch_fill_ms is not None:
+        base["batch_fill_ms"] = plan.batch_fill_ms
     table: ModelTable = {}
     for variant in variants:
         extra = {"quantize": "fp8"} if variant == "fp8" else {}
@@ -482,6 +485,7 @@ def resolve(args: argparse.Namespace) -> Plan:
         solo_rounds=args.solo_rounds or (2 if quick else 20 if on_cpu else 6),
         batch=args.batch,
         batch_wait_ms=args.batch_wait_ms,
+        batch_fill_ms=args.batch_fill_ms,
         variants=("base", "fp8") if args.fp8 else ("base",),
         compile=args.compile,
         scale=args.scale,
@@ -503,6 +507,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--solo-rounds", type=int, help="rounds of one image at a time (20; 6 on cuda)")
     p.add_argument("--batch", type=int, default=8, help="max_batch_size with batching on (8)")
     p.add_argument("--batch-wait-ms", type=float, help="batch_wait_ms (unset: the model's)")
+    p.add_argument("--batch-fill-ms", type=float, help="batch_fill_ms (unset: the model's)")
     p.add_argument("--fp8", action="store_true", help="add the grid with quantize = 'fp8'")
     p.add_argument("--compile", action="store_true", help="compile = true for every model")
     p.add_argument("--quick", action="store_true", help="a smoke run: every row, tiny figures")
