@@ -115,7 +115,7 @@ class Batching:
     """The longest a call waits for company before it starts."""
     run: BatchRun
     fill_s: float = 0.0
-    """The longest a call waits, besides ``wait_s``, for the rows its key's last call had."""
+    """The longest a call waits, besides ``wait_s``, for its key's recent demand (0: never)."""
 
 
 @dataclass(eq=False)
@@ -197,7 +197,8 @@ class DeviceQueue:
         self.on_fill: FillSink | None = None
         """Told how each wait for recent demand ended (``FILLED``, ``TIMED_OUT``, ``YIELDED``)."""
         self._demand: dict[Hashable, tuple[int, float]] = {}
-        # batch key -> (rows of its last call, when that call ended, loop time)
+        # batch key -> (its demand: rows of its last call and rows then waiting, when
+        # that call ended in loop time)
 
     def _depth_changed(self) -> None:
         if self.on_depth is not None:
