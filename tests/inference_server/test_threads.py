@@ -31,7 +31,8 @@ def test_passive_waiting_unless_the_operator_said_how() -> None:
 
 
 def test_the_thread_count_and_where_it_came_from() -> None:
-    assert choose("auto", ["cpu"], {}, available=8) == (8, "auto: one per core")
+    assert choose("auto", ["cpu"], {}, available=8) == (4, "auto: half the cores")
+    assert choose("auto", ["cpu"], {}, available=1) == (1, "auto: half the cores")
     assert choose("auto", ["cpu", "cuda:0"], {}, available=32) == (4, "auto: GPU server")
     assert choose("auto", ["cuda:0"], {}, available=2) == (1, "auto: GPU server")
     assert choose("auto", ["cpu"], {"OMP_NUM_THREADS": "3"}, available=8) == (
