@@ -58,10 +58,11 @@ class ServerSettings(BaseSettings):
     """
     cpu_threads: int | Literal["auto"] = "auto"
     """Torch's CPU threads (intra-op) in the server; `auto`: `OMP_NUM_THREADS` where set, else
-    half the cores on a CPU server (the rest for the bridge and the encoders) and at most 4 (a quarter of the cores) on a GPU server, so
-    they do not compete with the encoders. OpenMP's threads wait passively
-    (`OMP_WAIT_POLICY=PASSIVE`, `GOMP_SPINCOUNT=0`, `KMP_BLOCKTIME=0`) unless the environment
-    sets any of those: spinning teams slow by an order of magnitude beside other busy processes.
+    half the cores on a CPU server (the rest for the bridge and the encoders) and at most 4
+    (a quarter of the cores) on a GPU server, so they do not compete with the encoders.
+    OpenMP's threads wait passively (`OMP_WAIT_POLICY=PASSIVE`, `GOMP_SPINCOUNT=0`,
+    `KMP_BLOCKTIME=0`) unless the environment sets any of those: spinning teams slow by an
+    order of magnitude beside other busy processes.
     """
     encode_workers: int = Field(2, ge=1)
     """Threads encoding outputs (PNG, WebP, MP4, GLB) beside the device thread."""
