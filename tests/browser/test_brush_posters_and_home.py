@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, Request, expect
+from playwright.sync_api import Browser, Request, expect
 
-from tests.browser.test_studio_pages import _offline, _sign_up_with_key, _until
+from tests.browser.test_studio_pages import _sign_up_with_key, _until, _watched
 from tests.conftest import Bridge
 
 SQLITE = pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
@@ -38,19 +38,14 @@ def _data_url_image(value: str) -> Image.Image:
 def test_a_mask_painted_with_the_brush_goes_out_white_on_black(
     bridge: Bridge, browser: Browser, tmp_path: Path
 ) -> None:
-    context = browser.new_context(base_url=bridge.base, viewport={"width": 1200, "height": 1400})
-    blocked = _offline(context, bridge.base)
-    page: Page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    sent: list[dict[str, Any]] = []
+    with _watched(browser, bridge.base, {"width": 1200, "height": 1400}) as (page, errors, blocked):
+        sent: list[dict[str, Any]] = []
 
-    def note(request: Request) -> None:
-        if request.method == "POST" and request.url == f"{bridge.base}/api/v1/images":
-            sent.append(json.loads(request.post_data or "{}"))
+        def note(request: Request) -> None:
+            if request.method == "POST" and request.url == f"{bridge.base}/api/v1/images":
+                sent.append(json.loads(request.post_data or "{}"))
 
-    page.on("request", note)
-    try:
+        page.on("request", note)
         key = _sign_up_with_key(page)
         page.goto("/playground")
         _until(page, "document.body.dataset.params === '1'")
@@ -112,20 +107,13 @@ def test_a_mask_painted_with_the_brush_goes_out_white_on_black(
         assert project["metadata"].get("mask_image") and project["metadata"].get("input_image")
         assert errors == [], errors
         assert blocked == [], blocked
-    finally:
-        context.close()
 
 
 @SQLITE
 def test_video_cards_show_the_full_size_poster(
     bridge: Bridge, browser: Browser, tmp_path: Path
 ) -> None:
-    context = browser.new_context(base_url=bridge.base, viewport={"width": 1200, "height": 900})
-    blocked = _offline(context, bridge.base)
-    page: Page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
+    with _watched(browser, bridge.base, {"width": 1200, "height": 900}) as (page, errors, blocked):
         key = _sign_up_with_key(page)
         with httpx.Client(
             base_url=bridge.base, headers={"Authorization": f"Bearer {key}"}, timeout=120
@@ -156,22 +144,15 @@ def test_video_cards_show_the_full_size_poster(
         page.screenshot(path=str(_shots(tmp_path) / "video-view.png"))
         assert errors == [], errors
         assert blocked == [], blocked
-    finally:
-        context.close()
 
 
 @SQLITE
 def test_a_signed_out_visit_to_the_root_leads_to_a_working_log_in(
     bridge: Bridge, browser: Browser, tmp_path: Path
 ) -> None:
-    context = browser.new_context(base_url=bridge.base, viewport={"width": 1000, "height": 700})
-    blocked = _offline(context, bridge.base)
-    page: Page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    statuses: list[int] = []
-    page.on("response", lambda r: statuses.append(r.status))
-    try:
+    with _watched(browser, bridge.base, {"width": 1000, "height": 700}) as (page, errors, blocked):
+        statuses: list[int] = []
+        page.on("response", lambda r: statuses.append(r.status))
         page.goto("/")
         expect(page).to_have_url(re.compile(r"/login$"))
         expect(page.locator("h1")).to_have_text("Log in")
@@ -184,5 +165,3 @@ def test_a_signed_out_visit_to_the_root_leads_to_a_working_log_in(
         assert all(status < 400 for status in statuses), statuses
         assert errors == [], errors
         assert blocked == [], blocked
-    finally:
-        context.close()

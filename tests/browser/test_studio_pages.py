@@ -13,12 +13,14 @@ import io
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, ViewportSize, expect
 
 from tests.conftest import Bridge
 from tests.utils.web import new_email
@@ -49,6 +51,23 @@ def _offline(context: BrowserContext, base: str) -> list[str]:
     return blocked
 
 
+@contextmanager
+def _watched(
+    browser: Browser, base: str, viewport: ViewportSize | None = None
+) -> Iterator[tuple[Page, list[str], list[str]]]:
+    """A page of a new context, offline but for ``base`` (``_offline``): the page, the
+    errors thrown in it and the requests it tried elsewhere; the context closed after."""
+    context = browser.new_context(base_url=base, viewport=viewport)  # None: the default size
+    blocked = _offline(context, base)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page, errors, blocked
+    finally:
+        context.close()
+
+
 def _sign_up_with_key(page: Page) -> str:
     page.goto("/signup")
     page.fill("#email", new_email())
@@ -68,21 +87,16 @@ def _png() -> str:
 
 @pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
 def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Path) -> None:
-    context = browser.new_context(base_url=bridge.base)
-    blocked = _offline(context, bridge.base)
-    page: Page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    calls: list[tuple[str, str, bool]] = []  # the pages' fetches: method, path, CSRF header
-    page.on(
-        "request",
-        lambda r: (
-            calls.append((r.method, r.url[len(bridge.base) :], "x-csrf-token" in r.headers))
-            if r.resource_type == "fetch"
-            else None
-        ),
-    )
-    try:
+    with _watched(browser, bridge.base) as (page, errors, blocked):
+        calls: list[tuple[str, str, bool]] = []  # the pages' fetches: method, path, CSRF header
+        page.on(
+            "request",
+            lambda r: (
+                calls.append((r.method, r.url[len(bridge.base) :], "x-csrf-token" in r.headers))
+                if r.resource_type == "fetch"
+                else None
+            ),
+        )
         key = _sign_up_with_key(page)
         page.goto("/playground")
         expect(page.locator("#points")).to_have_text("Points left: 100")
@@ -178,8 +192,6 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
         assert all(csrf for _, path, csrf in calls if path.startswith("/api/v1/"))
         assert errors == [], errors
         assert blocked == [], blocked
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize("bridge", ["sqlite"], indirect=True)
@@ -220,12 +232,7 @@ def test_menu_card_view_and_playground_parameters(
     output, its parameters, download, "use these settings" and delete; the playground draws
     every parameter of the kind from the OpenAPI schema and the model's accepted values."""
     shots = Path(os.environ.get("GENSERVE_SCREENSHOTS", tmp_path))
-    context = browser.new_context(base_url=bridge.base, viewport={"width": 1200, "height": 900})
-    blocked = _offline(context, bridge.base)
-    page: Page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    try:
+    with _watched(browser, bridge.base, {"width": 1200, "height": 900}) as (page, errors, blocked):
         key = _sign_up_with_key(page)
         with httpx.Client(
             base_url=bridge.base, headers={"Authorization": f"Bearer {key}"}, timeout=120
@@ -299,5 +306,3 @@ def test_menu_card_view_and_playground_parameters(
         assert [p["prompt"] for p in left] == ["a green boat"]
         assert errors == [], errors
         assert blocked == [], blocked
-    finally:
-        context.close()
