@@ -188,10 +188,10 @@ class ModelSpec(BaseModel):
         50.0,
         ge=0,
         le=10_000,
-        description="the longest a batch that would start with fewer images than the model's "
-        "recent demand (its last call's images and those then waiting, within a second) waits "
-        "for them, so closed-loop clients keep sharing calls; about a call's fixed cost; 0 "
-        "turns it off (a lone client's demand is one image: it never waits)",
+        description="the longest a batch that would start with fewer requests than the "
+        "model's recent demand (its last call's requests and those then waiting, within a "
+        "second) waits for them, so closed-loop clients keep sharing calls; about a call's "
+        "fixed cost; 0 turns it off (a lone client's demand is one request: it never waits)",
     )
     cache: Literal["none", "first_block", "taylorseer", "magcache"] = Field(
         "none",

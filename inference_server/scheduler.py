@@ -18,11 +18,12 @@ under load the queue fills while the device works, so batches form by themselves
 Closed-loop clients split that rhythm: when a call ends, its clients send their
 next requests at once, the first finds the device free and would run alone while
 the rest queue behind it. So the queue remembers each key's recent demand (the
-rows of its last call and those waiting when it ended, for ``DEMAND_MEMORY_S``):
-a call that would start with fewer rows waits up to its ``fill_s`` more for
-them, and starts as soon as they are there, or when other work is waiting. A
-lone client's last call had one row and none waiting: its requests never wait
-for company that is not coming.
+requests of its last call and those waiting when it ended, for
+``DEMAND_MEMORY_S``): a call that would start with fewer requests waits up to its
+``fill_s`` more for them, and starts as soon as they are there, or when other
+work is waiting. A lone client's last call had one request and none waiting
+(however many images it asked for): its requests never wait for company that is
+not coming.
 """
 
 from __future__ import annotations
@@ -197,8 +198,8 @@ class DeviceQueue:
         self.on_fill: FillSink | None = None
         """Told how each wait for recent demand ended (``FILLED``, ``TIMED_OUT``, ``YIELDED``)."""
         self._demand: dict[Hashable, tuple[int, float]] = {}
-        # batch key -> (its demand: rows of its last call and rows then waiting, when
-        # that call ended in loop time)
+        # batch key -> (its demand: requests of its last call and requests then waiting,
+        # when that call ended in loop time)
 
     def _depth_changed(self) -> None:
         if self.on_depth is not None:
@@ -348,8 +349,8 @@ class DeviceQueue:
         take()
         now = loop.time()
         wait_until = now + batching.wait_s if first.arrived_busy else now
-        target = min(self.recent_rows(batching.key, now), batching.limit)
-        filling = rows < target and batching.fill_s > 0
+        target = min(self.recent_demand(batching.key, now), batching.limit)
+        filling = len(members) < target and batching.fill_s > 0
         fill_until = now + batching.fill_s if filling else now
 
         def deadline() -> float:
@@ -367,7 +368,7 @@ class DeviceQueue:
                 except TimeoutError:
                     break
                 take()
-                if filling and rows >= target:
+                if filling and len(members) >= target:
                     self._filled(FILLED)
                     filling = False
         except asyncio.CancelledError:  # the queue stops: out of the queue, so answer here
@@ -380,25 +381,23 @@ class DeviceQueue:
             self._announce_positions()
         return members
 
-    def recent_rows(self, key: Hashable, now: float) -> int:
-        """``key``'s demand when its last call ended, within ``DEMAND_MEMORY_S``; else 1."""
-        rows, ended = self._demand.get(key, (1, now))
-        return rows if now - ended <= DEMAND_MEMORY_S else 1
+    def recent_demand(self, key: Hashable, now: float) -> int:
+        """``key``'s demand in requests when its last call ended, within ``DEMAND_MEMORY_S``;
+        else 1. Requests, not images: one client asking for four images is still alone."""
+        requests, ended = self._demand.get(key, (1, now))
+        return requests if now - ended <= DEMAND_MEMORY_S else 1
 
-    def _remember(self, key: Hashable, rows: int, now: float) -> None:
-        """A call of ``key`` with ``rows`` ended: its demand is those and the rows waiting now.
+    def _remember(self, key: Hashable, requests: int, now: float) -> None:
+        """A call of ``key`` with ``requests`` ended: its demand is those and the requests
+        waiting now.
 
-        The waiting rows count because a call split in two (a lone first member, the
+        The waiting ones count because a call split in two (a lone first member, the
         rest queued behind it) would otherwise teach the queue the split's sizes.
         """
         for old in [k for k, (_, ended) in self._demand.items() if now - ended > DEMAND_MEMORY_S]:
             del self._demand[old]
-        waiting = sum(
-            q.batching.size
-            for q in self._pending
-            if q.batching is not None and q.batching.key == key
-        )
-        self._demand[key] = (rows + waiting, now)
+        waiting = sum(1 for q in self._pending if q.batching is not None and q.batching.key == key)
+        self._demand[key] = (requests + waiting, now)
 
     def _others_waiting(self, key: Hashable) -> bool:
         """Whether work that cannot join a call of ``key`` waits for the device."""
@@ -426,7 +425,7 @@ class DeviceQueue:
                 _settle(queued.future, outcome)
         finally:
             assert members[0].batching is not None
-            self._remember(members[0].batching.key, rows, loop.time())
+            self._remember(members[0].batching.key, len(members), loop.time())
 
     def _execute_batch(
         self, members: list[QueuedWork], loop: asyncio.AbstractEventLoop

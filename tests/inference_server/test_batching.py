@@ -246,14 +246,17 @@ async def test_out_of_memory_splits_the_batch_and_only_what_cannot_fit_alone_fai
     assert calls == [[1, 2, 3, 4], [1, 2], [3, 4], [3], [4]]
 
 
-def _counting_batching(fill_s: float, key: str = "k", work_s: float = 0.0) -> Batching:
-    """A device call of ``work_s`` seconds that answers each payload times ten."""
+def _counting_batching(
+    fill_s: float, key: str = "k", work_s: float = 0.0, size: int = 1
+) -> Batching:
+    """A device call of ``work_s`` seconds that answers each payload times ten; each request
+    asks for ``size`` images."""
 
     def run(seats: Sequence[Seat]) -> list[Any]:
         time.sleep(work_s)  # the device at work, on the device thread
         return [seat.payload * 10 for seat in seats]
 
-    return Batching(key=key, size=1, limit=8, wait_s=0.0, run=run, fill_s=fill_s)
+    return Batching(key=key, size=size, limit=8, wait_s=0.0, run=run, fill_s=fill_s)
 
 
 async def _closed_loop(
@@ -322,7 +325,22 @@ async def test_a_lone_client_is_never_held_for_company() -> None:
         await queue.stop()
     assert rows == [1] * 5
     assert fills == []
-    assert queue.recent_rows("k", asyncio.get_running_loop().time()) == 1
+    assert queue.recent_demand("k", asyncio.get_running_loop().time()) == 1
+
+
+async def test_a_lone_client_asking_for_several_images_is_never_held() -> None:
+    """Demand counts requests, not images: one client asking for four images, then for one,
+    is still alone and never waits (a 30 s fill would show as a test that hangs)."""
+    queue = DeviceQueue("cpu", maxsize=16)
+    rows, fills = await _fills(queue)
+    try:
+        for batching in (_counting_batching(30.0, size=4), _counting_batching(30.0)):
+            handle = queue.submit(_unused, _ignore, batching, payload=1)
+            assert await handle.future == 10
+    finally:
+        await queue.stop()
+    assert rows == [4, 1]
+    assert fills == []
 
 
 async def test_demand_that_went_away_costs_one_bounded_wait_then_none() -> None:
