@@ -453,38 +453,23 @@ def row_turns(args: argparse.Namespace) -> None:
     ask("sdxl")
     ask("flux-schnell")  # sdxl leaves
     reset_peak(args)
-    back, call = ask("sdxl")  # flux leaves, sdxl comes back
-    source = moves[-1][1]
-    how = "a copy from CPU memory" if source == "cpu" else "built again: a CPU lets it go"
-    emit(
-        Figure(
-            "turns",
-            f"back to sdxl ({how})",
-            1 / (back + call),
-            back,
-            peak_gib(args),
-            None,
-            None,
-            None,
-            f"switch s in s/call; then a {call:.2f} s image",
+    for family, note in (("sdxl", ""), ("flux-schnell", "; budget: one model")):
+        back, call = ask(family)  # the other leaves, this one comes back
+        source = moves[-1][1]
+        how = "a copy from CPU memory" if source == "cpu" else "built again: a CPU lets it go"
+        emit(
+            Figure(
+                "turns",
+                f"back to {family} ({how})",
+                1 / (back + call),
+                back,
+                peak_gib(args),
+                None,
+                None,
+                None,
+                f"switch s in s/call; then a {call:.2f} s image{note}",
+            )
         )
-    )
-    back_f, call_f = ask("flux-schnell")
-    source = moves[-1][1]
-    how = "a copy from CPU memory" if source == "cpu" else "built again: a CPU lets it go"
-    emit(
-        Figure(
-            "turns",
-            f"back to flux-schnell ({how})",
-            1 / (back_f + call_f),
-            back_f,
-            peak_gib(args),
-            None,
-            None,
-            None,
-            f"switch s in s/call; then a {call_f:.2f} s image; budget: one model",
-        )
-    )
 
 
 ROWS: tuple[Row, ...] = (
