@@ -30,7 +30,13 @@ if TYPE_CHECKING:
 
 VIDEO_CODEC = "libx264"
 PIXEL_FORMAT = "yuv420p"
-X264_OPTIONS = {"crf": "20", "preset": "veryfast", "profile": "high"}
+X264_OPTIONS = {"crf": "20", "preset": "veryfast", "profile": "high", "rc-lookahead": "0"}
+"""``rc-lookahead`` 0: x264's lookahead made other files from the same frames, one encode
+to the next in a long-running server (even with one thread), so the same seed gave another
+clip; without it the same frames give the same bytes. What it costs is the lookahead's
+frame-type and macroblock-tree analysis, which on natural footage saves some bits at the same
+quality (on these random-weight clips, 48 frames at 720x720: 0.91 s against 0.94 s to encode,
+the file 20 % smaller and 1.3 dB lower in PSNR)."""
 AUDIO_CODEC = "aac"
 AUDIO_BIT_RATE = 128_000
 
