@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Request, expect
@@ -95,9 +94,7 @@ def test_a_mask_painted_with_the_brush_goes_out_white_on_black(
         assert 0.05 < white < 0.3, white
 
         shown = page.eval_on_selector("#result img.output", "i => i.src")
-        with httpx.Client(
-            base_url=bridge.base, headers={"Authorization": f"Bearer {key}"}, timeout=60
-        ) as api:
+        with bridge.client(key) as api:
             project = api.get("/api/v1/projects", params={"limit": 1}).json()["data"]
             project = project["projects"][0]
             kept = api.get(project["metadata"]["mask_image"])
@@ -115,9 +112,7 @@ def test_video_cards_show_the_full_size_poster(
 ) -> None:
     with _watched(browser, bridge.base, {"width": 1200, "height": 900}) as (page, errors, blocked):
         key = _sign_up_with_key(page)
-        with httpx.Client(
-            base_url=bridge.base, headers={"Authorization": f"Bearer {key}"}, timeout=120
-        ) as api:
+        with bridge.client(key) as api:
             made = api.post(
                 "/api/v1/videos",
                 json={"prompt": "waves on a shore", "duration": 1, "resolution": "360p"},

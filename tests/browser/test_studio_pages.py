@@ -138,9 +138,7 @@ def test_playground_then_projects(bridge: Bridge, browser: Browser, tmp_path: Pa
             re.compile(r"\.glb$"), timeout=60_000
         )
         expect(page.locator("#status")).to_have_text("Done")
-        with httpx.Client(
-            base_url=bridge.base, headers={"Authorization": f"Bearer {key}"}, timeout=120
-        ) as api:
+        with bridge.client(key) as api:
             left = api.get("/api/v1/account").json()["data"]["points"]
         expect(page.locator("#points")).to_have_text(f"Points left: {left}")
 
@@ -234,9 +232,7 @@ def test_menu_card_view_and_playground_parameters(
     shots = Path(os.environ.get("GENSERVE_SCREENSHOTS", tmp_path))
     with _watched(browser, bridge.base, {"width": 1200, "height": 900}) as (page, errors, blocked):
         key = _sign_up_with_key(page)
-        with httpx.Client(
-            base_url=bridge.base, headers={"Authorization": f"Bearer {key}"}, timeout=120
-        ) as api:
+        with bridge.client(key) as api:
             made = api.post(
                 "/api/v1/images",
                 json={"prompt": "a green boat", "aspect_ratio": "16:9", "output_format": "png"},
@@ -299,9 +295,7 @@ def test_menu_card_view_and_playground_parameters(
         page.locator(".project").first.click()
         page.click("#view-delete")
         expect(page.locator(".project")).to_have_count(1)
-        with httpx.Client(
-            base_url=bridge.base, headers={"Authorization": f"Bearer {key}"}, timeout=120
-        ) as api:
+        with bridge.client(key) as api:
             left = api.get("/api/v1/projects").json()["data"]["projects"]
         assert [p["prompt"] for p in left] == ["a green boat"]
         assert errors == [], errors
